@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One entry point for people and CI. Each command sets itself up first:
+#   ./dev.sh sim [bodycam-sim record options]   run the simulated camera (main job)
+#   ./dev.sh test [pytest options]              run the test suite
+#   ./dev.sh bench                              run the benchmarks
+#   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+DEBIAN_TOOLS=(age ffmpeg espeak-ng)
+
+setup() {
+    local missing=()
+    for tool in age ffprobe espeak-ng; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    if ((${#missing[@]})); then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "dev.sh: installing Debian tools (${DEBIAN_TOOLS[*]})" >&2
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEBIAN_TOOLS[@]}" >/dev/null
+        else
+            echo "dev.sh: missing ${missing[*]}; run: sudo apt-get install ${DEBIAN_TOOLS[*]}" >&2
+        fi
+    fi
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -e "$stamp" ]; then
+        echo "dev.sh: installing the package into $VENV" >&2
+        "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/python" -c "import av, cv2, pyrage, device, simulator" # fail here, not in a test
+        rm -f "$VENV"/.installed-*; touch "$stamp"
+    fi
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+    setup) setup ;;
+    sim)
+        setup
+        if [ $# -eq 0 ]; then set -- record --out run/demo --pre-record 30 --record 30 --json; fi
+        exec "$VENV/bin/bodycam-sim" "$@" ;;
+    test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    bench) setup; exec "$VENV/bin/python" bench/write_path.py "$@" ;;
+    *) sed -n '2,7p' "$0"; exit 2 ;;
+esac

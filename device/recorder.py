@@ -1,0 +1,64 @@
+"""The data path in one place: camera packets → pre-record buffer → recording writer.
+
+:class:`Recorder` owns the buffer and, while recording, the writer. It does not
+decide *when* to record — the runtime's state machine (or a test) calls
+:meth:`start` and :meth:`stop`.
+
+>>> # camera → buffer → writer, in virtual time (see tests/test_pipeline.py):
+>>> # rec = Recorder(store, identity, cam.video, cam.audio, clock, PreRecordBuffer(30, 64 << 20))
+>>> # for p in cam.packets(): rec.on_packet(p)   # buffering
+>>> # rec.start(announced=True); ...; segments = rec.stop()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from common.clock import Clock
+from device.camera import AudioParams, EncodedPacket, VideoParams
+from device.identity import DeviceIdentity
+from device.ring_buffer import PreRecordBuffer
+from device.segment_store import SegmentStore
+from device.segment_writer import RecordingInfo, RecordingWriter, WriterPolicy, WrittenSegment
+
+
+class Recorder:
+    def __init__(self, store: SegmentStore, identity: DeviceIdentity, video: VideoParams,
+                 audio: AudioParams | None, clock: Clock, buffer: PreRecordBuffer,
+                 policy: WriterPolicy = WriterPolicy()) -> None:
+        self.store, self.identity, self.video, self.audio = store, identity, video, audio
+        self.clock, self.buffer, self.policy = clock, buffer, policy
+        self.writer: RecordingWriter | None = None
+        self.last_pts_us: int | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self.writer is not None
+
+    def on_packet(self, packet: EncodedPacket) -> None:
+        self.last_pts_us = packet.pts_us
+        self.buffer.push(packet)
+
+    def start(self, *, announced: bool, press_pts_us: int | None = None) -> RecordingInfo:
+        """Begin a recording; the pre-record buffer is written first, then made durable."""
+        if self.writer is not None:
+            raise RuntimeError("already recording")
+        press = press_pts_us if press_pts_us is not None else (
+            self.last_pts_us if self.last_pts_us is not None else self.clock.monotonic_us())
+        stamp = dt.datetime.fromtimestamp(self.clock.utc_of(press) / 1e6, dt.timezone.utc)
+        info = RecordingInfo(
+            recording_id=f"{self.identity.device_id}-{stamp:%Y%m%dT%H%M%S}Z-{self.store.head.seq + 1:08d}",
+            announced=announced, pre_record_s=self.buffer.window_us / 1e6, press_pts_us=press)
+        self.writer = RecordingWriter(self.store, self.identity, self.video, self.audio,
+                                      self.clock, info, self.policy)
+        self.buffer.activate(self.writer.write)
+        self.writer.sync()
+        return info
+
+    def stop(self) -> list[WrittenSegment]:
+        """End the recording; buffering restarts empty."""
+        if self.writer is None:
+            return []
+        self.buffer.deactivate()
+        writer, self.writer = self.writer, None
+        return writer.close()

@@ -1,0 +1,169 @@
+"""``bodycam-sim``: run the camera in the simulator.
+
+``bodycam-sim record --out DIR --pre-record S --record S [...] --json`` simulates a
+boot, buffers until the pre-record window is full, presses record, records S
+seconds and stops. Keys are created under ``DIR/keys`` unless given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from common import keys
+from common.clock import SystemClock, VirtualClock
+from device.camera import AudioParams, CameraConfig, VideoParams, open_camera
+from device.identity import DeviceIdentity
+from device.recorder import Recorder
+from device.ring_buffer import PreRecordBuffer
+from device.segment_store import SegmentStore
+from device.segment_writer import WriterPolicy
+
+
+class UsageError(Exception):
+    """Bad arguments: printed as ``bodycam-sim: error: …``, exit code 2."""
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must look like 1280x720, got {text!r}")
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"resolution {text} out of range (even numbers, 16x16…7680x4320)")
+    return w, h
+
+
+def _ranged(kind: type, lo: float, hi: float, name: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be within {lo}–{hi}, got {text}")
+        return value
+    return parse
+
+
+def ensure_keys(key_dir: Path) -> tuple[Path, str, keys.DeviceKeyFiles]:
+    """Authority identity + recipient and a device key under ``key_dir``, created if missing."""
+    identity = key_dir / "authority.key"
+    if not identity.exists():
+        keys.create_authority(key_dir)
+    recipient = keys.recipient_of(keys.load_identity(identity))
+    device_key = key_dir / "device.key"
+    if not device_key.exists():
+        dev = keys.create_device_key(key_dir)
+    else:
+        pub = keys.load_signing_key(device_key).public_key()
+        dev = keys.DeviceKeyFiles(device_key, key_dir / "device.pub.pem", keys.fingerprint(pub))
+    return identity, recipient, dev
+
+
+def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    identity_path, recipient, dev = ensure_keys(args.keys or out / "keys")
+    identity = DeviceIdentity.load(args.device_id, dev.private, [recipient], args.officer_id)
+    clock = SystemClock() if args.realtime else VirtualClock(utc_start_us=SystemClock().utc_us())
+    w, h = args.resolution
+    video = VideoParams(width=w, height=h, fps=args.fps, bitrate=args.bitrate,
+                        gop_frames=max(1, round(args.fps * args.gop_seconds)))
+    camera = open_camera(CameraConfig("sim", video, AudioParams() if args.audio else None,
+                                      {"seed": args.seed, "noise": args.noise}), clock=clock)
+    store = SegmentStore(out / "store")
+    store.seal_interrupted(identity)  # boot: seal anything a power cut left open
+    buffer = PreRecordBuffer(args.pre_record, args.buffer_mb << 20, keep_audio=args.pre_record_audio)
+    recorder = Recorder(store, identity, camera.video, camera.audio, clock, buffer,
+                        WriterPolicy(segment_seconds=args.segment_seconds))
+    boot = clock.monotonic_us()
+    # Fill the window, plus one GOP so the oldest keyframe can sit at or before it.
+    press_at = boot + round((args.pre_record + args.gop_seconds + 0.5) * 1e6)
+    stop_at = None
+    info = None
+    segments = []
+    for packet in camera.packets():
+        if info is None and packet.kind == "video" and packet.pts_us >= press_at:
+            info = recorder.start(announced=not args.emergency, press_pts_us=packet.pts_us)
+            stop_at = packet.pts_us + round(args.record * 1e6)
+        if stop_at is not None and packet.kind == "video" and packet.pts_us >= stop_at:
+            segments = recorder.stop()
+            break
+        recorder.on_packet(packet)
+    camera.close()
+    assert info is not None
+    first = segments[0].manifest if segments else None
+    return {
+        "identity": str(identity_path.resolve()),
+        "recipient": recipient,
+        "device_public_key": str(dev.public.resolve()),
+        "device_public_key_pem": dev.public.read_text(),
+        "device_id": args.device_id,
+        "store": str(store.root.resolve()),
+        "recording_id": info.recording_id,
+        "announced": info.announced,
+        "press_pts_us": info.press_pts_us,
+        "pre_record_covered_s": (info.press_pts_us - first.first_pts_us) / 1e6 if first else 0.0,
+        "video": camera.video.to_dict(),
+        "audio": camera.audio.to_dict() if camera.audio else None,
+        "segments": [{"path": str(s.path.resolve()), "manifest": str(s.manifest_path.resolve()),
+                      "sha256": s.manifest.sha256.hex(), "seq": s.seq, "frames": s.manifest.frames,
+                      "first_pts_us": s.manifest.first_pts_us, "last_pts_us": s.manifest.last_pts_us}
+                     for s in segments],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bodycam-sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="simulate boot, pre-record, one recording, stop")
+    rec.add_argument("--out", type=Path, required=True, help="directory for keys and the segment store")
+    rec.add_argument("--pre-record", type=_ranged(float, 0, 120, "--pre-record"), default=30.0,
+                     metavar="S", help="pre-record window in seconds, 0–120 (default 30)")
+    rec.add_argument("--record", type=_ranged(float, 0.1, 24 * 3600, "--record"), required=True,
+                     metavar="S", help="seconds to record after the press")
+    rec.add_argument("--resolution", type=_resolution, default=(1280, 720), metavar="WxH")
+    rec.add_argument("--fps", type=_ranged(int, 1, 120, "--fps"), default=30)
+    rec.add_argument("--bitrate", type=_ranged(int, 50_000, 100_000_000, "--bitrate"), default=4_000_000,
+                     metavar="BPS")
+    rec.add_argument("--gop-seconds", type=_ranged(float, 0.1, 10, "--gop-seconds"), default=1.0)
+    rec.add_argument("--segment-seconds", type=_ranged(float, 1, 3600, "--segment-seconds"), default=10.0,
+                     metavar="S")
+    rec.add_argument("--seed", type=int, default=0, help="scene seed")
+    rec.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0,
+                     help="sensor-like noise amplitude (raises the real bitrate)")
+    rec.add_argument("--audio", action="store_true", help="add an AAC track (synthetic tone)")
+    rec.add_argument("--pre-record-audio", action="store_true", help="keep audio in the pre-record buffer")
+    rec.add_argument("--buffer-mb", type=_ranged(int, 1, 1024, "--buffer-mb"), default=256,
+                     help="RAM cap of the pre-record buffer in MiB")
+    rec.add_argument("--emergency", action="store_true", help="record without announcement (double press)")
+    rec.add_argument("--device-id", default="sim-cam-01")
+    rec.add_argument("--officer-id", default=None)
+    rec.add_argument("--keys", type=Path, default=None, help="key directory (default OUT/keys)")
+    rec.add_argument("--realtime", action="store_true", help="run at wall-clock speed")
+    rec.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = cmd_record(args)
+    except (keys.KeyError_, UsageError) as exc:
+        parser.error(str(exc))
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"recording {result['recording_id']}: {len(result['segments'])} segments, "
+              f"pre-record {result['pre_record_covered_s']:.2f} s, store {result['store']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
