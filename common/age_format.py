@@ -162,8 +162,8 @@ class AgeStreamWriter:
         if self._on_ciphertext is not None:
             self._on_ciphertext(data)
 
-    def _seal(self, plaintext: bytes | bytearray, last: bool) -> None:
-        self._emit(self._aead.encrypt(_chunk_nonce(self._counter, last), bytes(plaintext), None))
+    def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
+        self._emit(self._aead.encrypt(_chunk_nonce(self._counter, last), plaintext, None))
         self._counter += 1
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
