@@ -98,3 +98,26 @@ def verify_chain(records: Iterable[bytes], key: Ed25519PublicKey, *,
         bodies.append(body)
         expected_prev, expected_seq = digest(record), (seq + 1 if isinstance(seq, int) else None)
     return bodies
+
+
+def split_sequence(data: bytes) -> tuple[list[bytes], int]:
+    """Split a CBOR sequence (RFC 8742) into each item's exact bytes.
+
+    Returns ``(items, torn)``: ``torn`` is the number of trailing bytes that do not
+    form a complete item (a record cut by a power cut), 0 for a clean file.
+    """
+    import io
+
+    fp = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(fp)
+    items: list[bytes] = []
+    start = 0
+    while start < len(data):
+        try:
+            decoder.decode()
+        except Exception:  # cbor2 raises several types for a cut item
+            return items, len(data) - start
+        end = fp.tell()
+        items.append(data[start:end])
+        start = end
+    return items, 0

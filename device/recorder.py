@@ -13,6 +13,7 @@ decide *when* to record — the runtime's state machine (or a test) calls
 from __future__ import annotations
 
 import datetime as dt
+from typing import Callable
 
 from common.clock import Clock
 from device.camera import AudioParams, EncodedPacket, VideoParams
@@ -25,9 +26,10 @@ from device.segment_writer import RecordingInfo, RecordingWriter, WriterPolicy, 
 class Recorder:
     def __init__(self, store: SegmentStore, identity: DeviceIdentity, video: VideoParams,
                  audio: AudioParams | None, clock: Clock, buffer: PreRecordBuffer,
-                 policy: WriterPolicy = WriterPolicy()) -> None:
+                 policy: WriterPolicy = WriterPolicy(), guard: Callable[[], None] | None = None) -> None:
+        """``guard`` runs before every packet is written (the runtime's red-LED interlock)."""
         self.store, self.identity, self.video, self.audio = store, identity, video, audio
-        self.clock, self.buffer, self.policy = clock, buffer, policy
+        self.clock, self.buffer, self.policy, self.guard = clock, buffer, policy, guard
         self.writer: RecordingWriter | None = None
         self.last_pts_us: int | None = None
 
@@ -51,9 +53,15 @@ class Recorder:
             announced=announced, pre_record_s=self.buffer.window_us / 1e6, press_pts_us=press)
         self.writer = RecordingWriter(self.store, self.identity, self.video, self.audio,
                                       self.clock, info, self.policy)
-        self.buffer.activate(self.writer.write)
+        self.buffer.activate(self._write)
         self.writer.sync()
         return info
+
+    def _write(self, packet: EncodedPacket) -> None:
+        if self.guard is not None:
+            self.guard()
+        assert self.writer is not None
+        self.writer.write(packet)
 
     def stop(self) -> list[WrittenSegment]:
         """End the recording; buffering restarts empty."""

@@ -54,6 +54,7 @@ class PreRecordBuffer:
         self._sink: Sink | None = None
         self._newest_pts: int | None = None
         self._awaiting_keyframe = False  # live pass-through before its first keyframe
+        self._frozen = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -97,9 +98,15 @@ class PreRecordBuffer:
         self._bytes += len(packet.data)
         self._evict()
 
+    def freeze(self) -> None:
+        """Keep everything from now on (only the byte cap still evicts): called at an
+        announced press, so the pre-record still covers the window before the *press*
+        when the recording starts after the spoken cue."""
+        self._frozen = True
+
     def _evict(self) -> None:
         horizon = (self._newest_pts or 0) - self.window_us
-        while len(self._gops) >= 2 and self._gops[1].start_pts_us <= horizon:
+        while not self._frozen and len(self._gops) >= 2 and self._gops[1].start_pts_us <= horizon:
             self._bytes -= self._gops.popleft().nbytes
         while self._bytes > self.max_bytes and self._gops:
             self._bytes -= self._gops.popleft().nbytes
@@ -116,6 +123,7 @@ class PreRecordBuffer:
                 handed += 1
         self._bytes = 0
         self._sink = sink
+        self._frozen = False
         self._awaiting_keyframe = handed == 0
         return handed
 
@@ -128,3 +136,4 @@ class PreRecordBuffer:
         """Discard every buffered packet (standby, dock)."""
         self._gops.clear()
         self._bytes = 0
+        self._frozen = False

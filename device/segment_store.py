@@ -22,7 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cbor2
 
@@ -68,8 +68,11 @@ class StoredSegment:
 
 
 class SegmentStore:
-    def __init__(self, root: Path) -> None:
+    """``free_bytes`` overrides how free space is measured (the simulator's small disk)."""
+
+    def __init__(self, root: Path, free_bytes: Callable[[], int] | None = None) -> None:
         self.root = Path(root)
+        self._free_bytes = free_bytes
         self.dir = self.root / "segments"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._head_path = self.root / "chain-head.cbor"
@@ -98,6 +101,8 @@ class SegmentStore:
         return self.dir / f"{seq:08d}{JOURNAL_SUFFIX}"
 
     def free_bytes(self) -> int:
+        if self._free_bytes is not None:
+            return self._free_bytes()
         return shutil.disk_usage(self.root).free
 
     # ------------------------------------------------------------- writing

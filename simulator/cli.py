@@ -117,6 +117,42 @@ def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def cmd_device(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``bodycam-sim device``: the whole camera runtime, scripted (virtual time) or interactive."""
+    from dataclasses import replace
+
+    from device import config as device_config
+    from simulator.device_sim import SimDevice, ScriptError, load_script
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        config = device_config.load(args.config) if args.config else device_config.Config(base_dir=out)
+        steps = load_script(args.script) if args.script else None
+    except (device_config.ConfigError, ScriptError, OSError) as exc:
+        raise UsageError(str(exc))
+    identity_path, recipient, dev = ensure_keys(out / "keys")
+    key_path = device_config.resolve(config, config.device.key) if args.config else dev.private
+    if not key_path.exists():
+        raise UsageError(f"device key {key_path} not found; create it with: bodycam-keys device --out {key_path.parent}")
+    recipients = config.device.recipients or [recipient]
+    if not args.config:
+        config = replace(config, device=replace(config.device, store=str(out / "store"),
+                                                key=str(key_path), recipients=recipients))
+    identity = DeviceIdentity.load(config.device.id, key_path, recipients, config.device.officer_id or None)
+    sim = SimDevice.create(config, identity, realtime=steps is None, disk_bytes=args.disk_mb << 20,
+                           seed=args.seed, noise=args.noise)
+    if steps is None:
+        from simulator.interactive import run_interactive
+        run_interactive(sim)
+        return None
+    sim.run_script(steps)
+    report = sim.report()
+    report.update({"identity": str(identity_path.resolve()), "recipient": recipient,
+                   "device_public_key": str(dev.public.resolve())})
+    return report
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bodycam-sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--keys", type=Path, default=None, help="key directory (default OUT/keys)")
     rec.add_argument("--realtime", action="store_true", help="run at wall-clock speed")
     rec.add_argument("--json", action="store_true", help="print one JSON object")
+
+    dev = sub.add_parser("device", help="run the camera runtime: interactive, or --script FILE in virtual time")
+    dev.add_argument("--out", type=Path, default=Path("run/device"), help="keys and store (default run/device)")
+    dev.add_argument("--config", type=Path, help="device TOML config (default: built-in defaults)")
+    dev.add_argument("--script", type=Path, help="TOML ([[steps]]) or JSON list of {at, action, …}")
+    dev.add_argument("--disk-mb", type=_ranged(int, 1, 1 << 22, "--disk-mb"), default=8192,
+                     help="simulated disk size in MiB (default 8192)")
+    dev.add_argument("--seed", type=int, default=0)
+    dev.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0)
+    dev.add_argument("--json", action="store_true", help="print one JSON object (with --script)")
     return parser
 
 
@@ -153,9 +199,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = cmd_record(args)
+        result = cmd_record(args) if args.command == "record" else cmd_device(args)
     except (keys.KeyError_, UsageError) as exc:
         parser.error(str(exc))
+    if result is None:
+        return 0
+    if args.command == "device":
+        if args.json:
+            json.dump(result, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            for e in result["events"]:
+                print(f"{e['t']:9.3f}  {e['state']:<10} {e['kind']}")
+            print(f"{len(result['recordings'])} recordings; final state {result['final_state']}")
+        return 0
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")

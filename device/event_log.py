@@ -1,0 +1,79 @@
+"""Device event log: every state change, button gesture, cue, marker and warning.
+
+Each entry is a COSE_Sign1 record (like a segment manifest) with UTC and monotonic
+time, hash-chained to the entry before it; entries are appended to
+``<store>/events.cbors`` (a CBOR sequence, RFC 8742) and fsync'd one by one. The log
+leaves the camera with the footage, so a reviewer sees what the officer did and
+what the camera signalled — and that nothing was removed in between.
+
+>>> # log = EventLog(store_root, identity, clock); log.append("boot", "BOOTING")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from common import signed
+from common.clock import Clock
+from device.identity import DeviceIdentity
+
+EVENT_VERSION = 1
+
+
+class EventLog:
+    def __init__(self, root: Path, identity: DeviceIdentity, clock: Clock) -> None:
+        self.path = Path(root) / "events.cbors"
+        self.identity, self.clock = identity, clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.seq, self.prev = self._load_head()
+        self.entries: list[dict[str, Any]] = []  # this boot's entries, for display
+
+    def _load_head(self) -> tuple[int, bytes | None]:
+        """Continue the chain from the log's last record (handing the log to the dock, and
+        keeping a head once it is cleared, belongs to the dock protocol)."""
+        self._repair_torn_tail()
+        if self.path.exists():
+            records, _ = signed.split_sequence(self.path.read_bytes())
+            if records:
+                return int(signed.open_signed(records[-1], None)["seq"]), signed.digest(records[-1])
+        return 0, None
+
+    def _repair_torn_tail(self) -> None:
+        """A power cut mid-append leaves a partial record: cut it off (it was never acknowledged)."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        _, torn = signed.split_sequence(data)
+        if torn:
+            with open(self.path, "r+b") as f:
+                f.truncate(len(data) - torn)
+                os.fsync(f.fileno())
+
+    def append(self, kind: str, state: str, **data: Any) -> dict[str, Any]:
+        mono = self.clock.monotonic_us()
+        body = {
+            "v": EVENT_VERSION, "type": "event", "device_id": self.identity.device_id,
+            "device_key": self.identity.key_fingerprint, "seq": self.seq + 1,
+            "utc_us": self.clock.utc_of(mono), "mono_us": mono, "kind": kind, "state": state,
+            "data": data, "prev": self.prev,
+        }
+        record = signed.sign(body, self.identity.signing_key, bytes.fromhex(self.identity.key_fingerprint))
+        with open(self.path, "ab") as f:
+            f.write(record)
+            f.flush()
+            os.fsync(f.fileno())
+        self.seq, self.prev = body["seq"], signed.digest(record)
+        self.entries.append(body)
+        return body
+
+
+def read_event_log(path: Path, key: Ed25519PublicKey) -> list[dict[str, Any]]:
+    """Verify and decode an event log file; raises on a broken chain or signature."""
+    records, torn = signed.split_sequence(Path(path).read_bytes())
+    if torn:
+        raise signed.ChainError(f"{path}: {torn} trailing bytes do not form a record (torn write)")
+    return signed.verify_chain(records, key)

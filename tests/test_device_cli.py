@@ -1,0 +1,85 @@
+"""Device config validation and the `bodycam-sim device` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device import config as device_config
+
+SMALL_CAMERA = '[camera]\nwidth = 320\nheight = 240\nbitrate = 300000\naudio = false\n'
+
+
+def sim(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "simulator.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[recording]\npre_record_seconds = 90\n[policy]\npre_record_cap_seconds = 60\n",
+     "exceeds the administrator's cap"),
+    ("[recording]\npre_record_seconds = 500\n", "out of range 0–120"),
+    ("[recording]\ncovert = true\n", "unknown key recording.covert"),
+    ("[leds]\nred = false\n", "unknown section [leds]"),
+    ("[camera]\nfps = 'fast'\n", "camera.fps must be an integer"),
+    ("[button]\nhold_stop_s = 8\nstandby_hold_s = 5\n", "short_press_max_s < hold_stop_s < standby_hold_s"),
+    ("[pins]\nred = 17\n", "pins must all differ"),
+    ("not toml at all [", "not valid TOML"),
+])
+def test_bad_config_is_refused_with_a_clear_message(tmp_path, toml, message):
+    path = tmp_path / "bodycam.toml"
+    path.write_text(toml)
+    with pytest.raises(device_config.ConfigError) as exc:
+        device_config.load(path)
+    assert message in str(exc.value)
+    proc = sim(["device", "--out", str(tmp_path / "o"), "--config", str(path),
+                "--script", str(Path(__file__).parent / "data" / "short.toml")], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_valid_config_loads_with_defaults(tmp_path):
+    path = tmp_path / "bodycam.toml"
+    path.write_text("[recording]\npre_record_seconds = 60\n[policy]\npre_record_cap_seconds = 90\n")
+    cfg = device_config.load(path)
+    assert cfg.recording.pre_record_seconds == 60 and cfg.button.hold_stop_s == 3.0
+    assert device_config.resolve(cfg, "store") == tmp_path / "store"
+
+
+@pytest.mark.parametrize("script, message", [
+    ('[[steps]]\nat = 1\naction = "explode"\n', "action must be one of"),
+    ('[[steps]]\nat = -1\naction = "press"\n', "'at' must be seconds"),
+    ('[[steps]]\nat = 1\naction = "battery"\n', "needs level"),
+    ('[[steps]]\nat = 1\naction = "hold"\nsecs = 3\n', "unknown keys ['secs']"),
+    ('steps = []\n', "non-empty list"),
+    ('[[steps]\n', "cannot parse"),
+])
+def test_bad_script_exit_2(tmp_path, script, message):
+    path = tmp_path / "s.toml"
+    path.write_text(script)
+    proc = sim(["device", "--out", str(tmp_path / "o"), "--script", str(path), "--json"], tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_scripted_device_json_contract(tmp_path):
+    cfg = tmp_path / "bodycam.toml"
+    cfg.write_text(SMALL_CAMERA + '[recording]\npre_record_seconds = 4\n[device]\nkey = "o/keys/device.key"\n')
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"at": 6, "action": "press"}, {"at": 9, "action": "press"},
+                                  {"at": 12, "action": "hold", "seconds": 3.5},
+                                  {"at": 18, "action": "double"}, {"at": 21, "action": "hold", "seconds": 3.5}]))
+    proc = sim(["device", "--out", str(tmp_path / "o"), "--config", str(cfg), "--script", str(script), "--json"],
+               tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert {"events", "recordings", "leds"} <= out.keys()
+    assert all({"t", "kind", "state"} <= e.keys() for e in out["events"])
+    first, second = out["recordings"]
+    assert {"id", "announced", "start", "end", "markers", "segments"} <= first.keys()
+    assert first["announced"] and not second["announced"]
+    assert first["markers"] == [9.0]
+    assert all({"t", "red", "green", "amber"} <= l.keys() for l in out["leds"])
+    assert out["final_state"] == "READY"
