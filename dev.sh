@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for people and CI. Each command sets itself up first:
-#   ./dev.sh sim [bodycam-sim record options]   run the simulated camera (main job)
+#   ./dev.sh sim [bodycam-sim arguments]        main job: a scripted shift on the simulated camera
 #   ./dev.sh test [pytest options]              run the test suite
-#   ./dev.sh bench                              run the benchmarks
+#   ./dev.sh bench [write|activation]           run the benchmarks (both by default)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,9 +36,17 @@ case "$cmd" in
     setup) setup ;;
     sim)
         setup
-        if [ $# -eq 0 ]; then set -- record --out run/demo --pre-record 30 --record 30 --json; fi
+        if [ $# -eq 0 ]; then set -- device --out run/shift --script examples/shift.toml --json; fi
         exec "$VENV/bin/bodycam-sim" "$@" ;;
     test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
-    bench) setup; exec "$VENV/bin/python" bench/write_path.py "$@" ;;
+    bench)
+        setup
+        what="${1:-all}"; shift || true
+        case "$what" in
+            write) exec "$VENV/bin/python" bench/write_path.py "$@" ;;
+            activation) exec "$VENV/bin/python" bench/activation_latency.py "$@" ;;
+            all) "$VENV/bin/python" bench/write_path.py && exec "$VENV/bin/python" bench/activation_latency.py ;;
+            *) echo "dev.sh bench: write | activation" >&2; exit 2 ;;
+        esac ;;
     *) sed -n '2,7p' "$0"; exit 2 ;;
 esac

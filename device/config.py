@@ -103,6 +103,7 @@ class StorageSection:
 
 @dataclass(frozen=True)
 class PowerSection:
+    battery_capacity_file: str = ""  # e.g. /sys/class/power_supply/BAT0/capacity; "" = no gauge
     low_percent: float = field(default=20, metadata=_range(1, 100))
     critical_percent: float = field(default=5, metadata=_range(0, 100))
 

@@ -53,8 +53,8 @@ class Recorder:
             announced=announced, pre_record_s=self.buffer.window_us / 1e6, press_pts_us=press)
         self.writer = RecordingWriter(self.store, self.identity, self.video, self.audio,
                                       self.clock, info, self.policy)
-        self.buffer.activate(self._write)
-        self.writer.sync()
+        with self.writer.handover():
+            self.buffer.activate(self._write)
         return info
 
     def _write(self, packet: EncodedPacket) -> None:

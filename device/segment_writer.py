@@ -8,7 +8,9 @@ keyframe and the concatenation of a recording's segments plays without a gap.
 Durability policy (CAST: everything up to a power cut must be recoverable):
 
 * every complete 64 KiB age chunk is written to the OS as soon as it exists;
-* at least once per ``sync_interval_s`` of footage the file is fsync'd;
+* a recording's first chunk is fsync'd at once (activation latency), the handed-over
+  pre-record buffer once it is all written (:meth:`RecordingWriter.handover`);
+* after that, at least once per ``sync_interval_s`` of footage the file is fsync'd;
 * when the bitrate is so low that plaintext would sit in the unfinished chunk for
   longer than ``sync_interval_s``, MPEG-TS null packets (which every demuxer skips)
   fill the chunk so that it, too, can be written and fsync'd. Off with
@@ -21,9 +23,10 @@ So a power cut loses about one second at most; the rest is recovered by
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from common.age_format import CHUNK_SIZE, AgeStreamWriter
 from common.clock import Clock
@@ -105,6 +108,8 @@ class RecordingWriter:
         self.segments: list[WrittenSegment] = []
         self._frame_us = round(1_000_000 / video.fps)
         self._closed = False
+        self._first_synced = False
+        self._handing_over = False
 
     # ------------------------------------------------------------------ input
     def write(self, packet: EncodedPacket) -> None:
@@ -131,6 +136,14 @@ class RecordingWriter:
         if seg.age.chunks_written != seg.chunks_seen:
             seg.chunks_seen = seg.age.chunks_written
             seg.pending_since_pts = pts_us
+            if not self._first_synced:
+                # The first footage of a recording is made durable at once, not a second later.
+                self._first_synced = True
+                seg.age.sync()
+                seg.last_sync_pts = pts_us
+                return
+        if self._handing_over:
+            return  # buffered footage arrives far faster than real time: one fsync at the end
         interval_us = self.policy.sync_interval_s * 1e6
         if pts_us - seg.last_sync_pts < interval_us:
             return
@@ -145,9 +158,23 @@ class RecordingWriter:
         seg.last_sync_pts = pts_us
 
     def sync(self) -> None:
-        """fsync now (after handing over the pre-record buffer, say)."""
+        """fsync now."""
         if self._segment is not None:
             self._segment.age.sync()
+
+    @contextmanager
+    def handover(self) -> Iterator[None]:
+        """While the pre-record buffer is written in one burst: no per-second fsyncs (its
+        timestamps are seconds apart but it arrives within milliseconds); the first chunk
+        is still fsync'd at once, and everything at the end."""
+        self._handing_over = True
+        try:
+            yield
+        finally:
+            self._handing_over = False
+            self.sync()
+            if self._segment is not None and self._segment.last_video_pts is not None:
+                self._segment.last_sync_pts = self._segment.last_video_pts
 
     # ------------------------------------------------------------------ segments
     def _open(self, first_pts: int) -> _OpenSegment:

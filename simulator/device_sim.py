@@ -20,7 +20,7 @@ from typing import Any, Callable
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from common.clock import Clock, SystemClock, VirtualClock
-from device.camera import AudioParams, CameraConfig, VideoParams, open_camera
+from device.camera import AudioParams, Camera, CameraConfig, VideoParams, open_camera
 from device.config import Config, resolve
 from device.hardware import Hardware, render_cue, wav_duration_us
 from device.identity import DeviceIdentity
@@ -125,13 +125,16 @@ class SimDevice:
 
     @classmethod
     def create(cls, config: Config, identity: DeviceIdentity, *, realtime: bool = False,
-               disk_bytes: int = 8 << 30, seed: int = 0, noise: int = 0) -> "SimDevice":
+               disk_bytes: int = 8 << 30, seed: int = 0, noise: int = 0,
+               camera_factory: Callable[[Clock], Camera] | None = None) -> "SimDevice":
+        """``camera_factory(clock)`` replaces the simulated camera (e.g. a ReplayCamera)."""
         clock: Clock = SystemClock() if realtime else VirtualClock(utc_start_us=SystemClock().utc_us())
         c = config.camera
         video = VideoParams(width=c.width, height=c.height, fps=c.fps, bitrate=c.bitrate,
                             gop_frames=max(1, round(c.fps * c.gop_seconds)))
-        camera = open_camera(CameraConfig("sim", video, AudioParams() if c.audio else None,
-                                          {"seed": seed, "noise": noise}), clock=clock)
+        camera = camera_factory(clock) if camera_factory else open_camera(
+            CameraConfig("sim", video, AudioParams() if c.audio else None, {"seed": seed, "noise": noise}),
+            clock=clock)
         factory = MockFactory(pin_class=MockPWMPin)
         hardware = Hardware.open(config.pins, factory)
         disk = SimDisk(disk_bytes)

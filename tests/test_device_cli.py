@@ -83,3 +83,20 @@ def test_scripted_device_json_contract(tmp_path):
     assert first["markers"] == [9.0]
     assert all({"t", "red", "green", "amber"} <= l.keys() for l in out["leds"])
     assert out["final_state"] == "READY"
+
+
+def test_bodycam_device_check_and_refusals(tmp_path):
+    good = tmp_path / "ok.toml"
+    good.write_text("[recording]\npre_record_seconds = 30\n")
+    ok = subprocess.run([sys.executable, "-m", "device.main", "--config", str(good), "--check"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    no_recipient = subprocess.run([sys.executable, "-m", "device.main", "--config", str(good)],
+                                  capture_output=True, text=True, env={"GPIOZERO_PIN_FACTORY": "mock",
+                                                                        "PATH": "/usr/bin:/bin"})
+    assert no_recipient.returncode == 2 and "device.recipients is empty" in no_recipient.stderr
+    secret_key = tmp_path / "bad.toml"
+    secret_key.write_text('[device]\nrecipients = ["AGE-SECRET-KEY-1QQQ"]\n')
+    bad = subprocess.run([sys.executable, "-m", "device.main", "--config", str(secret_key)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "never the secret key" in bad.stderr

@@ -1,0 +1,67 @@
+"""``bodycam-device --config /etc/bodycam/bodycam.toml``: the camera's main process.
+
+Real backends throughout: the camera named in the config (``picamera2`` on a Pi),
+gpiozero's default pin factory (``GPIOZERO_PIN_FACTORY`` overrides it, e.g. ``mock``),
+ALSA ``aplay`` for the spoken cue, the battery gauge file if configured.
+Exit status 2 on a bad configuration, with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from common import keys
+from common.clock import SystemClock
+from device import config as device_config
+from device.camera import AudioParams, CameraConfig, CameraError, VideoParams, open_camera
+from device.hardware import AplaySink, Hardware, render_cue
+from device.identity import DeviceIdentity
+from device.power import MainsPower, PowerSource, SysfsBattery
+from device.runtime import DeviceRuntime
+from device.segment_store import SegmentStore
+
+
+def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRuntime:
+    d, c = config.device, config.camera
+    if not d.recipients:
+        raise device_config.ConfigError("device.recipients is empty: put the evidence office's age1… "
+                                        "recipient there (bodycam-keys authority prints it)")
+    identity = DeviceIdentity.load(d.id, device_config.resolve(config, d.key), d.recipients, d.officer_id or None)
+    video = VideoParams(width=c.width, height=c.height, fps=c.fps, bitrate=c.bitrate,
+                        gop_frames=max(1, round(c.fps * c.gop_seconds)))
+    camera = open_camera(CameraConfig(c.backend, video, AudioParams() if c.audio else None), clock=clock)
+    power: PowerSource = (SysfsBattery(Path(config.power.battery_capacity_file))
+                          if config.power.battery_capacity_file else MainsPower())
+    cue = render_cue(config.cues.announcement, config.cues.voice, device_config.resolve(config, config.cues.wav))
+    return DeviceRuntime(config, identity, camera, Hardware.open(config.pins), clock,
+                         SegmentStore(device_config.resolve(config, d.store)), power,
+                         audio=AplaySink(), cue_wav=cue)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bodycam-device", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    args = parser.parse_args(argv)
+    try:
+        config = device_config.load(args.config)
+        if args.check:
+            print(f"{args.config}: ok")
+            return 0
+        runtime = build_runtime(config, SystemClock())
+    except (device_config.ConfigError, keys.KeyError_, CameraError, OSError) as exc:
+        parser.error(str(exc))
+    try:
+        runtime.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop_recording("shutdown")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
