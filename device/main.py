@@ -20,7 +20,7 @@ from device.camera import AudioParams, CameraConfig, CameraError, VideoParams, o
 from device.hardware import AplaySink, Hardware, render_cue
 from device.identity import DeviceIdentity
 from device.power import MainsPower, PowerSource, SysfsBattery
-from device.runtime import DeviceRuntime
+from device.runtime import DeviceRuntime, State
 from device.segment_store import SegmentStore
 
 
@@ -55,12 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (device_config.ConfigError, keys.KeyError_, CameraError, OSError) as exc:
         parser.error(str(exc))
     try:
-        runtime.run()
+        final = runtime.run()
     except KeyboardInterrupt:
-        pass
-    finally:
         runtime.stop_recording("shutdown")
-    return 0
+        return 0
+    return 1 if final == State.ERROR else 0
 
 
 if __name__ == "__main__":

@@ -118,20 +118,23 @@ class DeviceRuntime:
                 self._fail("storage_error", str(exc))
         self.tick()
 
-    def run(self) -> None:
-        """The device main loop (on the Pi: until the process is stopped)."""
+    def run(self) -> State:
+        """The device main loop, until shutdown or a camera failure; returns the final state.
+
+        A camera failure finalises the recording, enters ERROR (amber, error tone) and
+        returns, so the service manager can restart the process and the camera with it.
+        """
         self.boot()
         try:
             for packet in self.camera.packets():
                 self.feed(packet)
                 if self.state == State.SHUTDOWN:
                     break
-        except Exception as exc:  # camera failure: finish what was written, then signal
+        except Exception as exc:  # the camera stack failed under us
             self._fail("camera_failure", f"{type(exc).__name__}: {exc}")
-            raise
         finally:
-            if self.recorder.recording:
-                self._stop_recording("shutdown")
+            self.stop_recording("shutdown")
+        return self.state
 
     # ------------------------------------------------------------------ tick
     def tick(self) -> None:

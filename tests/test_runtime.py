@@ -256,3 +256,49 @@ def test_event_log_survives_a_torn_append(tmp_path, identity):
     assert again.seq == 3
     again.append("boot", "BOOTING")
     assert [b["seq"] for b in read_event_log(again.path, identity.signing_key.public_key())] == [1, 2, 3, 4]
+
+
+def test_camera_failure_finalises_the_recording_and_enters_error(sim_factory, device_public, authority):
+    sim = sim_factory()
+    rt = sim.runtime
+    real_packets = rt.camera.packets
+
+    def failing():
+        for i, p in enumerate(real_packets()):
+            if i == 30 * 10:
+                raise OSError("CSI-2 link lost")
+            if i == 30 * 6:
+                sim.pin.drive_low(); sim.pin.drive_high(); sim.pin.drive_low()  # a double press
+            if i == 30 * 6 + 3:
+                sim.pin.drive_high()
+            yield p
+    rt.camera.packets = failing  # type: ignore[method-assign]
+    assert rt.run() == State.ERROR and rt.error == "camera_failure"
+    (rec,) = rt.recordings
+    assert rec.stop_reason == "camera_failure" and rec.segments
+    assert verify_store(rt.store.dir, device_public, identity=authority[1]).ok
+    assert rt.hw.led_states() == {"red": False, "green": False, "amber": True}
+
+
+def test_boot_after_a_power_cut_seals_the_segment_and_warns(tmp_path, identity, device_public, authority):
+    import shutil
+    cfg = make_config(tmp_path / "a")
+    first = SimDevice.create(cfg, identity)
+    first.runtime.boot()
+    first.schedule({"at": 6, "action": "double"})
+    first.run_until(10.8)  # 1.8 s into the segment that began at 9 s
+    assert first.runtime.recorder.recording
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the disk as the power cut left it
+    first.runtime.stop_recording()
+    first.runtime.hw.close()
+    again = SimDevice.create(make_config(tmp_path / "b"), identity)
+    again.runtime.boot()
+    kinds_ = [e["kind"] for e in again.runtime.events.entries]
+    assert "segment_sealed_after_interruption" in kinds_
+    assert "interrupted_recording" in again.runtime.warnings and again.runtime.hw.led_states()["amber"]
+    report = verify_store(again.runtime.store.dir, device_public, identity=authority[1])
+    assert report.ok and report.segments[-1].truncated and report.segments[-1].plaintext_bytes > 0
+    # The event log continues the same chain across the reboot.
+    bodies = read_event_log(again.runtime.events.path, device_public)
+    assert [b["seq"] for b in bodies] == list(range(1, len(bodies) + 1))
+    again.runtime.hw.close()
