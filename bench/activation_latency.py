@@ -46,7 +46,7 @@ def clip(video: VideoParams) -> list[EncodedPacket]:
         with open(path, "rb") as f:
             return pickle.load(f)
     cam = SimCamera(CameraConfig("sim", video, None, {"seed": 3, "noise": 32}), clock=VirtualClock())
-    packets = ReplayCamera.record(cam, 10, VirtualClock())._clip
+    packets = ReplayCamera.record(cam, 10, VirtualClock()).clip
     CACHE.mkdir(exist_ok=True)
     path.write_bytes(pickle.dumps(packets))
     return packets
@@ -147,7 +147,7 @@ def main() -> int:
             for f in rt.store.dir.iterdir():  # the dock would free them; keep the disk small
                 f.unlink()
         total_s = time.perf_counter() - t_start
-        rt.hw.close()
+        rt.close()
 
     print(f"{args.activations} activations, {args.pre_record:g} s pre-record buffer full each time, "
           f"{w}x{h} H.264 at {mbit:.1f} Mbit/s, real writer and disk; {total_s:.0f} s wall")

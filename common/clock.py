@@ -62,16 +62,6 @@ class VirtualClock:
     def utc_of(self, mono_us: int) -> int:
         return mono_us + self._offset
 
-    def advance_us(self, delta_us: int) -> None:
-        if delta_us < 0:
-            raise ValueError("a monotonic clock cannot go back")
-        with self._lock:
-            self._mono += delta_us
-
     def sleep_until_us(self, mono_us: int) -> None:
         with self._lock:
             self._mono = max(self._mono, mono_us)
-
-    def set_utc_us(self, utc_us: int) -> None:
-        """Step wall-clock time (as a clock sync does); monotonic time is untouched."""
-        self._offset = utc_us - self._mono

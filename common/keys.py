@@ -27,7 +27,7 @@ RECIPIENT_HRP = "age"
 IDENTITY_HRP = "age-secret-key-"
 
 
-class KeyError_(ValueError):
+class KeyFileError(ValueError):
     """A key file or key string is malformed; the message says which and how to fix it."""
 
 
@@ -39,12 +39,12 @@ def _bech32_encode(hrp: str, raw: bytes) -> str:
 def _bech32_decode(text: str, hrp: str, what: str) -> bytes:
     got_hrp, words = bech32.bech32_decode(text)
     if got_hrp is None or words is None:
-        raise KeyError_(f"{what} {text[:12]}… is not valid Bech32 (typo or truncated?)")
+        raise KeyFileError(f"{what} {text[:12]}… is not valid Bech32 (typo or truncated?)")
     if got_hrp != hrp:
-        raise KeyError_(f"{what} has prefix {got_hrp!r}, expected {hrp!r}")
+        raise KeyFileError(f"{what} has prefix {got_hrp!r}, expected {hrp!r}")
     raw = bech32.convertbits(words, 5, 8, False)
     if raw is None or len(raw) != 32:
-        raise KeyError_(f"{what} does not hold a 32-byte key")
+        raise KeyFileError(f"{what} does not hold a 32-byte key")
     return bytes(raw)
 
 
@@ -56,7 +56,7 @@ def parse_recipient(text: str) -> bytes:
     """``age1…`` → raw X25519 public key."""
     text = text.strip()
     if not text.startswith("age1"):
-        raise KeyError_(f"recipient must start with 'age1' (got {text[:8]!r}); "
+        raise KeyFileError(f"recipient must start with 'age1' (got {text[:8]!r}); "
                         "use the authority's .pub file, never the secret key")
     return _bech32_decode(text, RECIPIENT_HRP, "recipient")
 
@@ -79,7 +79,7 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError:
-        raise KeyError_(f"{path} exists; refusing to overwrite a key (pass --force to replace it)")
+        raise KeyFileError(f"{path} exists; refusing to overwrite a key (pass --force to replace it)")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
@@ -115,7 +115,7 @@ def load_identity(path: Path) -> bytes:
         line = line.strip()
         if line and not line.startswith("#"):
             return parse_identity(line)
-    raise KeyError_(f"{path} holds no AGE-SECRET-KEY-1… line")
+    raise KeyFileError(f"{path} holds no AGE-SECRET-KEY-1… line")
 
 
 def load_recipient(value: str | Path) -> bytes:
@@ -127,7 +127,7 @@ def load_recipient(value: str | Path) -> bytes:
         line = line.strip()
         if line and not line.startswith("#"):
             return parse_recipient(line)
-    raise KeyError_(f"{text} holds no age1… recipient line")
+    raise KeyFileError(f"{text} holds no age1… recipient line")
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def create_device_key(directory: Path, *, name: str = "device", force: bool = Fa
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path} is not an Ed25519 private key")
+        raise KeyFileError(f"{path} is not an Ed25519 private key")
     return key
 
 
@@ -172,5 +172,5 @@ def load_verify_key(value: str | Path | bytes) -> Ed25519PublicKey:
         str(value).encode() if str(value).lstrip().startswith("-----BEGIN") else Path(value).read_bytes())
     key = serialization.load_pem_public_key(data)
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_("not an Ed25519 public key")
+        raise KeyFileError("not an Ed25519 public key")
     return key

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(keys.recipient_of(keys.load_identity(args.identity)))
             return 0
-    except (keys.KeyError_, OSError) as exc:
+    except (keys.KeyFileError, OSError) as exc:
         parser.error(str(exc))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -59,10 +59,6 @@ class PressRecogniser:
                    short_max_us=int(button.short_press_max_s * 1e6),
                    hold_us=int(button.hold_stop_s * 1e6), long_hold_us=int(button.standby_hold_s * 1e6))
 
-    @property
-    def is_down(self) -> bool:
-        return self._down_at is not None
-
     def pressed(self, t_us: int) -> list[Gesture]:
         out = self.poll(t_us)
         if self._down_at is not None:

@@ -2,7 +2,8 @@
 
 Each entry is a COSE_Sign1 record (like a segment manifest) with UTC and monotonic
 time, hash-chained to the entry before it; entries are appended to
-``<store>/events.cbors`` (a CBOR sequence, RFC 8742) and fsync'd one by one. The log
+``<store>/events.cbors`` (a CBOR sequence, RFC 8742) and fsync'd at the end of
+every runtime tick that wrote any. The log
 leaves the camera with the footage, so a reviewer sees what the officer did and
 what the camera signalled — and that nothing was removed in between.
 
@@ -30,6 +31,8 @@ class EventLog:
         self.identity, self.clock = identity, clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.seq, self.prev = self._load_head()
+        self._file = None
+        self._dirty = False
         self.entries: list[dict[str, Any]] = []  # this boot's entries, for display
 
     def _load_head(self) -> tuple[int, bytes | None]:
@@ -62,13 +65,26 @@ class EventLog:
             "data": data, "prev": self.prev,
         }
         record = signed.sign(body, self.identity.signing_key, bytes.fromhex(self.identity.key_fingerprint))
-        with open(self.path, "ab") as f:
-            f.write(record)
-            f.flush()
-            os.fsync(f.fileno())
+        if self._file is None:
+            self._file = open(self.path, "ab", buffering=0)
+        self._file.write(record)  # reaches the OS at once; fsync'd by sync()
+        self._dirty = True
         self.seq, self.prev = body["seq"], signed.digest(record)
         self.entries.append(body)
         return body
+
+    def sync(self) -> None:
+        """fsync what was appended. The runtime calls this once per tick, *after* acting,
+        so logging never delays a recording's start; a power cut loses at most one tick."""
+        if self._dirty and self._file is not None:
+            os.fsync(self._file.fileno())
+            self._dirty = False
+
+    def close(self) -> None:
+        self.sync()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def read_event_log(path: Path, key: Ed25519PublicKey) -> list[dict[str, Any]]:

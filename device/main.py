@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.config}: ok")
             return 0
         runtime = build_runtime(config, SystemClock())
-    except (device_config.ConfigError, keys.KeyError_, CameraError, OSError) as exc:
+    except (device_config.ConfigError, keys.KeyFileError, CameraError, OSError) as exc:
         parser.error(str(exc))
     try:
         final = runtime.run()

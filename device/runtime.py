@@ -109,6 +109,12 @@ class DeviceRuntime:
         self._enter(State.READY)
         self.tick()
 
+    def close(self) -> None:
+        """Finish any recording, make the event log durable, release the pins."""
+        self.stop_recording("shutdown")
+        self.events.close()
+        self.hw.close()
+
     def feed(self, packet: EncodedPacket) -> None:
         """One camera packet: buffer or write it, then run one tick."""
         if self._buffering:
@@ -134,6 +140,7 @@ class DeviceRuntime:
             self._fail("camera_failure", f"{type(exc).__name__}: {exc}")
         finally:
             self.stop_recording("shutdown")
+            self.events.close()
         return self.state
 
     # ------------------------------------------------------------------ tick
@@ -163,6 +170,7 @@ class DeviceRuntime:
             self._check_battery()
         self.sounder.tick()
         self._sample_leds(now)
+        self.events.sync()
 
     # ------------------------------------------------------------------ gestures
     def _on_gesture(self, g: Gesture) -> None:
@@ -251,6 +259,7 @@ class DeviceRuntime:
         """Stop a recording from outside the button (supervisor tool, end of a simulation)."""
         if self.recorder.recording:
             self._stop_recording(reason)
+            self.events.sync()
 
     def _red_interlock(self) -> None:
         if not self.hw.red_pin_state():
@@ -270,12 +279,14 @@ class DeviceRuntime:
             self._stop_recording("docked")
         self._announce_end_us = None
         self._enter(State.DOCKED)
+        self.events.sync()
 
     def undock(self) -> None:
         if self.state == State.DOCKED:
             self.error = None
             self._enter(State.READY)
             self._check_storage()
+            self.events.sync()
 
     # ------------------------------------------------------------------ warnings
     def _warn(self, name: str, **data: Any) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import cbor2
 
 from common import signed
-from common.manifest import SegmentManifest, read_manifest
+from common.manifest import SegmentManifest
 from device.identity import DeviceIdentity
 
 SEGMENT_SUFFIX = ".ts.age"
@@ -58,13 +58,6 @@ def write_atomic(path: Path, data: bytes) -> None:
 class ChainHead:
     seq: int                 # seq of the last manifest written (0: none yet)
     prev: bytes | None       # its SHA-256
-
-
-@dataclass(frozen=True)
-class StoredSegment:
-    seq: int
-    path: Path
-    manifest_path: Path
 
 
 class SegmentStore:
@@ -147,18 +140,6 @@ class SegmentStore:
             sealed.append(manifest)
         self._next_seq = self._head.seq + 1
         return sealed
-
-    # ------------------------------------------------------------- reading
-    def segments(self) -> list[StoredSegment]:
-        """Committed segments (with a manifest), in seq order."""
-        out = []
-        for m in sorted(self.dir.glob(f"*{MANIFEST_SUFFIX}")):
-            seq = int(m.name.split(".")[0])
-            out.append(StoredSegment(seq, self.segment_path(seq), m))
-        return out
-
-    def manifest(self, seq: int) -> SegmentManifest:
-        return read_manifest(self.manifest_path(seq).read_bytes(), None)
 
     def used_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())

@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = cmd_record(args) if args.command == "record" else cmd_device(args)
-    except (keys.KeyError_, UsageError) as exc:
+    except (keys.KeyFileError, UsageError) as exc:
         parser.error(str(exc))
     if result is None:
         return 0

@@ -35,6 +35,11 @@ class ReplayCamera:
         camera.close()
         return cls(packets, camera.video, clock)
 
+    @property
+    def clip(self) -> list[EncodedPacket]:
+        """The packets one lap replays (timestamps as recorded)."""
+        return list(self._clip)
+
     def packets(self) -> Iterator[EncodedPacket]:
         start = self.clock.monotonic_us() - self._clip[0].pts_us
         lap = 0

@@ -34,7 +34,7 @@ def test_device_key_is_pkcs8_0600_and_refuses_overwrite(tmp_path):
     assert d.private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     signer = keys.load_signing_key(d.private)
     assert keys.fingerprint(keys.load_verify_key(d.public)) == keys.fingerprint(signer.public_key()) == d.fingerprint
-    with pytest.raises(keys.KeyError_, match="refusing to overwrite"):
+    with pytest.raises(keys.KeyFileError, match="refusing to overwrite"):
         keys.create_device_key(tmp_path)
 
 
@@ -43,7 +43,7 @@ def test_device_key_is_pkcs8_0600_and_refuses_overwrite(tmp_path):
     ("age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", "not valid Bech32"),
 ])
 def test_bad_recipient_says_what_is_wrong(bad, message):
-    with pytest.raises(keys.KeyError_, match=message):
+    with pytest.raises(keys.KeyFileError, match=message):
         keys.parse_recipient(bad)
 
 

@@ -42,7 +42,7 @@ def sim_factory(tmp_path, identity):
 
     yield make
     for sim in sims:
-        sim.runtime.hw.close()
+        sim.runtime.close()
 
 
 class RedWatch:
@@ -289,8 +289,7 @@ def test_boot_after_a_power_cut_seals_the_segment_and_warns(tmp_path, identity, 
     first.run_until(10.8)  # 1.8 s into the segment that began at 9 s
     assert first.runtime.recorder.recording
     shutil.copytree(tmp_path / "a", tmp_path / "b")  # the disk as the power cut left it
-    first.runtime.stop_recording()
-    first.runtime.hw.close()
+    first.runtime.close()
     again = SimDevice.create(make_config(tmp_path / "b"), identity)
     again.runtime.boot()
     kinds_ = [e["kind"] for e in again.runtime.events.entries]
@@ -301,4 +300,4 @@ def test_boot_after_a_power_cut_seals_the_segment_and_warns(tmp_path, identity, 
     # The event log continues the same chain across the reboot.
     bodies = read_event_log(again.runtime.events.path, device_public)
     assert [b["seq"] for b in bodies] == list(range(1, len(bodies) + 1))
-    again.runtime.hw.close()
+    again.runtime.close()
