@@ -10,6 +10,7 @@ the dependency (pycose) is unmaintained; tests check it against RFC 9052's layou
 from __future__ import annotations
 
 import hashlib
+import io
 from typing import Any, Iterable
 
 import cbor2
@@ -106,8 +107,6 @@ def split_sequence(data: bytes) -> tuple[list[bytes], int]:
     Returns ``(items, torn)``: ``torn`` is the number of trailing bytes that do not
     form a complete item (a record cut by a power cut), 0 for a clean file.
     """
-    import io
-
     fp = io.BytesIO(data)
     decoder = cbor2.CBORDecoder(fp)
     items: list[bytes] = []

@@ -6,7 +6,6 @@ never set globally. Tone patterns are timed on the runtime's clock (:class:`Soun
 not on gpiozero's real-time background threads, so virtual time works.
 
 >>> from gpiozero.pins.mock import MockFactory, MockPWMPin
->>> from common.clock import VirtualClock
 >>> from device.config import PinSection
 >>> hw = Hardware.open(PinSection(), MockFactory(pin_class=MockPWMPin))
 >>> hw.red.on(); hw.red_pin_state()
