@@ -10,8 +10,8 @@ so the device never imports the simulator:
 * ``sim`` — ``simulator.camera:SimCamera``, OpenCV scene + PyAV H.264.
 
 >>> from device.camera import EncodedPacket
->>> EncodedPacket(b"\\x00\\x00\\x00\\x01", pts_us=0, keyframe=True).duration_hint_us
-0
+>>> len(EncodedPacket(b"\\x00\\x00\\x00\\x01", pts_us=0, keyframe=True))
+4
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class EncodedPacket:
     pts_us: int
     keyframe: bool
     kind: Literal["video", "audio"] = "video"
-    duration_hint_us: int = 0
 
     def __len__(self) -> int:
         return len(self.data)

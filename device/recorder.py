@@ -23,6 +23,16 @@ from device.segment_store import SegmentStore
 from device.segment_writer import RecordingInfo, RecordingWriter, WriterPolicy, WrittenSegment
 
 
+class SegmentCloseError(OSError):
+    """The last segment could not be finished (disk full or failing). ``segments`` are the
+    ones that were committed; what reached the disk of the last one was sealed as
+    interrupted (or will be at next boot, if even that failed)."""
+
+    def __init__(self, segments: list[WrittenSegment], cause: OSError, sealed: bool) -> None:
+        super().__init__(cause.errno, f"could not finish the last segment: {cause.strerror or cause}")
+        self.segments, self.cause, self.sealed = segments, cause, sealed
+
+
 class Recorder:
     def __init__(self, store: SegmentStore, identity: DeviceIdentity, video: VideoParams,
                  audio: AudioParams | None, clock: Clock, buffer: PreRecordBuffer,
@@ -69,4 +79,11 @@ class Recorder:
             return []
         self.buffer.deactivate()
         writer, self.writer = self.writer, None
-        return writer.close()
+        try:
+            return writer.close()
+        except OSError as exc:
+            try:
+                sealed = bool(self.store.seal_interrupted(self.identity))
+            except OSError:
+                sealed = False
+            raise SegmentCloseError(writer.segments, exc, sealed) from exc

@@ -34,7 +34,7 @@ from device.event_log import EventLog
 from device.hardware import AudioSink, Hardware, Sounder, wav_duration_us
 from device.identity import DeviceIdentity
 from device.power import PowerSource
-from device.recorder import Recorder
+from device.recorder import Recorder, SegmentCloseError
 from device.ring_buffer import PreRecordBuffer
 from device.segment_store import SegmentStore
 from device.segment_writer import WriterPolicy, WrittenSegment
@@ -244,15 +244,23 @@ class DeviceRuntime:
         self._enter(State.RECORDING, recording_id=info.recording_id, announced=announced)
 
     def _stop_recording(self, reason: str) -> None:
-        segments = self.recorder.stop()  # closes the current segment cleanly
-        self.hw.red.off()  # only now: every byte is written
+        close_error: SegmentCloseError | None = None
+        try:
+            segments = self.recorder.stop()  # closes the current segment cleanly
+        except SegmentCloseError as exc:
+            segments, close_error = exc.segments, exc
+        self.hw.red.off()  # only now: nothing more will be written
         rec = self.recordings[-1]
         rec.end_us, rec.stop_reason, rec.segments = self.clock.monotonic_us(), reason, segments
         self._next_reminder_us = None
         self._press_us = None
         self.sounder.play("stop")
         self.log("recording_stop", recording_id=rec.id, reason=reason, segments=[s.seq for s in segments])
-        if self.state == State.RECORDING:
+        if close_error is not None:
+            self.log("segment_close_failed", error=str(close_error), sealed=close_error.sealed)
+            self.error = "storage_error"
+            self._enter(State.ERROR, reason="storage_error", detail=str(close_error))
+        elif self.state == State.RECORDING:
             self._enter(State.READY)
 
     def stop_recording(self, reason: str = "external") -> None:
@@ -269,6 +277,8 @@ class DeviceRuntime:
     def _fail(self, reason: str, detail: str = "") -> None:
         if self.recorder.recording:
             self._stop_recording(reason)
+            if self.state == State.ERROR:
+                return  # finishing the recording failed too, and said so
         self.error = reason
         self.sounder.play("error")
         self._enter(State.ERROR, reason=reason, detail=detail)
@@ -282,7 +292,7 @@ class DeviceRuntime:
         self.events.sync()
 
     def undock(self) -> None:
-        if self.state == State.DOCKED:
+        if self.state == State.DOCKED and self._seal_leftovers():
             self.error = None
             self._enter(State.READY)
             self._check_storage()
@@ -315,9 +325,21 @@ class DeviceRuntime:
             self._warn("storage_low", free_mb=round(free_mb))
         else:
             self._clear_warning("storage_low")
-            if self.state == State.ERROR and self.error == "storage_full":
+            # Space was freed: recover by itself. A disk that failed a write (storage_error)
+            # is not trusted again until the camera has been docked or rebooted.
+            if self.state == State.ERROR and self.error == "storage_full" and self._seal_leftovers():
                 self.error = None
                 self._enter(State.READY)
+
+    def _seal_leftovers(self) -> bool:
+        """Seal a segment a failed close left open; False if the disk still fails."""
+        try:
+            for m in self.store.seal_interrupted(self.identity):
+                self.log("segment_sealed_after_interruption", seq=m.seq, recording_id=m.recording_id)
+        except OSError as exc:
+            self.log("seal_failed", error=str(exc))
+            return False
+        return True
 
     def _check_battery(self) -> None:
         level = self.power.level_percent()

@@ -120,7 +120,7 @@ class SimCamera:
             frame.pts, frame.time_base = pts, US
             self.frames += 1
             for p in self._venc.encode(frame):
-                yield EncodedPacket(bytes(p), p.pts, bool(p.is_keyframe), "video", round(frame_us))
+                yield EncodedPacket(bytes(p), p.pts, bool(p.is_keyframe), "video")
             if self.audio is not None:
                 # Audio up to the end of this frame, a 1 kHz tone at -12 dBFS.
                 while audio_next < pts + frame_us:

@@ -47,7 +47,7 @@ class ReplayCamera:
             for p in self._clip:
                 pts = start + lap * self._lap_us + p.pts_us
                 self.clock.sleep_until_us(pts)
-                yield EncodedPacket(bytes(memoryview(p.data)), pts, p.keyframe, p.kind, p.duration_hint_us)
+                yield EncodedPacket(bytes(memoryview(p.data)), pts, p.keyframe, p.kind)
                 if self._closed:
                     return
             lap += 1

@@ -301,3 +301,45 @@ def test_boot_after_a_power_cut_seals_the_segment_and_warns(tmp_path, identity, 
     bodies = read_event_log(again.runtime.events.path, device_public)
     assert [b["seq"] for b in bodies] == list(range(1, len(bodies) + 1))
     again.runtime.close()
+
+
+def test_disk_error_mid_segment_seals_what_reached_the_disk_and_recovers(sim_factory, monkeypatch,
+                                                                          device_public, authority):
+    import errno
+    import io
+    import device.segment_writer as segment_writer
+
+    disk_full = {"on": False}
+
+    class FailingFile(io.FileIO):
+        def write(self, data):
+            if disk_full["on"]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    monkeypatch.setattr(segment_writer, "open", lambda path, mode, buffering=-1: FailingFile(path, mode[0]),
+                        raising=False)
+    sim = sim_factory()
+    rt = sim.runtime
+    rt.boot()
+    sim.schedule({"at": 6, "action": "double"})
+    sim.run_until(10.5)
+    disk_full["on"] = True
+    sim.run_until(13)
+    assert rt.state == State.ERROR and rt.error == "storage_error" and not rt.recorder.recording
+    assert "segment_close_failed" in [e["kind"] for e in rt.events.entries]
+    assert not rt.hw.red_pin_state() and rt.hw.led_states()["amber"]
+    report = verify_store(rt.store.dir, device_public, identity=authority[1])
+    assert report.ok, report.to_json()
+    assert report.segments[-1].truncated and not report.segments[-1].complete
+    sim.schedule({"at": 13.5, "action": "double"})  # a failed disk is not trusted by itself
+    sim.run_until(14.5)
+    assert rt.state == State.ERROR and len(rt.recordings) == 1
+    disk_full["on"] = False  # serviced in the dock
+    sim.schedule({"at": 14.6, "action": "dock"})
+    sim.schedule({"at": 14.8, "action": "undock"})
+    sim.schedule({"at": 15, "action": "double"})
+    sim.schedule({"at": 18, "action": "hold", "seconds": 3.5})
+    sim.run_until(23)
+    assert rt.state == State.READY and len(rt.recordings) == 2 and rt.recordings[1].stop_reason == "button_hold"
+    assert verify_store(rt.store.dir, device_public, identity=authority[1]).ok
