@@ -131,13 +131,17 @@ class DeviceRuntime:
         returns, so the service manager can restart the process and the camera with it.
         """
         self.boot()
+        packets = self.camera.packets()
         try:
-            for packet in self.camera.packets():
-                self.feed(packet)
-                if self.state == State.SHUTDOWN:
+            while self.state != State.SHUTDOWN:
+                try:
+                    packet = next(packets)
+                except StopIteration:
                     break
-        except Exception as exc:  # the camera stack failed under us
-            self._fail("camera_failure", f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # the camera stack failed under us
+                    self._fail("camera_failure", f"{type(exc).__name__}: {exc}")
+                    break
+                self.feed(packet)
         finally:
             self.stop_recording("shutdown")
             self.events.close()
