@@ -91,3 +91,17 @@ def test_other_key_is_rejected(key):
 def test_garbage_is_a_clear_error(key):
     with pytest.raises(signed.SignatureError, match="not a"):
         read_manifest(b"\x00garbage", key.public_key())
+
+
+def test_manifest_vectors_reproduce_and_verify():
+    from pathlib import Path
+
+    from common import keys
+    from tests.vectors import make_vectors
+
+    here = Path(make_vectors.__file__).parent
+    stored = [(here / f"{i:08d}.manifest").read_bytes() for i in (1, 2)]
+    assert make_vectors.manifest_vectors() == stored
+    key = keys.load_verify_key(here / "device.pub.pem")
+    ms = verify_manifest_chain(stored, key, prev=None, first_seq=1)
+    assert [m.seq for m in ms] == [1, 2] and ms[1].final and ms[0].officer_id == "KOD-1"
