@@ -23,9 +23,11 @@ armor. Identities in this module are raw 32-byte X25519 scalars; the text forms
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable
 
@@ -55,15 +57,6 @@ class TruncatedError(AgeError):
 
 def _b64(data: bytes) -> bytes:
     return base64.b64encode(data).rstrip(b"=")
-
-
-def _unb64(text: bytes) -> bytes:
-    if b"=" in text or b"\r" in text:
-        raise AgeError("non-canonical base64 in header")
-    data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
-    if _b64(data) != text:
-        raise AgeError("non-canonical base64 in header")
-    return data
 
 
 def _hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
@@ -200,67 +193,134 @@ class AgeStreamWriter:
 
 
 # ----------------------------------------------------------------------------- reading
+#
+# The reader follows C2SP age.md to the letter (tests/test_age_conformance.py has one
+# case per rule): the ABNF of the header, canonical unpadded base64, the X25519 stanza
+# rules (exactly two arguments, a 32-byte share, a 32-byte body, no all-zero shared
+# secret; other stanza types, scrypt included, are ignored as the reference does),
+# and the payload's last-chunk rules.
+# Every failure is an AgeError; nothing from base64, cryptography or Python leaks out.
+# Parsing is one linear pass and the header is bounded (MAX_HEADER_BYTES).
+
+MAX_HEADER_BYTES = 1 << 20   # far above any real header; bounds work on hostile input
+_B64_CHARS = re.compile(rb"[A-Za-z0-9+/]*")
+_ARGUMENT = re.compile(rb"[\x21-\x7e]+")     # 1*VCHAR
+_MAC_LINE = re.compile(rb"--- ([A-Za-z0-9+/]{43})")
+
 
 @dataclass(frozen=True)
 class Recovered:
     """What could be authenticated from an age file."""
     plaintext: bytes
     chunks: int
-    complete: bool          # True iff a valid final chunk was found
+    complete: bool          # True iff a valid final chunk ends the file
     reason: str = ""        # why not complete
 
 
-def _parse_header(data: bytes) -> tuple[list[tuple[list[bytes], bytes]], bytes, bytes, int]:
-    """Return (stanzas, mac_input, mac, payload_offset)."""
+@dataclass(frozen=True)
+class Stanza:
+    args: list[bytes]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Header:
+    stanzas: list[Stanza]
+    mac_input: bytes        # the header up to and including "---"
+    mac: bytes
+    payload_offset: int
+
+
+def _unb64(text: bytes, what: str) -> bytes:
+    """Canonical unpadded base64 (RFC 4648 §3.5), as age requires; AgeError otherwise."""
+    if not _B64_CHARS.fullmatch(text) or len(text) % 4 == 1:
+        raise AgeError(f"{what}: not unpadded base64")
+    try:
+        data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AgeError(f"{what}: not base64 ({exc})") from None
+    if _b64(data) != text:
+        raise AgeError(f"{what}: non-canonical base64")
+    return data
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse the header by the ABNF of age.md; :class:`AgeError` on any deviation."""
+    limit = min(len(data), MAX_HEADER_BYTES)
     pos = 0
 
     def line() -> bytes:
         nonlocal pos
-        end = data.find(b"\n", pos)
+        end = data.find(b"\n", pos, limit)
         if end < 0:
+            if limit == MAX_HEADER_BYTES:
+                raise AgeError(f"header longer than {MAX_HEADER_BYTES} bytes")
             raise AgeError("header is incomplete (file too short or not an age file)")
         out = data[pos:end]
         pos = end + 1
         return out
 
-    if line() != VERSION_LINE:
+    version = line()
+    if version != VERSION_LINE:
+        if version.startswith(b"age-encryption.org/"):
+            raise AgeError(f"unsupported age version {version[19:60]!r}")
         raise AgeError("not an age v1 file (bad version line)")
-    stanzas: list[tuple[list[bytes], bytes]] = []
+    stanzas: list[Stanza] = []
     while True:
         start = pos
         first = line()
-        if first.startswith(b"--- "):
-            mac_input = data[:start] + b"---"
-            return stanzas, mac_input, _unb64(first[4:]), pos
+        if first.startswith(b"---"):
+            m = _MAC_LINE.fullmatch(first)
+            if m is None:
+                raise AgeError("malformed header MAC line (expected '--- ' and 43 base64 characters)")
+            if not stanzas:
+                raise AgeError("header has no recipient stanza")
+            return Header(stanzas, data[:start + 3], _unb64(m.group(1), "header MAC"), pos)
         if not first.startswith(b"-> "):
-            raise AgeError("malformed header line")
+            raise AgeError("malformed header line (expected '-> ' or '---')")
         args = first[3:].split(b" ")
-        body = b""
+        for arg in args:
+            if not _ARGUMENT.fullmatch(arg):
+                raise AgeError("malformed stanza arguments (empty, doubled or trailing space, "
+                               "or a character outside VCHAR)")
+        lines = []
         while True:
             body_line = line()
-            if len(body_line) > 64:
-                raise AgeError("stanza body line longer than 64 columns")
-            body += body_line
+            if len(body_line) > 64 or not _B64_CHARS.fullmatch(body_line):
+                raise AgeError("malformed stanza body line (missing body, or not base64 wrapped at 64)")
+            lines.append(body_line)
             if len(body_line) < 64:
                 break
-        stanzas.append((args, _unb64(body)))
+        stanzas.append(Stanza(args, _unb64(b"".join(lines), "stanza body")))
 
 
-def _unwrap_file_key(stanzas: list[tuple[list[bytes], bytes]], identity: bytes) -> bytes:
-    secret = X25519PrivateKey.from_private_bytes(identity)
+def _unwrap_file_key(stanzas: list[Stanza], identity: bytes) -> bytes:
+    try:
+        secret = X25519PrivateKey.from_private_bytes(identity)
+    except ValueError as exc:
+        raise AgeError(f"identity is not a 32-byte X25519 key: {exc}") from None
     own = secret.public_key().public_bytes_raw()
-    for args, body in stanzas:
-        if len(args) != 2 or args[0] != b"X25519":
-            continue
-        share = _unb64(args[1])
-        if len(share) != 32 or len(body) != FILE_KEY_SIZE + TAG_SIZE:
-            raise AgeError("malformed X25519 stanza")
-        shared = secret.exchange(X25519PublicKey.from_public_bytes(share))
+    for stanza in stanzas:
+        if stanza.args[0] != b"X25519":
+            continue  # unrecognised stanzas are ignored (age.md)
+        if len(stanza.args) != 2:
+            raise AgeError("malformed X25519 stanza: it must have exactly two arguments")
+        share = _unb64(stanza.args[1], "X25519 share")
+        if len(share) != 32:
+            raise AgeError("malformed X25519 stanza: the share is not 32 bytes")
+        if len(stanza.body) != FILE_KEY_SIZE + TAG_SIZE:
+            raise AgeError("malformed X25519 stanza: the body is not 32 bytes")
+        try:
+            shared = secret.exchange(X25519PublicKey.from_public_bytes(share))
+        except ValueError:
+            raise AgeError("X25519 stanza with a low-order share (all-zero shared secret)") from None
         wrap_key = _hkdf(shared, share + own, X25519_LABEL)
         try:
-            return ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, body, None)
+            return ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, stanza.body, None)
         except InvalidTag:
-            continue
+            continue  # addressed to another recipient
+    if any(s.args[0] == b"scrypt" for s in stanzas):
+        raise AgeError("a passphrase (scrypt) file: not supported here, encrypt to the authority's age1… key")
     raise AgeError("no identity matched any of the recipients (wrong key?)")
 
 
@@ -269,13 +329,15 @@ def recover(data: bytes, identity: bytes) -> Recovered:
 
     Header or MAC errors raise :class:`AgeError` (nothing can be trusted). In the
     payload, every chunk is authenticated on its own; decryption stops at the
-    first chunk that fails, and ``complete`` is False with the reason.
+    first chunk that fails, and ``complete`` is False with the reason. The
+    plaintext returned is always an authenticated prefix of what was encrypted.
     """
-    stanzas, mac_input, mac, offset = _parse_header(data)
-    file_key = _unwrap_file_key(stanzas, identity)
-    expected = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, mac):
+    header = parse_header(data)
+    file_key = _unwrap_file_key(header.stanzas, identity)
+    expected = hmac.new(_hkdf(file_key, b"", b"header"), header.mac_input, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, header.mac):
         raise AgeError("header MAC mismatch: the header was altered")
+    offset = header.payload_offset
     nonce = data[offset:offset + NONCE_SIZE]
     if len(nonce) < NONCE_SIZE:
         return Recovered(b"", 0, False, "truncated: payload nonce missing")
@@ -284,32 +346,44 @@ def recover(data: bytes, identity: bytes) -> Recovered:
     out = bytearray()
     counter = 0
     pos = 0
+
+    def open_chunk(chunk: memoryview, last: bool) -> bytes | None:
+        if len(chunk) < TAG_SIZE:
+            return None
+        try:
+            return aead.decrypt(_chunk_nonce(counter, last), bytes(chunk), None)
+        except InvalidTag:
+            return None
+
     while True:
         chunk = payload[pos:pos + ENCRYPTED_CHUNK_SIZE]
-        is_tail = pos + len(chunk) >= len(payload)
-        if is_tail:
-            try:
-                plain = aead.decrypt(_chunk_nonce(counter, True), bytes(chunk), None)
-            except InvalidTag:
-                if len(chunk) == ENCRYPTED_CHUNK_SIZE:
-                    try:
-                        out += aead.decrypt(_chunk_nonce(counter, False), bytes(chunk), None)
-                        return Recovered(bytes(out), counter + 1, False,
-                                         "truncated: no final chunk")
-                    except InvalidTag:
-                        pass
-                what = "truncated" if len(chunk) < ENCRYPTED_CHUNK_SIZE else "corrupt"
-                return Recovered(bytes(out), counter, False,
-                                 f"{what}: chunk {counter} ({len(chunk)} bytes) does not authenticate")
-            if not plain and counter > 0:
-                return Recovered(bytes(out), counter, False, "invalid: empty final chunk")
-            out += plain
-            return Recovered(bytes(out), counter + 1, True)
-        try:
-            out += aead.decrypt(_chunk_nonce(counter, False), bytes(chunk), None)
-        except InvalidTag:
+        if pos + len(chunk) >= len(payload):  # the tail: must be a valid final chunk
+            plain = open_chunk(chunk, last=True)
+            if plain is not None:
+                if not plain and counter > 0:
+                    return Recovered(bytes(out), counter, False, "invalid: empty final chunk")
+                out += plain
+                return Recovered(bytes(out), counter + 1, True)
+            if len(chunk) == ENCRYPTED_CHUNK_SIZE:
+                plain = open_chunk(chunk, last=False)
+                if plain is not None:
+                    out += plain
+                    return Recovered(bytes(out), counter + 1, False, "truncated: no final chunk")
+            if not chunk:
+                return Recovered(bytes(out), counter, False, "truncated: no final chunk")
+            what = "truncated" if len(chunk) < ENCRYPTED_CHUNK_SIZE else "corrupt"
+            return Recovered(bytes(out), counter, False,
+                             f"{what}: chunk {counter} ({len(chunk)} bytes) does not authenticate")
+        plain = open_chunk(chunk, last=False)
+        if plain is None:
+            final = open_chunk(chunk, last=True)
+            if final is not None:
+                out += final
+                return Recovered(bytes(out), counter + 1, False,
+                                 "invalid: data after the final chunk")
             return Recovered(bytes(out), counter, False,
                              f"corrupt: chunk {counter} does not authenticate")
+        out += plain
         counter += 1
         pos += ENCRYPTED_CHUNK_SIZE
 
