@@ -86,7 +86,7 @@ def run_ours(seconds: int, out_dir: Path) -> dict:
     identity = DeviceIdentity.load("bench", dev.private, [auth.recipient])
     video = VideoParams(width=1920, height=1080, fps=FPS, bitrate=BITRATE, gop_frames=FPS)
     clock = VirtualClock()
-    rec = Recorder(SegmentStore(out_dir / "store"), identity, video, None, clock,
+    rec = Recorder(SegmentStore(out_dir / "store", identity), identity, video, None, clock,
                    PreRecordBuffer(30, 256 << 20), WriterPolicy(segment_seconds=10))
     t0, c0 = time.perf_counter(), time.process_time()
     started = False

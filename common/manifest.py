@@ -6,8 +6,11 @@ One manifest per segment, a COSE_Sign1 record (see :mod:`common.signed`), named
 
 from __future__ import annotations
 
+import re
+import types
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -54,15 +57,24 @@ class SegmentManifest:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> "SegmentManifest":
+        """Exactly the v1 fields, each of exactly its type; anything else is refused."""
         if body.get("type") != "segment" or body.get("v") != MANIFEST_VERSION:
             raise signed.SignatureError(
                 f"not a v{MANIFEST_VERSION} segment manifest (type={body.get('type')!r}, v={body.get('v')!r})")
         names = {f.name for f in fields(cls)}
-        missing = names - body.keys()
-        if missing:
-            raise signed.SignatureError(f"manifest lacks fields: {sorted(missing)}")
-        values = {k: body[k] for k in names}
-        values["recipients"] = list(values["recipients"])  # cbor2 may decode arrays as tuples
+        if names != body.keys():
+            raise signed.SignatureError(f"manifest fields differ from v{MANIFEST_VERSION}: missing "
+                                        f"{sorted(names - body.keys())}, unexpected {sorted(body.keys() - names)}")
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in body.items()}  # arrays may be tuples
+        for name, hint in _HINTS.items():
+            check_type(f"manifest field {name!r}", hint, values[name])
+        for name in ("sha256", "prev"):
+            if values[name] is not None and len(values[name]) != 32:
+                raise signed.SignatureError(f"manifest field {name!r} is not 32 bytes")
+        if not re.fullmatch(r"[0-9a-f]{64}", values["device_key"]):
+            raise signed.SignatureError("manifest field 'device_key' is not a hex SHA-256")
+        if values["file"] != segment_file_name(values["seq"]) or values["seq"] < 1:
+            raise signed.SignatureError(f"manifest of seq {values['seq']} names file {values['file']!r}")
         return cls(**values)
 
     def sign(self, key: Ed25519PrivateKey) -> bytes:
@@ -70,6 +82,40 @@ class SegmentManifest:
 
     def to_json(self) -> dict[str, Any]:
         return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in self.to_body().items()}
+
+
+_HINTS: dict[str, Any] = get_type_hints(SegmentManifest)
+
+
+def segment_file_name(seq: int) -> str:
+    return f"{seq:08d}.ts.age"
+
+
+def check_type(what: str, hint: Any, value: Any) -> None:
+    """Raise SignatureError unless ``value`` is exactly of type ``hint`` (no bool for int)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        if any(_is(h, value) for h in get_args(hint)):
+            return
+    elif _is(hint, value):
+        return
+    raise signed.SignatureError(f"{what} has the wrong type ({type(value).__name__})")
+
+
+def _is(hint: Any, value: Any) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        return isinstance(value, list) and all(_is(item, v) for v in value)
+    if origin is dict:
+        return isinstance(value, Mapping)
+    return isinstance(value, hint)
 
 
 def read_manifest(data: bytes, key: Ed25519PublicKey | None) -> SegmentManifest:

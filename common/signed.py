@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 import cbor2
@@ -49,27 +50,60 @@ def sign(body: dict[str, Any], key: Ed25519PrivateKey, kid: bytes) -> bytes:
                        canonical=True)
 
 
-def open_signed(data: bytes, key: Ed25519PublicKey | None) -> dict[str, Any]:
-    """Verify (unless ``key`` is None) and decode a COSE_Sign1 record."""
+def loads_exact(data: bytes, what: str = "record") -> Any:
+    """Decode exactly one CBOR item that spans all of ``data`` (no trailing bytes)."""
+    fp = io.BytesIO(data)
     try:
-        obj = cbor2.loads(data)
+        obj = cbor2.CBORDecoder(fp).decode()
     except Exception as exc:  # cbor2 raises several types for garbage
-        raise SignatureError(f"not a CBOR record: {exc}") from exc
+        raise SignatureError(f"{what} is not valid CBOR: {exc}") from None
+    if fp.tell() != len(data):
+        raise SignatureError(f"{what} has {len(data) - fp.tell()} bytes after its end (appended data)")
+    return obj
+
+
+def open_signed(data: bytes, key: Ed25519PublicKey | None) -> dict[str, Any]:
+    """Verify (unless ``key`` is None) and decode a COSE_Sign1 record, strictly.
+
+    Strict means: the record is exactly the deterministic encoding this module writes
+    (so not one byte of it, signed or not, can change unnoticed), the unprotected
+    header holds only the ``kid``, which is the signer's key fingerprint, and the
+    body is one CBOR map with text keys.
+    """
+    obj = loads_exact(data)
     if not (isinstance(obj, cbor2.CBORTag) and obj.tag == COSE_SIGN1_TAG
             and isinstance(obj.value, (list, tuple)) and len(obj.value) == 4):
         raise SignatureError("not a COSE_Sign1 record (tag 18, four fields)")
-    protected, _unprotected, payload, signature = obj.value
+    protected, unprotected, payload, signature = obj.value
     if protected != _PROTECTED:
         raise SignatureError("unsupported protected header (only EdDSA is accepted)")
+    if not (isinstance(unprotected, Mapping) and set(unprotected) == {HDR_KID}
+            and isinstance(unprotected[HDR_KID], bytes) and len(unprotected[HDR_KID]) == 32):
+        raise SignatureError("unexpected unprotected header (only a 32-byte kid is allowed)")
+    if not isinstance(payload, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
+        raise SignatureError("malformed COSE_Sign1 payload or signature")
+    if cbor2.dumps(obj, canonical=True) != data:
+        raise SignatureError("record is not in deterministic CBOR encoding (re-encoded or altered)")
     if key is not None:
+        if unprotected[HDR_KID] != hashlib.sha256(key.public_bytes_raw()).digest():
+            raise SignatureError("signed by another key (kid does not match the device key)")
         try:
             key.verify(signature, _sig_structure(payload))
         except InvalidSignature:
-            raise SignatureError("signature does not verify: record altered or signed by another key")
-    body = cbor2.loads(payload)
-    if not isinstance(body, dict):
-        raise SignatureError("record body is not a map")
+            raise SignatureError("signature does not verify: record altered or signed by another key") from None
+    body = loads_exact(payload, "record body")
+    if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+        raise SignatureError("record body is not a map with text keys")
     return body
+
+
+def kid_of(data: bytes) -> bytes | None:
+    """The ``kid`` of a record (who claims to have signed it), None if unreadable."""
+    try:
+        obj = loads_exact(data)
+        return bytes(obj.value[1][HDR_KID])
+    except Exception:
+        return None
 
 
 def digest(record: bytes) -> bytes:
@@ -89,6 +123,8 @@ def verify_chain(records: Iterable[bytes], key: Ed25519PublicKey, *,
     for i, record in enumerate(records):
         body = open_signed(record, key)
         seq = body.get(seq_field)
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise ChainError(f"record {i}: {seq_field} is not an integer")
         if expected_seq is not None and seq != expected_seq:
             raise ChainError(f"record {i}: sequence {seq}, expected {expected_seq} "
                              "(a record is missing or out of order)")
@@ -97,7 +133,7 @@ def verify_chain(records: Iterable[bytes], key: Ed25519PublicKey, *,
                 raise ChainError(f"record {i} (seq {seq}): prev hash does not match the record before "
                                  "(a record was removed, inserted or reordered)")
         bodies.append(body)
-        expected_prev, expected_seq = digest(record), (seq + 1 if isinstance(seq, int) else None)
+        expected_prev, expected_seq = digest(record), seq + 1
     return bodies
 
 

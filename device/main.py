@@ -37,7 +37,7 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
                           if config.power.battery_capacity_file else MainsPower())
     cue = render_cue(config.cues.announcement, config.cues.voice, device_config.resolve(config, config.cues.wav))
     return DeviceRuntime(config, identity, camera, Hardware.open(config.pins), clock,
-                         SegmentStore(device_config.resolve(config, d.store)), power,
+                         SegmentStore(device_config.resolve(config, d.store), identity), power,
                          audio=AplaySink(), cue_wav=cue)
 
 

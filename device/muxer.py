@@ -13,7 +13,8 @@ so output never waits in a muxer buffer.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Iterator, Protocol
 
 import av
 
@@ -36,9 +37,14 @@ class _CountingSink:
     def __init__(self, sink: Writable) -> None:
         self._sink = sink
         self.nbytes = 0
+        self.error: OSError | None = None   # what the sink raised, for TsMuxer to re-raise
 
     def write(self, data: bytes) -> int:
-        self._sink.write(data)
+        try:
+            self._sink.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
         self.nbytes += len(data)
         return len(data)
 
@@ -85,7 +91,19 @@ class TsMuxer:
         pkt.time_base = US
         pkt.is_keyframe = packet.keyframe
         pkt.stream = stream
-        self._container.mux(pkt)
+        with self._sink_errors():
+            self._container.mux(pkt)
+
+    @contextmanager
+    def _sink_errors(self) -> Iterator[None]:
+        """libavformat reports a failed write as its own error (or wraps ours): surface the
+        sink's OSError itself (e.g. ENOSPC), so callers handle one kind of storage error."""
+        try:
+            yield
+        except Exception as exc:
+            if self._out.error is not None and exc is not self._out.error:
+                raise self._out.error from exc
+            raise
 
     def write_null_packets(self, count: int) -> None:
         if not self.at_packet_boundary:
@@ -95,4 +113,5 @@ class TsMuxer:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._container.close()
+            with self._sink_errors():
+                self._container.close()

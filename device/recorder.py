@@ -41,6 +41,7 @@ class Recorder:
         self.store, self.identity, self.video, self.audio = store, identity, video, audio
         self.clock, self.buffer, self.policy, self.guard = clock, buffer, policy, guard
         self.writer: RecordingWriter | None = None
+        self.info: RecordingInfo | None = None     # the recording under way
         self.last_pts_us: int | None = None
 
     @property
@@ -52,7 +53,10 @@ class Recorder:
         self.buffer.push(packet)
 
     def start(self, *, announced: bool, press_pts_us: int | None = None) -> RecordingInfo:
-        """Begin a recording; the pre-record buffer is written first, then made durable."""
+        """Begin a recording; the pre-record buffer is written first, then made durable.
+
+        An OSError while writing the buffer (disk full) is raised with the recording
+        begun (:attr:`info` set): :meth:`stop` then seals what reached the disk."""
         if self.writer is not None:
             raise RuntimeError("already recording")
         press = press_pts_us if press_pts_us is not None else (
@@ -61,6 +65,7 @@ class Recorder:
         info = RecordingInfo(
             recording_id=f"{self.identity.device_id}-{stamp:%Y%m%dT%H%M%S}Z-{self.store.head.seq + 1:08d}",
             announced=announced, pre_record_s=self.buffer.window_us / 1e6, press_pts_us=press)
+        self.info = info
         self.writer = RecordingWriter(self.store, self.identity, self.video, self.audio,
                                       self.clock, info, self.policy)
         with self.writer.handover():
@@ -78,12 +83,12 @@ class Recorder:
         if self.writer is None:
             return []
         self.buffer.deactivate()
-        writer, self.writer = self.writer, None
+        writer, self.writer, self.info = self.writer, None, None
         try:
             return writer.close()
         except OSError as exc:
             try:
-                sealed = bool(self.store.seal_interrupted(self.identity))
+                sealed = bool(self.store.seal_interrupted())
             except OSError:
                 sealed = False
             raise SegmentCloseError(writer.segments, exc, sealed) from exc

@@ -103,7 +103,7 @@ class DeviceRuntime:
     def boot(self) -> None:
         self.log("boot", pre_record_s=self.config.recording.pre_record_seconds,
                  cue="speech" if self.cue_wav else "tones")
-        for m in self.store.seal_interrupted(self.identity):
+        for m in self.store.seal_interrupted():
             self.log("segment_sealed_after_interruption", seq=m.seq, recording_id=m.recording_id)
             self._warn("interrupted_recording")
         self._enter(State.READY)
@@ -338,7 +338,7 @@ class DeviceRuntime:
     def _seal_leftovers(self) -> bool:
         """Seal a segment a failed close left open; False if the disk still fails."""
         try:
-            for m in self.store.seal_interrupted(self.identity):
+            for m in self.store.seal_interrupted():
                 self.log("segment_sealed_after_interruption", seq=m.seq, recording_id=m.recording_id)
         except OSError as exc:
             self.log("seal_failed", error=str(exc))

@@ -61,7 +61,12 @@ class WrittenSegment:
 
 
 class _OpenSegment:
-    """The segment being written: file, age writer, muxer, running counters."""
+    """The segment being written: file, age writer, muxer, running counters.
+
+    Opening follows the store's crash rule: file and age header are fsync'd first, then
+    the journal is written (which fsyncs the directory), and only then does the segment
+    count. Anything that fails on the way removes the file again.
+    """
 
     def __init__(self, store: SegmentStore, seq: int, recipients: list[bytes],
                  video: VideoParams, audio: AudioParams | None, journal: dict[str, Any]) -> None:
@@ -70,7 +75,14 @@ class _OpenSegment:
         self.path = store.segment_path(seq)
         self.sha = hashlib.sha256()
         self.file = open(self.path, "xb", buffering=0)  # unbuffered: chunks go straight to the OS
-        self.age = AgeStreamWriter(self.file, recipients, on_ciphertext=self.sha.update)
+        try:
+            self.age = AgeStreamWriter(self.file, recipients, on_ciphertext=self.sha.update)
+            self.age.sync()
+            store.begin(seq, journal)
+        except BaseException:
+            self.file.close()
+            self.path.unlink(missing_ok=True)
+            raise
         self.mux = TsMuxer(self.age, video, audio)
         self.first_pts = journal["first_pts_us"]
         self.last_video_pts: int | None = None
@@ -84,6 +96,13 @@ class _OpenSegment:
         self.mux.close()
         self.age.close()  # final chunk + fsync
         self.file.close()
+
+    def abandon(self) -> None:
+        """After a failed write: stop touching the file (the store seals what is on disk)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
 
 
 class RecordingWriter:
@@ -110,11 +129,24 @@ class RecordingWriter:
         self._closed = False
         self._first_synced = False
         self._handing_over = False
+        self.failed: OSError | None = None
 
     # ------------------------------------------------------------------ input
     def write(self, packet: EncodedPacket) -> None:
+        """Mux one packet. An OSError (disk full or failing) is raised once and ends the
+        recording: nothing more is written, and :meth:`close` leaves the segment for the
+        store to seal over what reached the disk."""
         if self._closed:
             raise RuntimeError("recording already closed")
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self._write(packet)
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def _write(self, packet: EncodedPacket) -> None:
         seg = self._segment
         is_key = packet.kind == "video" and packet.keyframe
         if seg is None:
@@ -123,6 +155,7 @@ class RecordingWriter:
             seg = self._open(packet.pts_us)
         elif is_key and packet.pts_us - seg.first_pts >= self.policy.segment_seconds * 1e6:
             self._finish(seg, final=False)
+            self._segment = None
             seg = self._open(packet.pts_us)
         seg.mux.mux(packet)
         if packet.kind == "video":
@@ -189,14 +222,13 @@ class RecordingWriter:
             "announced": info.announced, "pre_record_s": info.pre_record_s,
             "press_pts_us": info.press_pts_us, "recipients": list(ident.recipients),
         }
-        seq = self.store.allocate(journal)
+        seq = self.store.reserve_seq()
         self._segment = _OpenSegment(self.store, seq, self._recipients, self.video, self.audio, journal)
         self._index += 1
         return self._segment
 
     def _finish(self, seg: _OpenSegment, final: bool) -> None:
         seg.close()
-        self._segment = None
         last = seg.last_video_pts if seg.last_video_pts is not None else seg.first_pts
         end_mono = last + self._frame_us
         manifest = SegmentManifest(
@@ -205,13 +237,26 @@ class RecordingWriter:
             end_utc_us=self.clock.utc_of(end_mono), end_mono_us=end_mono,
             last_pts_us=seg.last_video_pts, frames=seg.frames, audio_packets=seg.audio_packets,
             prev=self.store.head.prev)
-        path = self.store.commit(manifest, self.identity)
+        path = self.store.commit(manifest)
         self.segments.append(WrittenSegment(seg.seq, seg.path, path, manifest))
 
     def close(self) -> list[WrittenSegment]:
-        """Finish the last segment (marked ``final``) and return all segments written."""
+        """Finish the last segment (marked ``final``) and return all segments written.
+
+        After a failed write, or if finishing fails, the segment is abandoned and the
+        OSError raised: its journal stays, so :meth:`SegmentStore.seal_interrupted` signs
+        what reached the disk."""
         if not self._closed:
             self._closed = True
-            if self._segment is not None:
-                self._finish(self._segment, final=True)
+            seg, self._segment = self._segment, None
+            if seg is not None:
+                if self.failed is not None:
+                    seg.abandon()
+                    raise self.failed
+                try:
+                    self._finish(seg, final=True)
+                except OSError as exc:
+                    seg.abandon()
+                    self.failed = exc
+                    raise
         return self.segments

@@ -75,8 +75,8 @@ def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
                         gop_frames=max(1, round(args.fps * args.gop_seconds)))
     camera = open_camera(CameraConfig("sim", video, AudioParams() if args.audio else None,
                                       {"seed": args.seed, "noise": args.noise}), clock=clock)
-    store = SegmentStore(out / "store")
-    store.seal_interrupted(identity)  # boot: seal anything a power cut left open
+    store = SegmentStore(out / "store", identity)
+    store.seal_interrupted()  # boot: seal anything a power cut left open
     buffer = PreRecordBuffer(args.pre_record, args.buffer_mb << 20, keep_audio=args.pre_record_audio)
     recorder = Recorder(store, identity, camera.video, camera.audio, clock, buffer,
                         WriterPolicy(segment_seconds=args.segment_seconds))

@@ -138,7 +138,7 @@ class SimDevice:
         factory = MockFactory(pin_class=MockPWMPin)
         hardware = Hardware.open(config.pins, factory)
         disk = SimDisk(disk_bytes)
-        store = SegmentStore(resolve(config, config.device.store), free_bytes=disk.free_bytes)
+        store = SegmentStore(resolve(config, config.device.store), identity, free_bytes=disk.free_bytes)
         disk.store_used = store.used_bytes
         power = ScriptedPower()
         audio = RecordingAudioSink(clock)

@@ -63,7 +63,7 @@ class Rig:
         self.clock = VirtualClock()
         self.camera = open_camera(CameraConfig("sim", video, audio, {"seed": seed, "noise": noise}),
                                   clock=self.clock)
-        self.store = SegmentStore(root)
+        self.store = SegmentStore(root, identity)
         self.identity = identity
         self.buffer = PreRecordBuffer(pre_record, 256 << 20, keep_audio=keep_audio)
         self.recorder = Recorder(self.store, identity, self.camera.video, self.camera.audio, self.clock,

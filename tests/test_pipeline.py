@@ -193,8 +193,8 @@ def test_power_cut_recovers_all_but_about_a_second(rig_factory, identity, author
     rig = rig_factory(video=video, pre_record=1, policy=WriterPolicy(segment_seconds=60, pad_to_sync=pad))
     rig.run_until(2)
     image, cut_pts = power_cut(rig, tmp_path, 9.7)
-    store = SegmentStore(image)  # next boot
-    sealed = store.seal_interrupted(identity)
+    store = SegmentStore(image, identity)  # next boot
+    sealed = store.seal_interrupted()
     assert len(sealed) == 1 and not sealed[0].complete
     report = verify_store(store.dir, device_public, identity=authority[1], decrypt_to=tmp_path / "dec")
     seg = report.segments[-1]
