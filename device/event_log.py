@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from common import signed
 from common.clock import Clock
+from common.fsutil import fsync_dir
 from device.identity import DeviceIdentity
 
 EVENT_VERSION = 1
@@ -66,7 +67,10 @@ class EventLog:
         }
         record = signed.sign(body, self.identity.signing_key, bytes.fromhex(self.identity.key_fingerprint))
         if self._file is None:
+            created = not self.path.exists()
             self._file = open(self.path, "ab", buffering=0)
+            if created:  # the log's directory entry must survive a power cut too
+                fsync_dir(self.path.parent)
         self._file.write(record)  # reaches the OS at once; fsync'd by sync()
         self._dirty = True
         self.seq, self.prev = body["seq"], signed.digest(record)

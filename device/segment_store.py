@@ -35,6 +35,7 @@ import cbor2
 
 from common import signed
 from common.chain_head import GENESIS, ChainHead, read_head
+from common.fsutil import fsync_dir, write_atomic
 from common.manifest import SegmentManifest, read_manifest
 from device.identity import DeviceIdentity
 
@@ -52,29 +53,6 @@ class StoreError(Exception):
 
 class StoreKeyError(StoreError):
     """The store's chain was signed by another device key."""
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename over, fsync the directory: the file is old or new, never torn."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 class SegmentStore:
