@@ -80,11 +80,15 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
         fd = os.open(path, flags, mode)
     except FileExistsError:
         raise KeyFileError(f"{path} exists; refusing to overwrite a key (pass --force to replace it)")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(path, mode)  # O_CREAT's mode is masked by umask; keys must be exactly this
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(path, mode)  # O_CREAT's mode is masked by umask; keys must be exactly this
+    except OSError:
+        path.unlink(missing_ok=True)  # never leave a half-written key behind
+        raise
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,16 @@ def create_authority(directory: Path, *, name: str = "authority", force: bool = 
     return AuthorityFiles(identity_path, recipient_path, recipient)
 
 
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path} is not a text {what} file (binary data)") from None
+
+
 def load_identity(path: Path) -> bytes:
     """Read an age identity file (age-keygen format); the first key line wins."""
-    for line in Path(path).read_text().splitlines():
+    for line in _read_text(path, "age identity").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             return parse_identity(line)
@@ -123,7 +134,7 @@ def load_recipient(value: str | Path) -> bytes:
     text = str(value).strip()
     if text.startswith("age1"):
         return parse_recipient(text)
-    for line in Path(text).read_text().splitlines():
+    for line in _read_text(Path(text), "age recipient").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             return parse_recipient(line)
@@ -160,7 +171,15 @@ def create_device_key(directory: Path, *, name: str = "device", force: bool = Fa
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    data = Path(path).read_bytes()
+    if b"AGE-SECRET-KEY-" in data:
+        raise KeyFileError(f"{path} holds an age identity (the evidence office's key), not a device "
+                           "signing key; a camera needs device.key from: bodycam-keys device --out DIR")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not a readable PEM private key ({exc}); recreate it with "
+                           "bodycam-keys device --out DIR --force") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} is not an Ed25519 private key")
     return key
@@ -170,7 +189,11 @@ def load_verify_key(value: str | Path | bytes) -> Ed25519PublicKey:
     """From PEM text/bytes or a path to a PEM file."""
     data = value if isinstance(value, bytes) else (
         str(value).encode() if str(value).lstrip().startswith("-----BEGIN") else Path(value).read_bytes())
-    key = serialization.load_pem_public_key(data)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{value if not isinstance(value, bytes) else 'key'} is not a PEM public key "
+                           f"({exc}); pass the camera's device.pub.pem") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError("not an Ed25519 public key")
     return key

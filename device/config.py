@@ -21,10 +21,13 @@ Example ``bodycam.toml``::
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from common import keys
 
 
 class ConfigError(ValueError):
@@ -135,6 +138,14 @@ class Config:
             raise ConfigError("storage.full_free_mb must be below storage.warn_free_mb")
         if self.power.critical_percent >= self.power.low_percent:
             raise ConfigError("power.critical_percent must be below power.low_percent")
+        for r in self.device.recipients:
+            try:
+                keys.parse_recipient(r)
+            except keys.KeyFileError as exc:
+                raise ConfigError(f"device.recipients: {exc}") from None
+        c = self.camera
+        if c.width % 2 or c.height % 2:
+            raise ConfigError(f"camera.width and camera.height must be even (H.264 4:2:0), got {c.width}x{c.height}")
         pins = [getattr(self.pins, f.name) for f in fields(self.pins)]
         if len(set(pins)) != len(pins):
             raise ConfigError(f"pins must all differ, got {pins}")
@@ -149,6 +160,8 @@ def _coerce(section: str, key: str, hint: Any, value: Any, meta: dict[str, Any])
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and isinstance(value, float)):
             raise ConfigError(f"{where} must be {'an integer' if hint is int else 'a number'}, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         lo, hi = meta.get("range", (float("-inf"), float("inf")))
         if not lo <= value <= hi:
             raise ConfigError(f"{where} = {value!r} is out of range {lo:g}–{hi:g}")
@@ -191,6 +204,12 @@ def load(path: Path) -> Config:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found")
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a directory; name the bodycam.toml file")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (binary data); a config is TOML")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}")
     return from_dict(data, base_dir=path.parent)

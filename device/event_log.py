@@ -12,6 +12,7 @@ what the camera signalled — and that nothing was removed in between.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,16 @@ class EventLog:
         self.path = Path(root) / "events.cbors"
         self.identity, self.clock = identity, clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.quarantined: Path | None = None
         self.seq, self.prev = self._load_head()
         self._file = None
         self._dirty = False
+        self._good_size = self.path.stat().st_size if self.path.exists() else 0
+        self._pending: list[bytes] = []   # signed but not yet written (disk full)
+        self.write_error: OSError | None = None
         self.entries: list[dict[str, Any]] = []  # this boot's entries, for display
+        if self.quarantined is not None:
+            self.append("event_log_restarted", "BOOTING", quarantined=self.quarantined.name)
 
     def _load_head(self) -> tuple[int, bytes | None]:
         """Continue the chain from the log's last record (handing the log to the dock, and
@@ -43,7 +50,21 @@ class EventLog:
         if self.path.exists():
             records, _ = signed.split_sequence(self.path.read_bytes())
             if records:
-                return int(signed.open_signed(records[-1], None)["seq"]), signed.digest(records[-1])
+                try:
+                    body = signed.open_signed(records[-1], self.identity.signing_key.public_key())
+                    seq = body["seq"]
+                    if isinstance(seq, int) and not isinstance(seq, bool):
+                        return seq, signed.digest(records[-1])
+                except signed.SignatureError:
+                    pass
+                # Altered, corrupt or foreign: never continue that chain, never delete it.
+                # Keep it beside for the dock and start a new chain that says so.
+                n = 1
+                while (target := self.path.with_name(f"{self.path.name}.corrupt-{n}")).exists():
+                    n += 1
+                os.replace(self.path, target)
+                fsync_dir(self.path.parent)
+                self.quarantined = target
         return 0, None
 
     def _repair_torn_tail(self) -> None:
@@ -66,23 +87,54 @@ class EventLog:
             "data": data, "prev": self.prev,
         }
         record = signed.sign(body, self.identity.signing_key, bytes.fromhex(self.identity.key_fingerprint))
-        if self._file is None:
-            created = not self.path.exists()
-            self._file = open(self.path, "ab", buffering=0)
-            if created:  # the log's directory entry must survive a power cut too
-                fsync_dir(self.path.parent)
-        self._file.write(record)  # reaches the OS at once; fsync'd by sync()
-        self._dirty = True
         self.seq, self.prev = body["seq"], signed.digest(record)
         self.entries.append(body)
+        self._pending.append(record)
+        self._flush()
         return body
+
+    def _flush(self) -> None:
+        """Write pending records. On a full or failing disk, cut a partial record back off
+        (the file stays a clean sequence) and keep the rest in RAM until the disk takes it:
+        the camera goes on, and nothing in the chain is skipped."""
+        try:
+            if self._file is None:
+                created = not self.path.exists()
+                self._file = open(self.path, "ab", buffering=0)
+                if created:  # the log's directory entry must survive a power cut too
+                    fsync_dir(self.path.parent)
+            while self._pending:
+                record = self._pending[0]
+                if self._file.write(record) != len(record):  # reaches the OS at once; fsync'd by sync()
+                    raise OSError(errno.ENOSPC, "short write to the event log")
+                self._good_size += len(record)
+                self._pending.pop(0)
+                self._dirty = True
+            self.write_error = None
+        except OSError as exc:
+            self.write_error = exc
+            if self._file is not None:
+                try:
+                    os.ftruncate(self._file.fileno(), self._good_size)
+                except OSError:
+                    pass
+
+    @property
+    def pending(self) -> int:
+        """Records not yet on disk (the disk is full or failing)."""
+        return len(self._pending)
 
     def sync(self) -> None:
         """fsync what was appended. The runtime calls this once per tick, *after* acting,
         so logging never delays a recording's start; a power cut loses at most one tick."""
+        if self._pending:
+            self._flush()
         if self._dirty and self._file is not None:
-            os.fsync(self._file.fileno())
-            self._dirty = False
+            try:
+                os.fsync(self._file.fileno())
+                self._dirty = False
+            except OSError as exc:
+                self.write_error = exc
 
     def close(self) -> None:
         self.sync()

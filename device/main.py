@@ -3,7 +3,8 @@
 Real backends throughout: the camera named in the config (``picamera2`` on a Pi),
 gpiozero's default pin factory (``GPIOZERO_PIN_FACTORY`` overrides it, e.g. ``mock``),
 ALSA ``aplay`` for the spoken cue, the battery gauge file if configured.
-Exit status 2 on a bad configuration, with the reason on stderr.
+Exit status 2 on a bad configuration, 1 when keys, camera or store are unusable (the
+reason on stderr), 0 after a clean stop (SIGTERM/SIGINT finish the recording first).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Sequence
 
 from common import keys
 from common.clock import SystemClock
+from common.signals import StopSignals
 from device import config as device_config
 from device.camera import AudioParams, CameraConfig, CameraError, VideoParams, open_camera
 from device.hardware import AplaySink, Hardware, render_cue
 from device.identity import DeviceIdentity
 from device.power import MainsPower, PowerSource, SysfsBattery
 from device.runtime import DeviceRuntime, State
-from device.segment_store import SegmentStore
+from device.segment_store import SegmentStore, StoreError
 
 
 def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRuntime:
@@ -48,17 +50,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = device_config.load(args.config)
-        if args.check:
-            print(f"{args.config}: ok")
-            return 0
-        runtime = build_runtime(config, SystemClock())
-    except (device_config.ConfigError, keys.KeyFileError, CameraError, OSError) as exc:
+    except device_config.ConfigError as exc:
         parser.error(str(exc))
-    try:
-        final = runtime.run()
-    except KeyboardInterrupt:
-        runtime.stop_recording("shutdown")
+    if args.check:
+        print(f"{args.config}: ok")
         return 0
+    try:
+        runtime = build_runtime(config, SystemClock())
+    except device_config.ConfigError as exc:
+        parser.error(str(exc))
+    except (keys.KeyFileError, CameraError, StoreError) as exc:
+        print(f"bodycam-device: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bodycam-device: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    with StopSignals(runtime.request_stop):
+        final = runtime.run()
     return 1 if final == State.ERROR else 0
 
 

@@ -36,7 +36,7 @@ from device.identity import DeviceIdentity
 from device.power import PowerSource
 from device.recorder import Recorder, SegmentCloseError
 from device.ring_buffer import PreRecordBuffer
-from device.segment_store import SegmentStore
+from device.segment_store import SegmentStore, StoreError
 from device.segment_writer import WriterPolicy, WrittenSegment
 
 CHECK_INTERVAL_US = 1_000_000  # storage and battery are looked at once a second
@@ -94,6 +94,7 @@ class DeviceRuntime:
         self._next_reminder_us: int | None = None
         self._next_check_us = 0
         self._consumed_press = -1
+        self.stop_requested: str | None = None   # e.g. "SIGTERM": finish and return from run()
         # gpiozero calls these from its own thread on a Pi (synchronously with MockFactory):
         # only enqueue, the runtime's tick does the work.
         hardware.button.when_pressed = lambda: self._edges.put(("down", self.clock.monotonic_us()))
@@ -103,7 +104,13 @@ class DeviceRuntime:
     def boot(self) -> None:
         self.log("boot", pre_record_s=self.config.recording.pre_record_seconds,
                  cue="speech" if self.cue_wav else "tones")
-        for m in self.store.seal_interrupted():
+        try:
+            sealed = self.store.seal_interrupted()
+        except (StoreError, OSError) as exc:  # a corrupt journal or a failing disk: never record over it
+            self._fail("store_error", str(exc))
+            self.tick()
+            return
+        for m in sealed:
             self.log("segment_sealed_after_interruption", seq=m.seq, recording_id=m.recording_id)
             self._warn("interrupted_recording")
         self._enter(State.READY)
@@ -124,8 +131,19 @@ class DeviceRuntime:
                 self._fail("storage_error", str(exc))
         self.tick()
 
+    def request_stop(self, why: str) -> None:
+        """Ask :meth:`run` (or a simulator loop) to finish the recording and return."""
+        self.stop_requested = why
+
+    def finish(self) -> None:
+        """End after :meth:`request_stop`: the recording is closed cleanly and logged."""
+        self.log("shutdown_requested", signal=self.stop_requested)
+        self.stop_recording(f"shutdown_{(self.stop_requested or 'request').lower()}")
+        self.events.sync()
+
     def run(self) -> State:
-        """The device main loop, until shutdown or a camera failure; returns the final state.
+        """The device main loop, until shutdown, a stop request or a camera failure; returns
+        the final state.
 
         A camera failure finalises the recording, enters ERROR (amber, error tone) and
         returns, so the service manager can restart the process and the camera with it.
@@ -134,6 +152,9 @@ class DeviceRuntime:
         packets = self.camera.packets()
         try:
             while self.state != State.SHUTDOWN:
+                if self.stop_requested:
+                    self.finish()
+                    break
                 try:
                     packet = next(packets)
                 except StopIteration:
@@ -241,11 +262,18 @@ class DeviceRuntime:
         self.hw.red.on()  # before a single byte is written
         self._announce_end_us = None
         press = self._press_us if self._press_us is not None else self.clock.monotonic_us()
-        info = self.recorder.start(announced=announced, press_pts_us=press)
+        failure: OSError | None = None
+        try:
+            info = self.recorder.start(announced=announced, press_pts_us=press)
+        except OSError as exc:  # disk full or failing while the pre-record buffer was written
+            failure, info = exc, self.recorder.info
+            assert info is not None
         now = self.clock.monotonic_us()
         self.recordings.append(RecordingSummary(info.recording_id, announced, press, now))
         self._next_reminder_us = now + int(self.config.cues.reminder_interval_s * 1e6)
         self._enter(State.RECORDING, recording_id=info.recording_id, announced=announced)
+        if failure is not None:
+            self._fail("storage_error", str(failure))
 
     def _stop_recording(self, reason: str) -> None:
         close_error: SegmentCloseError | None = None

@@ -9,22 +9,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from common import keys
 from common.clock import SystemClock, VirtualClock
+from common.signals import StopSignals
 from device.camera import AudioParams, CameraConfig, VideoParams, open_camera
 from device.identity import DeviceIdentity
-from device.recorder import Recorder
+from device.recorder import Recorder, SegmentCloseError
 from device.ring_buffer import PreRecordBuffer
-from device.segment_store import SegmentStore
+from device.segment_store import SegmentStore, StoreError
 from device.segment_writer import WriterPolicy
 
 
 class UsageError(Exception):
-    """Bad arguments: printed as ``bodycam-sim: error: …``, exit code 2."""
+    """Bad arguments, config or script: printed as ``bodycam-sim: error: …``, exit code 2."""
+
+
+class EnvironmentProblem(Exception):
+    """The files or the disk are not as they must be: ``bodycam-sim: error: …``, exit code 1."""
+
+
+def prepare_out(out: Path) -> Path:
+    """``--out`` as an absolute directory (a relative one means the same to every later step)."""
+    out = out.expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise EnvironmentProblem(f"--out {out} is not writable")
+    return out
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -64,9 +84,8 @@ def ensure_keys(key_dir: Path) -> tuple[Path, str, keys.DeviceKeyFiles]:
     return identity, recipient, dev
 
 
-def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+def cmd_record(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any]:
+    out = prepare_out(args.out)
     identity_path, recipient, dev = ensure_keys(args.keys or out / "keys")
     identity = DeviceIdentity.load(args.device_id, dev.private, [recipient], args.officer_id)
     clock = SystemClock() if args.realtime else VirtualClock(utc_start_us=SystemClock().utc_us())
@@ -75,8 +94,7 @@ def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
                         gop_frames=max(1, round(args.fps * args.gop_seconds)))
     camera = open_camera(CameraConfig("sim", video, AudioParams() if args.audio else None,
                                       {"seed": args.seed, "noise": args.noise}), clock=clock)
-    store = SegmentStore(out / "store", identity)
-    store.seal_interrupted()  # boot: seal anything a power cut left open
+    store = open_store(out / "store", identity)
     buffer = PreRecordBuffer(args.pre_record, args.buffer_mb << 20, keep_audio=args.pre_record_audio)
     recorder = Recorder(store, identity, camera.video, camera.audio, clock, buffer,
                         WriterPolicy(segment_seconds=args.segment_seconds))
@@ -86,16 +104,33 @@ def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
     stop_at = None
     info = None
     segments = []
-    for packet in camera.packets():
-        if info is None and packet.kind == "video" and packet.pts_us >= press_at:
-            info = recorder.start(announced=not args.emergency, press_pts_us=packet.pts_us)
-            stop_at = packet.pts_us + round(args.record * 1e6)
-        if stop_at is not None and packet.kind == "video" and packet.pts_us >= stop_at:
+    try:
+        for packet in camera.packets():
+            if stop.received:
+                break
+            if info is None and packet.kind == "video" and packet.pts_us >= press_at:
+                info = recorder.start(announced=not args.emergency, press_pts_us=packet.pts_us)
+                stop_at = packet.pts_us + round(args.record * 1e6)
+            if stop_at is not None and packet.kind == "video" and packet.pts_us >= stop_at:
+                break
+            recorder.on_packet(packet)
+        segments = recorder.stop()
+    except OSError as exc:  # the disk filled up or failed under the recording
+        info = info or recorder.info
+        try:
             segments = recorder.stop()
-            break
-        recorder.on_packet(packet)
-    camera.close()
-    assert info is not None
+            sealed = "the last one sealed as interrupted"
+        except SegmentCloseError as close:
+            segments = close.segments
+            sealed = ("the last one sealed as interrupted" if close.sealed
+                      else "the last one will be sealed at the next start")
+        raise EnvironmentProblem(
+            f"storage failed while recording ({exc.strerror or exc}); recording stopped with "
+            f"{len(segments)} complete segments, {sealed}. Free space in {store.root} and verify it") from None
+    finally:
+        camera.close()
+    if info is None:
+        raise EnvironmentProblem(f"stopped by {stop.received} before the recording began; nothing recorded")
     first = segments[0].manifest if segments else None
     return {
         "identity": str(identity_path.resolve()),
@@ -105,6 +140,7 @@ def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
         "device_id": args.device_id,
         "store": str(store.root.resolve()),
         "recording_id": info.recording_id,
+        "stopped_by": stop.received,
         "announced": info.announced,
         "press_pts_us": info.press_pts_us,
         "pre_record_covered_s": (info.press_pts_us - first.first_pts_us) / 1e6 if first else 0.0,
@@ -117,21 +153,30 @@ def cmd_record(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cmd_device(args: argparse.Namespace) -> dict[str, Any] | None:
+def open_store(root: Path, identity: DeviceIdentity, **kw: Any) -> SegmentStore:
+    """Open the store and seal what a power cut left open (the boot step)."""
+    try:
+        store = SegmentStore(root, identity, **kw)
+        store.seal_interrupted()
+    except StoreError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+    return store
+
+
+def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | None:
     """``bodycam-sim device``: the whole camera runtime, scripted (virtual time) or interactive."""
     from dataclasses import replace
 
     from device import config as device_config
     from simulator.device_sim import SimDevice, ScriptError, load_script
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(args.out)
     try:
         config = device_config.load(args.config) if args.config else device_config.Config(base_dir=out)
         steps = load_script(args.script) if args.script else None
-    except (device_config.ConfigError, ScriptError, OSError) as exc:
+    except (device_config.ConfigError, ScriptError) as exc:
         raise UsageError(str(exc))
-    identity_path, recipient, dev = ensure_keys(out / "keys")
+    identity_path, recipient, dev = ensure_keys(args.keys or out / "keys")
     key_path = device_config.resolve(config, config.device.key) if args.config else dev.private
     if not key_path.exists():
         raise UsageError(f"device key {key_path} not found; create it with: bodycam-keys device --out {key_path.parent}")
@@ -140,16 +185,24 @@ def cmd_device(args: argparse.Namespace) -> dict[str, Any] | None:
         config = replace(config, device=replace(config.device, store=str(out / "store"),
                                                 key=str(key_path), recipients=recipients))
     identity = DeviceIdentity.load(config.device.id, key_path, recipients, config.device.officer_id or None)
-    sim = SimDevice.create(config, identity, realtime=steps is None, disk_bytes=args.disk_mb << 20,
-                           seed=args.seed, noise=args.noise)
+    try:
+        sim = SimDevice.create(config, identity, realtime=steps is None, disk_bytes=args.disk_mb << 20,
+                               seed=args.seed, noise=args.noise)
+    except StoreError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+    stop.on_signal = sim.runtime.request_stop
     if steps is None:
         from simulator.interactive import run_interactive
         run_interactive(sim)
         return None
     sim.run_script(steps)
+    if sim.runtime.error == "store_error":
+        detail = next(e["data"].get("detail", "") for e in reversed(sim.runtime.events.entries)
+                      if e["kind"] == "state" and e["data"].get("reason") == "store_error")
+        raise EnvironmentProblem(f"the store cannot be used: {detail}")
     report = sim.report()
     report.update({"identity": str(identity_path.resolve()), "recipient": recipient,
-                   "device_public_key": str(dev.public.resolve())})
+                   "device_public_key": str(dev.public.resolve()), "stopped_by": stop.received})
     return report
 
 
@@ -169,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--gop-seconds", type=_ranged(float, 0.1, 10, "--gop-seconds"), default=1.0)
     rec.add_argument("--segment-seconds", type=_ranged(float, 1, 3600, "--segment-seconds"), default=10.0,
                      metavar="S")
-    rec.add_argument("--seed", type=int, default=0, help="scene seed")
+    rec.add_argument("--seed", type=_ranged(int, 0, 2**32 - 1, "--seed"), default=0, help="scene seed")
     rec.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0,
                      help="sensor-like noise amplitude (raises the real bitrate)")
     rec.add_argument("--audio", action="store_true", help="add an AAC track (synthetic tone)")
@@ -189,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--script", type=Path, help="TOML ([[steps]]) or JSON list of {at, action, …}")
     dev.add_argument("--disk-mb", type=_ranged(int, 1, 1 << 22, "--disk-mb"), default=8192,
                      help="simulated disk size in MiB (default 8192)")
-    dev.add_argument("--seed", type=int, default=0)
+    dev.add_argument("--keys", type=Path, default=None,
+                     help="key directory (default OUT/keys); a store only continues under its own key")
+    dev.add_argument("--seed", type=_ranged(int, 0, 2**32 - 1, "--seed"), default=0)
     dev.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0)
     dev.add_argument("--json", action="store_true", help="print one JSON object (with --script)")
     return parser
@@ -198,12 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        result = cmd_record(args) if args.command == "record" else cmd_device(args)
-    except (keys.KeyFileError, UsageError) as exc:
-        parser.error(str(exc))
+    with StopSignals() as stop:
+        try:
+            result = cmd_record(args, stop) if args.command == "record" else cmd_device(args, stop)
+        except UsageError as exc:
+            parser.error(str(exc))
+        except (EnvironmentProblem, keys.KeyFileError, StoreError) as exc:
+            print(f"bodycam-sim: error: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"bodycam-sim: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     if result is None:
         return 0
+    if stop.received:
+        print(f"bodycam-sim: stopped by {stop.received}; the recording was finished and sealed",
+              file=sys.stderr)
     if args.command == "device":
         if args.json:
             json.dump(result, sys.stdout, indent=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +74,19 @@ ACTIONS = {
 }
 
 
+MAX_SCRIPT_S = 12 * 3600   # a script covers one shift: every time and duration within 12 h
+
+
 def load_script(path: Path) -> list[dict[str, Any]]:
     """A TOML file with ``[[steps]]`` tables, or a JSON list (or ``{"steps": [...]}``)."""
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ScriptError(f"script {path} not found") from None
+    except UnicodeDecodeError:
+        raise ScriptError(f"{path} is not a text file (binary data); a script is TOML or JSON") from None
+    except OSError as exc:
+        raise ScriptError(f"cannot read script {path}: {exc.strerror or exc}") from None
     try:
         data: Any = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -94,21 +105,28 @@ def validate_steps(steps: list[Any]) -> list[dict[str, Any]]:
         action, at = step.get("action"), step.get("at")
         if action not in ACTIONS:
             raise ScriptError(f"step {i}: action must be one of {', '.join(ACTIONS)}, got {action!r}")
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0:
-            raise ScriptError(f"step {i} ({action}): 'at' must be seconds ≥ 0, got {at!r}")
+        if not _seconds(at):
+            raise ScriptError(f"step {i} ({action}): 'at' must be seconds from 0 to {MAX_SCRIPT_S} "
+                              f"(a script covers one shift), got {at!r}")
         extra = set(step) - {"at", "action"} - ACTIONS[action]
         if extra:
             raise ScriptError(f"step {i} ({action}): unknown keys {sorted(extra)}")
         for key in ACTIONS[action] & set(step):
             v = step[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ScriptError(f"step {i} ({action}): {key} must be a number ≥ 0, got {v!r}")
+            if not _seconds(v):
+                raise ScriptError(f"step {i} ({action}): {key} must be a number from 0 to {MAX_SCRIPT_S}, "
+                                  f"got {v!r}")
         if action == "battery" and "level" not in step:
             raise ScriptError(f"step {i} (battery): needs level = 0…100")
         if action == "battery" and step["level"] > 100:
             raise ScriptError(f"step {i} (battery): level must be ≤ 100")
         out.append(dict(step))
     return sorted(out, key=lambda s: s["at"])
+
+
+def _seconds(v: Any) -> bool:
+    return (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            and 0 <= v <= MAX_SCRIPT_S)
 
 
 class SimDevice:
@@ -188,6 +206,10 @@ class SimDevice:
     def run_until(self, seconds: float) -> None:
         end = self.boot_us + int(seconds * 1e6)
         while not self.ended and self.clock.monotonic_us() < end and self.runtime.state.value != "SHUTDOWN":
+            if self.runtime.stop_requested:
+                self.runtime.finish()
+                self.ended = True
+                break
             self.step()
 
     def run_script(self, steps: list[dict[str, Any]], tail_s: float = 5.0) -> None:

@@ -52,6 +52,9 @@ def run_interactive(sim: SimDevice) -> None:
         tty.setcbreak(fd)
         with Live(_panel(sim), refresh_per_second=10, screen=False) as live:
             while sim.runtime.state.value != "SHUTDOWN":
+                if sim.runtime.stop_requested:
+                    sim.runtime.finish()
+                    break
                 if select.select([sys.stdin], [], [], 0)[0]:
                     key = sys.stdin.read(1)
                     now = (sim.clock.monotonic_us() - sim.boot_us) / 1e6
