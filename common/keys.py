@@ -124,6 +124,9 @@ def load_identity(path: Path) -> bytes:
     """Read an age identity file (age-keygen format); the first key line wins."""
     for line in _read_text(path, "age identity").splitlines():
         line = line.strip()
+        if line.startswith("-----BEGIN"):
+            raise KeyFileError(f"{path} is a PEM key (a device key?), not an age identity "
+                               "(a file with an AGE-SECRET-KEY-1… line, from bodycam-keys authority)")
         if line and not line.startswith("#"):
             return parse_identity(line)
     raise KeyFileError(f"{path} holds no AGE-SECRET-KEY-1… line")

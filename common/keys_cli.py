@@ -40,8 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(keys.recipient_of(keys.load_identity(args.identity)))
             return 0
-    except (keys.KeyFileError, OSError) as exc:
+    except FileNotFoundError as exc:
+        if args.command != "recipient":  # an output directory that cannot be made
+            print(f"bodycam-keys: error: cannot create {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 1
+        parser.error(f"{exc.filename}: no such file")
+    except keys.KeyFileError as exc:
         parser.error(str(exc))
+    except OSError as exc:
+        print(f"bodycam-keys: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -15,6 +15,8 @@ True
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import wave
@@ -135,15 +137,24 @@ def wav_duration_us(path: Path) -> int:
 def render_cue(text: str, voice: str, path: Path) -> Path | None:
     """Render the spoken announcement with espeak-ng (``-w``: ``--stdout`` writes a broken
     WAV length). Returns None when espeak-ng is missing or fails: the caller falls back
-    to the buzzer pattern."""
-    if path.exists():
+    to the buzzer pattern.
+
+    The rendering is cached at ``path``; ``path.meta`` records the text and voice it was
+    rendered from, so a changed announcement is rendered again (the event log states the
+    text, and the camera must say exactly that)."""
+    meta = path.with_name(path.name + ".meta")
+    wanted = json.dumps({"text": text, "voice": voice}, sort_keys=True)
+    if path.exists() and meta.exists() and meta.read_text() == wanted:
         return path
     exe = shutil.which("espeak-ng")
     if exe is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([exe, "-v", voice, "-w", str(path), text], capture_output=True)
-    if done.returncode != 0 or not path.exists():
-        path.unlink(missing_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    done = subprocess.run([exe, "-v", voice, "-w", str(tmp), text], capture_output=True)
+    if done.returncode != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
         return None
+    os.replace(tmp, path)
+    meta.write_text(wanted)
     return path

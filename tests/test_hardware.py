@@ -69,3 +69,15 @@ def test_second_press_too_late_is_two_presses():
     second = r.poll(1_300_000)
     assert [g.kind for g in first + second] == ["press", "press"]
     assert [g.t_us for g in first + second] == [0, 700_000]
+
+
+def test_cue_cache_follows_the_text_and_voice(tmp_path):
+    from device.hardware import render_cue
+    from tests.conftest import need
+    need("espeak-ng")
+    wav = tmp_path / "cues" / "announce.wav"
+    first = render_cue("Achtung, Videoaufzeichnung", "de", wav).read_bytes()
+    assert render_cue("Achtung, Videoaufzeichnung", "de", wav).read_bytes() == first  # cached
+    changed = render_cue("Achtung, Video- und Tonaufzeichnung", "de", wav).read_bytes()
+    assert changed != first and "Tonaufzeichnung" in (tmp_path / "cues" / "announce.wav.meta").read_text()
+    assert render_cue("Achtung, Video- und Tonaufzeichnung", "en", wav).read_bytes() != changed

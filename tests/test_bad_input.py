@@ -1,0 +1,175 @@
+"""Every CLI, fed garbage: one clear message, exit 2 for usage errors and 1 for
+environment errors (files, disk), never a traceback, nothing lost.
+
+Each row: CLI, arguments ({T} is a scratch directory prepared by the row's setup,
+{K} a good key directory, {S} a good camera store), exit code, words the message
+must contain. The CLIs run in-process through their ``main``: an exception that
+escapes fails the row.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from common import keys
+from common.keys_cli import main as keys_main
+from device.main import main as device_main
+from dock.verify_cli import main as verify_main
+from simulator.cli import main as sim_main
+
+CLIS = {"sim": sim_main, "device": device_main, "verify": verify_main, "keys": keys_main}
+SMALL_REC = ["--resolution", "160x120", "--fps", "10", "--pre-record", "0", "--record", "1",
+             "--bitrate", "100000"]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A recorded store and its keys (by the CLI itself)."""
+    out = tmp_path_factory.mktemp("good")
+    assert sim_main(["record", "--out", str(out), *SMALL_REC]) == 0
+    return out
+
+
+def write(path: str, data: bytes | str) -> Callable[[Path, Path], None]:
+    def setup(t: Path, good: Path) -> None:
+        p = t / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return setup
+
+
+def copy_good(then: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
+    def setup(t: Path, good: Path) -> None:
+        shutil.copytree(good, t / "cam", dirs_exist_ok=True)
+        if then:
+            then(t / "cam")
+    return setup
+
+
+def journal_garbage(cam: Path) -> None:
+    (cam / "store" / "segments" / "00000099.open").write_bytes(b"\xff\x00garbage")
+
+
+def foreign_store(t: Path, good: Path) -> None:
+    shutil.copytree(good / "store", t / "out" / "store")
+    keys.create_authority(t / "other")
+    keys.create_device_key(t / "other")
+
+
+BINARY = bytes(range(256)) * 4
+ROWS = [
+    # --- bodycam-sim record
+    ("sim", ["record", "--out", "{T}/o", "--seed", "-1", "--record", "1"], None, 2, "--seed"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "0"], None, 2, "--record"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "nan"], None, 2, "--record"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "1", "--pre-record", "inf"], None, 2, "--pre-record"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "1", "--resolution", "161x120"], None, 2, "resolution"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "1", "--fps", "abc"], None, 2, "--fps"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "1", "--bitrate", "1"], None, 2, "--bitrate"),
+    ("sim", ["record", "--out", "{T}/o"], None, 2, "--record"),
+    ("sim", ["record", "--out", "{T}/o", "--record", "1", "--frobnicate"], None, 2, "unrecognized"),
+    ("sim", ["record", "--out", "{T}/file", *SMALL_REC], write("file", "x"), 2, "is a file"),
+    ("sim", ["record", "--out", "/proc/bodycam/out", *SMALL_REC], None, 1, "cannot create --out"),
+    ("sim", ["record", "--out", "{T}/o", *SMALL_REC], write("o/store", "x"), 1, "is a file"),
+    ("sim", ["record", "--out", "{T}/o", *SMALL_REC], write("o/store/segments", "x"), 1, "is a file"),
+    ("sim", ["record", "--out", "{T}/cam", *SMALL_REC],
+     copy_good(lambda c: (c / "store" / "chain-head.cbor").write_bytes(b"\x00junk")), 1, "chain-head.cbor"),
+    ("sim", ["record", "--out", "{T}/cam", *SMALL_REC], copy_good(journal_garbage), 1, "journal"),
+    ("sim", ["record", "--out", "{T}/cam", *SMALL_REC],
+     copy_good(lambda c: (c / "keys" / "device.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nxx\n")),
+     1, "device.key"),
+    ("sim", ["record", "--out", "{T}/cam", *SMALL_REC],
+     copy_good(lambda c: shutil.copy(c / "keys" / "authority.key", c / "keys" / "device.key")), 1, "age identity"),
+    ("sim", ["record", "--out", "{T}/cam", *SMALL_REC],
+     copy_good(lambda c: (c / "keys" / "authority.key").write_bytes(BINARY)), 1, "not a text"),
+    # --- bodycam-sim device
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", "[[steps]]\nat = nan\naction = 'press'\n"), 2, "'at'"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", "[[steps]]\nat = inf\naction = 'press'\n"), 2, "'at'"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.json"], write("s.json", '[{"at": NaN, "action": "press"}]'), 2, "'at'"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.json"], write("s.json", '[{"at": Infinity, "action": "end"}]'), 2, "'at'"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", "[[steps]]\nat = 1e7\naction = 'press'\n"), 2, "one shift"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", "[[steps]]\nat = 1\naction = 'hold'\nseconds = -1\n"), 2, "seconds"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", "[[steps]]\nat = 1\naction = 'fly'\n"), 2, "action"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", "steps = []\n"), 2, "non-empty"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml"], write("s.toml", BINARY), 2, "not a text file"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/missing.toml"], None, 2, "not found"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml", "--config", "{T}/c.toml"],
+     lambda t, g: (write("s.toml", "[[steps]]\nat = 1\naction = 'end'\n")(t, g), write("c.toml", BINARY)(t, g)),
+     2, "not a text file"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml", "--config", "{T}/c.toml"],
+     lambda t, g: (write("s.toml", "[[steps]]\nat = 1\naction = 'end'\n")(t, g),
+                   write("c.toml", "[camera]\nwidth = 321\n")(t, g)), 2, "even"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml", "--config", "{T}"],
+     write("s.toml", "[[steps]]\nat = 1\naction = 'end'\n"), 2, "directory"),
+    ("sim", ["device", "--out", "{T}/o", "--script", "{T}/s.toml", "--config", "{T}/c.toml"],
+     lambda t, g: (write("s.toml", "[[steps]]\nat = 1\naction = 'end'\n")(t, g),
+                   write("c.toml", "[camera]\nwidht = 320\n")(t, g)), 2, "unknown key"),
+    ("sim", ["device", "--out", "{T}/o", "--disk-mb", "0", "--script", "{T}/s.toml"], None, 2, "--disk-mb"),
+    ("sim", ["device", "--out", "{T}/out", "--keys", "{T}/other", "--script", "{T}/s.toml"],
+     lambda t, g: (foreign_store(t, g), write("s.toml", "[[steps]]\nat = 1\naction = 'end'\n")(t, g)),
+     1, "another key"),
+    ("sim", ["device", "--out", "{T}/f", "--script", "{T}/s.toml"], write("f", "x"), 2, "is a file"),
+    # --- bodycam-device
+    ("device", ["--config", "{T}/c.toml", "--check"], write("c.toml", BINARY), 2, "not a text file"),
+    ("device", ["--config", "{T}/c.toml", "--check"], write("c.toml", "[camera]\nheight = 719\n"), 2, "even"),
+    ("device", ["--config", "{T}/c.toml", "--check"], write("c.toml", "[power]\nlow_percent = nan\n"), 2, "finite"),
+    ("device", ["--config", "{T}/missing.toml", "--check"], None, 2, "not found"),
+    ("device", ["--config", "{T}/c.toml", "--check"], write("c.toml", '[device]\nrecipients = ["AGE-SECRET-KEY-1X"]\n'),
+     2, "never the secret key"),
+    ("device", [], None, 2, "--config"),
+    ("device", ["--config", "{T}/c.toml"], lambda t, g: write("c.toml", (
+        f'[device]\nkey = "{g}/keys/authority.key"\nrecipients = ["{keys.recipient_of(keys.load_identity(g / "keys/authority.key"))}"]\n'
+        '[camera]\nbackend = "sim"\n'))(t, g), 1, "age identity"),
+    ("device", ["--config", "{T}/c.toml"], lambda t, g: write("c.toml", (
+        f'[device]\nkey = "{t}/nokey"\nrecipients = ["{keys.recipient_of(keys.load_identity(g / "keys/authority.key"))}"]\n'))(t, g),
+     1, "nokey"),
+    # --- bodycam-verify
+    ("verify", ["{T}", "--device-key", "{K}/device.pub.pem"], None, 1, "no segment manifests"),
+    ("verify", ["{T}", "--device-key", "{K}/device.pub.pem"], write("segments/README", "x"), 1, "no segment manifests"),
+    ("verify", ["{T}/nope", "--device-key", "{K}/device.pub.pem"], None, 2, "not a directory"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--identity", "{K}/authority.key",
+                "--decrypt-to", "{T}/f"], write("f", "x"), 2, "not a directory"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--identity", "{K}/authority.key",
+                "--decrypt-to", "/proc/bodycam/out"], None, 1, "cannot read or write"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--decrypt-to", "{T}/d"], None, 2, "needs --identity"),
+    ("verify", ["{S}", "--device-key", "{T}/missing.pem"], None, 2, "no such file"),
+    ("verify", ["{S}", "--device-key", "{K}/authority.key"], None, 2, "not a PEM public key"),
+    ("verify", ["{S}", "--device-key", "{T}/b"], write("b", BINARY), 2, "not a PEM public key"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--identity", "{K}/device.key"], None, 2, "not an age identity"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--identity", "{T}/b"], write("b", BINARY), 2, "not a text"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--anchor", "banana"], None, 2, "anchor"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--anchor", "3:" + "zz" * 32], None, 2, "not hex"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem", "--anchor", "{T}/h"], write("h", b"\x00"), 2, "anchor file"),
+    ("verify", ["{S}", "--device-key", "{K}/device.pub.pem"], None, 0, ""),
+    ("verify", ["{T}/cam/store", "--device-key", "{K}/device.pub.pem"],
+     copy_good(lambda c: (c / "store" / "chain-head.cbor").unlink()), 1, "chain-head.cbor"),
+    # --- bodycam-keys
+    ("keys", ["authority", "--out", "{K}"], None, 2, "refusing to overwrite"),
+    ("keys", ["recipient", "{T}/missing"], None, 2, "missing"),
+    ("keys", ["recipient", "{T}/b"], write("b", BINARY), 2, "not a text"),
+    ("keys", ["recipient", "{K}/device.key"], None, 2, "not an age identity"),
+    ("keys", ["device", "--out", "/proc/bodycam/keys"], None, 1, "/proc/bodycam"),
+    ("keys", [], None, 2, "required"),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}:{' '.join(r[1])[:60]}:{r[4]}" for r in ROWS])
+def test_bad_input(row, good, tmp_path, capsys):
+    cli, argv, setup, code, words = row
+    if setup is not None:
+        setup(tmp_path, good)
+    argv = [a.replace("{T}", str(tmp_path)).replace("{K}", str(good / "keys")).replace("{S}", str(good / "store"))
+            for a in argv]
+    try:
+        got = CLIS[cli](argv)
+    except SystemExit as exc:
+        got = exc.code
+    captured = capsys.readouterr()
+    err = captured.err + captured.out  # a verification report goes to stdout
+    assert got == code, err
+    assert words in err, err
+    assert "Traceback" not in err
