@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from gpiozero.exc import GPIOZeroError
+
 from common import keys
 from common.clock import SystemClock
 from common.signals import StopSignals
@@ -24,6 +26,10 @@ from device.identity import DeviceIdentity
 from device.power import MainsPower, PowerSource, SysfsBattery
 from device.runtime import DeviceRuntime, State
 from device.segment_store import SegmentStore, StoreError
+
+
+class HardwareError(Exception):
+    """Pins or sound cannot be opened; the message says what to check."""
 
 
 def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRuntime:
@@ -38,7 +44,14 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
     power: PowerSource = (SysfsBattery(Path(config.power.battery_capacity_file))
                           if config.power.battery_capacity_file else MainsPower())
     cue = render_cue(config.cues.announcement, config.cues.voice, device_config.resolve(config, config.cues.wav))
-    return DeviceRuntime(config, identity, camera, Hardware.open(config.pins), clock,
+    try:
+        hardware = Hardware.open(config.pins)
+    except GPIOZeroError as exc:
+        camera.close()
+        raise HardwareError(
+            f"cannot open the GPIO pins ({type(exc).__name__}: {exc}). On a Pi, check [pins] in the config; "
+            "off a Pi, run with GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin") from None
+    return DeviceRuntime(config, identity, camera, hardware, clock,
                          SegmentStore(device_config.resolve(config, d.store), identity), power,
                          audio=AplaySink(), cue_wav=cue)
 
@@ -59,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime = build_runtime(config, SystemClock())
     except device_config.ConfigError as exc:
         parser.error(str(exc))
-    except (keys.KeyFileError, CameraError, StoreError) as exc:
+    except (keys.KeyFileError, CameraError, StoreError, HardwareError) as exc:
         print(f"bodycam-device: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
