@@ -100,3 +100,19 @@ def test_bodycam_device_check_and_refusals(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "device.main", "--config", str(secret_key)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "never the secret key" in bad.stderr
+
+
+def test_relative_out_means_what_it_says(tmp_path, monkeypatch, capsys):
+    """--out run/shift writes run/shift/store (it used to nest run/shift/run/shift/store), and a
+    second run boots the same store and continues its chain."""
+    import json as json_
+    from simulator.cli import main as sim_main
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "s.toml"
+    script.write_text("[[steps]]\nat = 2\naction = 'double'\n[[steps]]\nat = 5\naction = 'hold'\nseconds = 3.2\n")
+    for run in (1, 2):
+        assert sim_main(["device", "--out", "run/shift", "--script", str(script), "--json"]) == 0
+        result = json_.loads(capsys.readouterr().out)
+        assert result["store"] == str(tmp_path / "run" / "shift" / "store")
+    assert not (tmp_path / "run" / "shift" / "run").exists()
+    assert len(list((tmp_path / "run" / "shift" / "store" / "segments").glob("*.manifest"))) >= 4

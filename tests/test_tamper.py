@@ -230,3 +230,29 @@ def test_store_refuses_another_device_key(store, authority):
     other = DeviceIdentity("test-cam", Ed25519PrivateKey.generate(), (authority[2],))
     with pytest.raises(StoreKeyError, match="another key"):
         SegmentStore(store, other)
+
+
+def test_every_single_bit_flip_of_a_manifest_is_a_clean_error(shift_store, device_public):
+    record = segs(shift_store[0])[1].read_bytes()
+    outcomes = set()
+    for i in range(len(record) * 8):
+        data = bytearray(record)
+        data[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(signed.SignatureError) as raised:
+            read_manifest(bytes(data), device_public)
+        outcomes.add(str(raised.value).split(":")[0][:30])
+    assert len(outcomes) > 3  # many different rules fire, all as SignatureError
+
+
+def test_every_single_bit_flip_of_an_age_header_is_a_clean_error(shift_store, authority):
+    from common import age_format
+    data = segs(shift_store[0], ".ts.age")[0].read_bytes()
+    header_len = age_format.parse_header(data).payload_offset
+    for i in range(header_len * 8):
+        mutated = bytearray(data)
+        mutated[i // 8] ^= 1 << (i % 8)
+        try:
+            rec = age_format.recover(bytes(mutated), authority[1])
+        except age_format.AgeError:
+            continue
+        raise AssertionError(f"bit {i} of the header flipped and still decrypted ({rec.reason})")
