@@ -368,7 +368,7 @@ class DeviceRuntime:
         try:
             for m in self.store.seal_interrupted():
                 self.log("segment_sealed_after_interruption", seq=m.seq, recording_id=m.recording_id)
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             self.log("seal_failed", error=str(exc))
             return False
         return True

@@ -191,6 +191,8 @@ def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | 
     except StoreError as exc:
         raise EnvironmentProblem(str(exc)) from None
     stop.on_signal = sim.runtime.request_stop
+    if stop.received:  # a signal that came while setting up
+        sim.runtime.request_stop(stop.received)
     if steps is None:
         from simulator.interactive import run_interactive
         run_interactive(sim)

@@ -343,3 +343,20 @@ def test_disk_error_mid_segment_seals_what_reached_the_disk_and_recovers(sim_fac
     sim.run_until(23)
     assert rt.state == State.READY and len(rt.recordings) == 2 and rt.recordings[1].stop_reason == "button_hold"
     assert verify_store(rt.store.dir, device_public, identity=authority[1]).ok
+
+
+def test_corrupt_journal_at_boot_is_error_not_a_crash(tmp_path, identity):
+    """A journal that cannot be read blocks sealing: the camera shows ERROR (store_error)
+    and stays there through a docking, instead of crashing or recording over it."""
+    cfg = make_config(tmp_path)
+    sim = SimDevice.create(cfg, identity)
+    (sim.runtime.store.dir / "00000001.open").write_bytes(b"\xff\xfe")
+    sim.runtime.boot()
+    assert sim.runtime.state == State.ERROR and sim.runtime.error == "store_error"
+    sim.schedule({"at": 1, "action": "dock"})
+    sim.schedule({"at": 2, "action": "undock"})
+    sim.schedule({"at": 3, "action": "double"})
+    sim.run_until(5)
+    assert sim.runtime.state != State.RECORDING and not sim.runtime.recordings
+    assert "seal_failed" in [e["kind"] for e in sim.runtime.events.entries]
+    sim.runtime.close()
