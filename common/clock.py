@@ -65,3 +65,36 @@ class VirtualClock:
     def sleep_until_us(self, mono_us: int) -> None:
         with self._lock:
             self._mono = max(self._mono, mono_us)
+
+
+class AdjustableClock:
+    """A clock whose UTC the dock corrects; the monotonic timeline (pts) is untouched.
+
+    >>> c = AdjustableClock(VirtualClock(utc_start_us=1_000))
+    >>> c.set_utc(5_000)
+    4000
+    >>> c.utc_us(), c.utc_of(0), c.monotonic_us()
+    (5000, 5000, 0)
+    """
+
+    def __init__(self, inner: Clock) -> None:
+        self.inner = inner
+        self.offset_us = 0
+
+    def set_utc(self, utc_us: int) -> int:
+        """Make UTC now equal ``utc_us``; return the correction applied (µs, + = was slow)."""
+        delta = utc_us - self.utc_us()
+        self.offset_us += delta
+        return delta
+
+    def monotonic_us(self) -> int:
+        return self.inner.monotonic_us()
+
+    def utc_us(self) -> int:
+        return self.inner.utc_us() + self.offset_us
+
+    def utc_of(self, mono_us: int) -> int:
+        return self.inner.utc_of(mono_us) + self.offset_us
+
+    def sleep_until_us(self, mono_us: int) -> None:
+        self.inner.sleep_until_us(mono_us)

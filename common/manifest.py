@@ -47,6 +47,7 @@ class SegmentManifest:
     press_pts_us: int | None         # pts of the record press (pre-record ends here)
     recipients: list[str]
     prev: bytes | None               # SHA-256 of the previous manifest file, None only for seq 1
+    clock: dict[str, Any] | None = None  # last dock time sync: {offset_us, synced_utc_us, dock_id}
     container: str = "mpegts"
     encryption: str = "age-v1-x25519"
     type: str = "segment"

@@ -21,21 +21,15 @@ Example ``bodycam.toml``::
 
 from __future__ import annotations
 
-import math
-import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
-from common import keys
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and what to do."""
+from common import config_schema, keys
 
 
-def _range(lo: float, hi: float) -> dict[str, Any]:
-    return {"range": (lo, hi)}
+ConfigError = config_schema.ConfigError
+_range = config_schema.ranged
 
 
 @dataclass(frozen=True)
@@ -112,6 +106,12 @@ class PowerSection:
 
 
 @dataclass(frozen=True)
+class LinkSection:
+    port: str = ""                   # the dock link: "/dev/ttyGS0" on the Pi (USB gadget); "" = none
+    dock_keys: list[str] = field(default_factory=list)   # PEM files of the enrolled docks' keys
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceSection = field(default_factory=DeviceSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -122,6 +122,7 @@ class Config:
     pins: PinSection = field(default_factory=PinSection)
     storage: StorageSection = field(default_factory=StorageSection)
     power: PowerSection = field(default_factory=PowerSection)
+    link: LinkSection = field(default_factory=LinkSection)
     base_dir: Path = field(default=Path("."), compare=False)  # relative paths start here
 
     def __post_init__(self) -> None:
@@ -151,68 +152,13 @@ class Config:
             raise ConfigError(f"pins must all differ, got {pins}")
 
 
-def _coerce(section: str, key: str, hint: Any, value: Any, meta: dict[str, Any]) -> Any:
-    where = f"{section}.{key}"
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and isinstance(value, float)):
-            raise ConfigError(f"{where} must be {'an integer' if hint is int else 'a number'}, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} must be a finite number, got {value!r}")
-        lo, hi = meta.get("range", (float("-inf"), float("inf")))
-        if not lo <= value <= hi:
-            raise ConfigError(f"{where} = {value!r} is out of range {lo:g}–{hi:g}")
-        return hint(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if getattr(hint, "__origin__", None) is list:
-        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise ConfigError(f"{where} must be a list of strings")
-        return list(value)
-    raise ConfigError(f"{where}: unsupported type")  # pragma: no cover - schema bug
-
-
 def from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Build and validate a :class:`Config` from parsed TOML."""
-    sections: dict[str, Any] = {}
-    hints = {k: v for k, v in get_type_hints(Config).items() if is_dataclass(v)}
-    for name, value in data.items():
-        if name not in hints:
-            raise ConfigError(f"unknown section [{name}]; known: {', '.join(hints)}")
-        cls = hints[name]
-        if not isinstance(value, dict):
-            raise ConfigError(f"[{name}] must be a table")
-        known = {f.name: f for f in fields(cls)}
-        cls_hints = get_type_hints(cls)
-        kwargs = {}
-        for key, v in value.items():
-            if key not in known:
-                raise ConfigError(f"unknown key {name}.{key}; known: {', '.join(known)}")
-            kwargs[key] = _coerce(name, key, cls_hints[key], v, dict(known[key].metadata))
-        sections[name] = cls(**kwargs)
-    return Config(**sections, base_dir=base_dir or Path("."))
+    return config_schema.build(Config, data, base_dir=base_dir or Path("."))
 
 
 def load(path: Path) -> Config:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found")
-    except IsADirectoryError:
-        raise ConfigError(f"config {path} is a directory; name the bodycam.toml file")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a text file (binary data); a config is TOML")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}")
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}")
-    return from_dict(data, base_dir=path.parent)
+    return config_schema.load(Config, path, "bodycam.toml")
 
 
 def resolve(config: Config, value: str) -> Path:

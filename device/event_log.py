@@ -13,6 +13,7 @@ what the camera signalled — and that nothing was removed in between.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from common import signed
 from common.clock import Clock
-from common.fsutil import fsync_dir
+from common.fsutil import fsync_dir, write_atomic
 from device.identity import DeviceIdentity
 
 EVENT_VERSION = 1
@@ -118,6 +119,23 @@ class EventLog:
                     os.ftruncate(self._file.fileno(), self._good_size)
                 except OSError:
                     pass
+
+    def drop_prefix(self, size: int, sha256: bytes, upto_seq: int) -> int:
+        """Remove the first ``size`` bytes — records 1…``upto_seq`` that the dock has stored and
+        receipted — if and only if they hash to ``sha256``; return how many records went.
+        The chain goes on from the last record (its head stays in memory)."""
+        data = self.path.read_bytes() if self.path.exists() else b""
+        if size <= 0 or size > len(data) or hashlib.sha256(data[:size]).digest() != sha256:
+            raise ValueError("the receipt does not match the event log held on the camera")
+        records, torn = signed.split_sequence(data[:size])
+        if torn or not records or signed.open_signed(records[-1], None).get("seq") != upto_seq:
+            raise ValueError("the receipt does not end at the event it names")
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        write_atomic(self.path, data[size:])
+        self._good_size = len(data) - size
+        return len(records)
 
     @property
     def pending(self) -> int:

@@ -13,7 +13,7 @@ decide *when* to record — the runtime's state machine (or a test) calls
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from typing import Any, Callable
 
 from common.clock import Clock
 from device.camera import AudioParams, EncodedPacket, VideoParams
@@ -42,6 +42,7 @@ class Recorder:
         self.clock, self.buffer, self.policy, self.guard = clock, buffer, policy, guard
         self.writer: RecordingWriter | None = None
         self.info: RecordingInfo | None = None     # the recording under way
+        self.clock_sync: dict[str, Any] | None = None  # set by the runtime when a dock sets the time
         self.last_pts_us: int | None = None
 
     @property
@@ -64,7 +65,8 @@ class Recorder:
         stamp = dt.datetime.fromtimestamp(self.clock.utc_of(press) / 1e6, dt.timezone.utc)
         info = RecordingInfo(
             recording_id=f"{self.identity.device_id}-{stamp:%Y%m%dT%H%M%S}Z-{self.store.head.seq + 1:08d}",
-            announced=announced, pre_record_s=self.buffer.window_us / 1e6, press_pts_us=press)
+            announced=announced, pre_record_s=self.buffer.window_us / 1e6, press_pts_us=press,
+            clock=self.clock_sync)
         self.info = info
         self.writer = RecordingWriter(self.store, self.identity, self.video, self.audio,
                                       self.clock, info, self.policy)

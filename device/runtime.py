@@ -21,18 +21,22 @@ every camera packet (30 times a second) and runs one :meth:`tick`.
 from __future__ import annotations
 
 import queue
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from common.clock import Clock
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from common.clock import AdjustableClock, Clock
+from common.link import Link
 from device.button import Gesture, PressRecogniser
 from device.camera import Camera, EncodedPacket
 from device.config import Config
 from device.event_log import EventLog
 from device.hardware import AudioSink, Hardware, Sounder, wav_duration_us
 from device.identity import DeviceIdentity
+from device.link_service import LinkHooks, LinkService, load_assignment
 from device.power import PowerSource
 from device.recorder import Recorder, SegmentCloseError
 from device.ring_buffer import PreRecordBuffer
@@ -68,9 +72,18 @@ class RecordingSummary:
 class DeviceRuntime:
     def __init__(self, config: Config, identity: DeviceIdentity, camera: Camera, hardware: Hardware,
                  clock: Clock, store: SegmentStore, power: PowerSource, *,
-                 audio: AudioSink | None = None, cue_wav: Path | None = None) -> None:
+                 audio: AudioSink | None = None, cue_wav: Path | None = None,
+                 link: Link | None = None, dock_keys: dict[str, Ed25519PublicKey] | None = None) -> None:
+        """``link``: the port a dock talks on (served by :class:`LinkService` from every tick);
+        ``dock_keys``: the enrolled docks, by key fingerprint."""
+        self.clock = AdjustableClock(clock)  # UTC as corrected by the dock; pts untouched
+        self.dock_keys = dock_keys or {}
+        officer = load_assignment(store.root, self.dock_keys)
+        if officer is not None:
+            identity = replace(identity, officer_id=officer)
         self.config, self.identity, self.camera, self.hw = config, identity, camera, hardware
-        self.clock, self.store, self.power, self.audio = clock, store, power, audio
+        self.store, self.power, self.audio = store, power, audio
+        clock = self.clock
         self.cue_wav = cue_wav if (cue_wav is not None and audio is not None and cue_wav.exists()) else None
         rec = config.recording
         self.buffer = PreRecordBuffer(rec.pre_record_seconds, rec.pre_record_max_mb << 20,
@@ -80,6 +93,9 @@ class DeviceRuntime:
         self.recogniser = PressRecogniser.from_config(config.button)
         self.sounder = Sounder(hardware.buzzer, clock)
         self.events = EventLog(store.root, identity, clock)
+        self.link = LinkService(link, store, self.events, identity, self.dock_keys, LinkHooks(
+            log=self.log, docked=self._link_docked, undocked=self.undock, set_utc=self._set_utc,
+            assign=self._assign)) if link is not None else None
         self.state = State.BOOTING
         self.recordings: list[RecordingSummary] = []
         self.warnings: set[str] = set()
@@ -193,6 +209,8 @@ class DeviceRuntime:
             self._next_check_us = now + CHECK_INTERVAL_US
             self._check_storage()
             self._check_battery()
+        if self.link is not None:
+            self.link.poll()
         self.sounder.tick()
         self._sample_leds(now)
         self.events.sync()
@@ -322,6 +340,22 @@ class DeviceRuntime:
         self._announce_end_us = None
         self._enter(State.DOCKED)
         self.events.sync()
+
+    # ------------------------------------------------------------------ link hooks
+    def _link_docked(self, dock_id: str) -> None:
+        if self.state != State.DOCKED:
+            self.dock()
+
+    def _set_utc(self, utc_us: int, dock_id: str) -> int:
+        offset = self.clock.set_utc(utc_us)
+        self.recorder.clock_sync = {"offset_us": offset, "synced_utc_us": utc_us, "dock_id": dock_id}
+        self.log("clock_set", offset_us=offset, dock_id=dock_id)
+        return offset
+
+    def _assign(self, officer_id: str | None, dock_id: str) -> None:
+        self.identity = replace(self.identity, officer_id=officer_id)
+        self.recorder.identity = self.identity
+        self.log("officer_assigned", officer_id=officer_id, dock_id=dock_id)
 
     def undock(self) -> None:
         if self.state == State.DOCKED and self._seal_leftovers():

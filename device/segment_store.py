@@ -256,7 +256,7 @@ class SegmentStore:
 
 JOURNAL_FIELDS = ("device_id", "device_key", "officer_id", "recording_id", "index", "start_utc_us",
                   "start_mono_us", "first_pts_us", "video", "audio", "announced", "pre_record_s",
-                  "press_pts_us", "recipients")
+                  "press_pts_us", "recipients", "clock")
 
 
 def _read_journal(path: Path) -> dict[str, Any]:

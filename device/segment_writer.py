@@ -43,6 +43,7 @@ class RecordingInfo:
     announced: bool
     pre_record_s: float
     press_pts_us: int | None
+    clock: dict[str, Any] | None = None   # the last dock time sync, carried by every manifest
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class RecordingWriter:
             "video": self.video.to_dict(),
             "audio": self.audio.to_dict() if self.audio else None,
             "announced": info.announced, "pre_record_s": info.pre_record_s,
-            "press_pts_us": info.press_pts_us, "recipients": list(ident.recipients),
+            "press_pts_us": info.press_pts_us, "recipients": list(ident.recipients), "clock": info.clock,
         }
         seq = self.store.reserve_seq()
         self._segment = _OpenSegment(self.store, seq, self._recipients, self.video, self.audio, journal)

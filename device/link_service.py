@@ -1,0 +1,260 @@
+"""The camera's side of the dock link: it answers, the dock asks (docs/FORMAT.md §9).
+
+:class:`LinkService` owns one :class:`~common.link.Link` (the USB gadget port
+``/dev/ttyGS0`` on the Pi, a pty in the simulator). The runtime calls :meth:`poll`
+from its tick; every request that has arrived is answered at once.
+
+Before anything else the dock must authenticate (``hello``, ``auth``): only a dock
+whose key was enrolled at provisioning (``[link] dock_keys``) may list or read files,
+set the time, assign an officer, or hand over a receipt. A receipt frees exactly the
+file whose SHA-256 it names, and only in the session it was signed for; everything
+refused is logged with the reason.
+
+>>> # service = LinkService(Link(open_port("/dev/ttyGS0")), store, events, identity, dock_keys, hooks)
+>>> # runtime tick: service.poll()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from common import link, link_auth, signed
+from common.fsutil import fsync_dir
+from common.manifest import read_manifest
+from device.event_log import EventLog
+from device.identity import DeviceIdentity
+from device.segment_store import SegmentStore
+
+_READABLE = re.compile(r"segments/\d{8,}\.(ts\.age|manifest)|events\.cbors|chain-head\.cbor")
+LIST_LIMIT = 128
+
+
+@dataclass
+class LinkHooks:
+    """What the link may ask of the runtime (the runtime's own methods)."""
+    log: Callable[..., None]                       # log(kind, **data) into the event log
+    docked: Callable[[str], None]                  # an enrolled dock authenticated (dock id)
+    undocked: Callable[[], None]                   # the dock said goodbye
+    set_utc: Callable[[int, str], int]             # (utc_us, dock_id) → offset applied, µs
+    assign: Callable[[str | None, str], None]      # (officer_id, dock_id)
+
+
+class LinkService:
+    def __init__(self, port: link.Link, store: SegmentStore, events: EventLog, identity: DeviceIdentity,
+                 dock_keys: dict[str, Ed25519PublicKey], hooks: LinkHooks) -> None:
+        self.link, self.store, self.events, self.identity = port, store, events, identity
+        self.dock_keys, self.hooks = dock_keys, hooks
+        self._transcript: link_auth.Transcript | None = None
+        self._dock_id: str | None = None
+        self.authenticated = False
+        self.closed = False
+
+    # ------------------------------------------------------------------ loop
+    def poll(self) -> int:
+        """Answer everything that has arrived; return how many messages were handled."""
+        if self.closed:
+            return 0
+        try:
+            items = self.link.poll()
+            for item in items:
+                self._handle(item)
+        except link.LinkClosed:
+            self.closed = True
+            if self.authenticated:
+                self.hooks.log("link_lost")
+                self.authenticated = False
+            return 0
+        return len(items)
+
+    def _handle(self, item: dict[str, Any] | link.ProtocolError) -> None:
+        if isinstance(item, link.ProtocolError):
+            self.link.send(link.refuse(0, item.code, str(item)))
+            return
+        rid, op, args = item["id"], item.get("op"), item.get("args")
+        if not isinstance(op, str) or not isinstance(args, dict):
+            self.link.send(link.refuse(rid, "bad_message", "a request needs op (text) and args (map)"))
+            return
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            self.link.send(link.refuse(rid, "unknown_op", f"unknown operation {op!r}"))
+            return
+        if op not in ("hello", "auth") and not self.authenticated:
+            self.hooks.log("link_refused", op=op, reason="not authenticated")
+            self.link.send(link.refuse(rid, "not_authenticated", "authenticate first (hello, auth)"))
+            return
+        try:
+            result = handler(args)
+        except _Refusal as r:
+            self.link.send(link.refuse(rid, r.code, str(r)))
+            return
+        self.link.send(link.ok(rid, result))
+
+    # ------------------------------------------------------------------ handshake
+    def _op_hello(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args.get("protocol") != link.PROTOCOL_VERSION:
+            raise _Refusal("bad_version", f"dock speaks protocol {args.get('protocol')!r}, camera "
+                                          f"{link.PROTOCOL_VERSION}")
+        dock_id, dock_key, nonce = args.get("dock_id"), args.get("dock_key"), args.get("nonce")
+        if not (isinstance(dock_id, str) and isinstance(dock_key, str) and isinstance(nonce, bytes)
+                and len(nonce) == link_auth.NONCE_SIZE and len(dock_id) <= 128):
+            raise _Refusal("bad_message", "hello needs dock_id, dock_key and a 32-byte nonce")
+        self.authenticated = False
+        self._transcript = link_auth.Transcript(dock_id, dock_key, nonce, self.identity.device_id,
+                                                self.identity.key_fingerprint, os.urandom(link_auth.NONCE_SIZE))
+        return {"device_id": self.identity.device_id, "device_key": self.identity.key_fingerprint,
+                "nonce": self._transcript.device_nonce,
+                "proof": link_auth.prove(self.identity.signing_key, link_auth.DEVICE_PROOF, self._transcript)}
+
+    def _op_auth(self, args: dict[str, Any]) -> dict[str, Any]:
+        t = self._transcript
+        if t is None:
+            raise _Refusal("no_session", "send hello first")
+        self._transcript = None  # one try per hello: a new nonce for every attempt
+        key = self.dock_keys.get(t.dock_key)
+        if key is None:
+            self.hooks.log("dock_refused", dock_id=t.dock_id, dock_key=t.dock_key, reason="not enrolled")
+            raise _Refusal("dock_not_enrolled", f"dock {t.dock_id} ({t.dock_key[:16]}…) is not enrolled on "
+                                                "this camera; enrol its key at provisioning")
+        if not link_auth.check_proof(key, link_auth.DOCK_PROOF, t, args.get("proof")):
+            self.hooks.log("dock_refused", dock_id=t.dock_id, reason="bad proof")
+            raise _Refusal("bad_proof", "the dock's proof does not verify for this session")
+        self.authenticated, self._session, self._dock_id = True, t.session, t.dock_id
+        self.hooks.log("dock_authenticated", dock_id=t.dock_id, session=t.session.hex()[:16])
+        self.hooks.docked(t.dock_id)
+        return {"session": t.session}
+
+    # ------------------------------------------------------------------ files
+    def _op_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        after = args.get("after_seq", 0)
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise _Refusal("bad_message", "after_seq must be an integer")
+        entries = []
+        for path in sorted(self.store.dir.glob("*.manifest")):
+            seq = int(path.name.split(".")[0])
+            if seq <= after:
+                continue
+            if len(entries) == LIST_LIMIT:
+                break
+            segment = self.store.segment_path(seq)
+            entries.append({"seq": seq, "manifest": path.read_bytes(),
+                            "size": segment.stat().st_size if segment.exists() else None})
+        head = self.store.root / "chain-head.cbor"
+        events = self.events.path
+        return {"segments": entries, "more": len(entries) == LIST_LIMIT,
+                "journals": sorted(int(p.name.split(".")[0]) for p in self.store.dir.glob("*.open")),
+                "head": head.read_bytes() if head.exists() else None,
+                "events_size": events.stat().st_size if events.exists() else 0}
+
+    def _op_read(self, args: dict[str, Any]) -> dict[str, Any]:
+        name, offset, length = args.get("file"), args.get("offset"), args.get("length")
+        if not (isinstance(name, str) and _READABLE.fullmatch(name)):
+            raise _Refusal("bad_file", f"cannot read {name!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)) \
+                or length > link.READ_CHUNK:
+            raise _Refusal("bad_message", f"offset ≥ 0 and 0 ≤ length ≤ {link.READ_CHUNK}")
+        path = self.store.root / name
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return {"data": f.read(length)}
+        except FileNotFoundError:
+            raise _Refusal("no_such_file", f"{name} is not on the camera") from None
+
+    # ------------------------------------------------------------------ dock commands
+    def _command(self, args: dict[str, Any], command: str) -> dict[str, Any]:
+        try:
+            return link_auth.open_command(args.get("record"), self.dock_keys, self._session, command)
+        except link_auth.CommandError as exc:
+            self.hooks.log(f"{command}_refused", reason=str(exc))
+            raise _Refusal("refused", f"{command} refused: {exc}") from None
+
+    def _op_set_time(self, args: dict[str, Any]) -> dict[str, Any]:
+        body = self._command(args, "set_time")
+        offset = self.hooks.set_utc(body["utc_us"], body["dock_id"])
+        return {"offset_us": offset}
+
+    def _op_assign(self, args: dict[str, Any]) -> dict[str, Any]:
+        body = self._command(args, "assign")
+        self.hooks.assign(body["officer_id"], body["dock_id"])
+        save_assignment(self.store.root, args["record"], self._session)
+        return {"officer_id": body["officer_id"]}
+
+    def _op_receipt(self, args: dict[str, Any]) -> dict[str, Any]:
+        body = self._command(args, "receipt")
+        if body["device_id"] != self.identity.device_id:
+            return self._refuse_receipt(body, "for another camera")
+        if body["kind"] == "segment":
+            return self._free_segment(body)
+        if body["kind"] == "events":
+            return self._free_events(body)
+        return self._refuse_receipt(body, f"unknown kind {body['kind']!r}")
+
+    def _refuse_receipt(self, body: dict[str, Any], why: str) -> dict[str, Any]:
+        self.hooks.log("receipt_refused", seq=body.get("seq"), kind=body.get("kind"), reason=why)
+        raise _Refusal("receipt_refused", f"receipt refused: {why}")
+
+    def _free_segment(self, body: dict[str, Any]) -> dict[str, Any]:
+        seq = body["seq"]
+        manifest_path, segment = self.store.manifest_path(seq), self.store.segment_path(seq)
+        if not manifest_path.exists():
+            return self._refuse_receipt(body, f"segment {seq} is not on the camera (replayed receipt?)")
+        manifest = read_manifest(manifest_path.read_bytes(), None)
+        if body["file"] != manifest.file or body["sha256"] != manifest.sha256 or body["size"] != manifest.size:
+            return self._refuse_receipt(body, f"names another file than segment {seq} holds")
+        if not segment.exists() or hashlib.sha256(segment.read_bytes()).digest() != manifest.sha256:
+            return self._refuse_receipt(body, f"segment {seq} on the camera does not match its manifest")
+        segment.unlink()
+        manifest_path.unlink()
+        fsync_dir(self.store.dir)
+        self.hooks.log("segment_freed", seq=seq, sha256=manifest.sha256.hex(), location=body["location"],
+                       dock_id=body["dock_id"])
+        return {"freed": seq}
+
+    def _free_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            dropped = self.events.drop_prefix(body["size"], body["sha256"], body["seq"])
+        except ValueError as exc:
+            return self._refuse_receipt(body, str(exc))
+        self.hooks.log("events_freed", upto_seq=body["seq"], records=dropped, location=body["location"],
+                       dock_id=body["dock_id"])
+        return {"freed_events": body["seq"]}
+
+    def _op_bye(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.hooks.log("dock_bye", dock_id=self._dock_id)
+        self.authenticated = False
+        self.hooks.undocked()
+        return {}
+
+
+class _Refusal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+ASSIGNMENT_FILE = "assignment.cbor"
+
+
+def save_assignment(root: Path, record: bytes, session: bytes) -> None:
+    from common.fsutil import write_atomic
+    write_atomic(Path(root) / ASSIGNMENT_FILE, signed.canonical({"record": record, "session": session}))
+
+
+def load_assignment(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> str | None:
+    """The officer an enrolled dock assigned last (re-verified at every boot), or None."""
+    path = Path(root) / ASSIGNMENT_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = signed.loads_exact(path.read_bytes(), ASSIGNMENT_FILE)
+        body = link_auth.open_command(saved["record"], dock_keys, saved["session"], "assign")
+    except (signed.SignatureError, link_auth.CommandError, KeyError, TypeError):
+        return None
+    return body["officer_id"]
