@@ -41,7 +41,7 @@ class LinkHooks:
     """What the link may ask of the runtime (the runtime's own methods)."""
     log: Callable[..., None]                       # log(kind, **data) into the event log
     docked: Callable[[str], None]                  # an enrolled dock authenticated (dock id)
-    undocked: Callable[[], None]                   # the dock said goodbye
+    undocked: Callable[[], None]                   # the link went away (taken out of the dock)
     set_utc: Callable[[int, str], int]             # (utc_us, dock_id) → offset applied, µs
     assign: Callable[[str | None, str], None]      # (officer_id, dock_id)
 
@@ -55,6 +55,7 @@ class LinkService:
         self._dock_id: str | None = None
         self.authenticated = False
         self.closed = False
+        self.finished = False      # the dock said goodbye
 
     # ------------------------------------------------------------------ loop
     def poll(self) -> int:
@@ -67,9 +68,9 @@ class LinkService:
                 self._handle(item)
         except link.LinkClosed:
             self.closed = True
-            if self.authenticated:
-                self.hooks.log("link_lost")
-                self.authenticated = False
+            self.hooks.log("link_lost", authenticated=self.authenticated)
+            self.authenticated = False
+            self.hooks.undocked()  # the cable is gone: the camera left the dock
             return 0
         return len(items)
 
@@ -93,6 +94,12 @@ class LinkService:
             result = handler(args)
         except _Refusal as r:
             self.link.send(link.refuse(rid, r.code, str(r)))
+            return
+        except link.LinkClosed:
+            raise
+        except Exception as exc:  # a bug must not take the camera's link (or runtime) down
+            self.hooks.log("link_internal_error", op=op, error=f"{type(exc).__name__}: {exc}")
+            self.link.send(link.refuse(rid, "internal_error", f"{op} failed on the camera: {exc}"))
             return
         self.link.send(link.ok(rid, result))
 
@@ -197,7 +204,7 @@ class LinkService:
         return self._refuse_receipt(body, f"unknown kind {body['kind']!r}")
 
     def _refuse_receipt(self, body: dict[str, Any], why: str) -> dict[str, Any]:
-        self.hooks.log("receipt_refused", seq=body.get("seq"), kind=body.get("kind"), reason=why)
+        self.hooks.log("receipt_refused", seq=body.get("seq"), receipt_kind=body.get("kind"), reason=why)
         raise _Refusal("receipt_refused", f"receipt refused: {why}")
 
     def _free_segment(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -227,9 +234,10 @@ class LinkService:
         return {"freed_events": body["seq"]}
 
     def _op_bye(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The dock is done (the camera stays in it, charging, until it is taken out)."""
         self.hooks.log("dock_bye", dock_id=self._dock_id)
         self.authenticated = False
-        self.hooks.undocked()
+        self.finished = True
         return {}
 
 
@@ -258,3 +266,13 @@ def load_assignment(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> str |
     except (signed.SignatureError, link_auth.CommandError, KeyError, TypeError):
         return None
     return body["officer_id"]
+
+
+def load_dock_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
+    """The enrolled docks' public keys (PEM files), by fingerprint."""
+    from common import keys
+    out = {}
+    for path in paths:
+        key = keys.load_verify_key(Path(path))
+        out[keys.fingerprint(key)] = key
+    return out

@@ -22,7 +22,9 @@ from common.signals import StopSignals
 from device import config as device_config
 from device.camera import AudioParams, CameraConfig, CameraError, VideoParams, open_camera
 from device.hardware import AplaySink, Hardware, render_cue
+from common.link import Link, LinkClosed, open_port
 from device.identity import DeviceIdentity
+from device.link_service import load_dock_keys
 from device.power import MainsPower, PowerSource, SysfsBattery
 from device.runtime import DeviceRuntime, State
 from device.segment_store import SegmentStore, StoreError
@@ -51,9 +53,11 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
         raise HardwareError(
             f"cannot open the GPIO pins ({type(exc).__name__}: {exc}). On a Pi, check [pins] in the config; "
             "off a Pi, run with GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin") from None
+    dock_keys = load_dock_keys([device_config.resolve(config, k) for k in config.link.dock_keys])
+    port = Link(open_port(config.link.port)) if config.link.port else None
     return DeviceRuntime(config, identity, camera, hardware, clock,
                          SegmentStore(device_config.resolve(config, d.store), identity), power,
-                         audio=AplaySink(), cue_wav=cue)
+                         audio=AplaySink(), cue_wav=cue, link=port, dock_keys=dock_keys)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime = build_runtime(config, SystemClock())
     except device_config.ConfigError as exc:
         parser.error(str(exc))
-    except (keys.KeyFileError, CameraError, StoreError, HardwareError) as exc:
+    except (keys.KeyFileError, CameraError, StoreError, HardwareError, LinkClosed) as exc:
         print(f"bodycam-device: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

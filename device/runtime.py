@@ -93,9 +93,9 @@ class DeviceRuntime:
         self.recogniser = PressRecogniser.from_config(config.button)
         self.sounder = Sounder(hardware.buzzer, clock)
         self.events = EventLog(store.root, identity, clock)
-        self.link = LinkService(link, store, self.events, identity, self.dock_keys, LinkHooks(
-            log=self.log, docked=self._link_docked, undocked=self.undock, set_utc=self._set_utc,
-            assign=self._assign)) if link is not None else None
+        self.link: LinkService | None = None
+        if link is not None:
+            self.attach_link(link)
         self.state = State.BOOTING
         self.recordings: list[RecordingSummary] = []
         self.warnings: set[str] = set()
@@ -341,6 +341,13 @@ class DeviceRuntime:
         self._enter(State.DOCKED)
         self.events.sync()
 
+    def attach_link(self, port: Link) -> LinkService:
+        """Serve the dock protocol on ``port`` from now on (the USB gadget came up, a pty)."""
+        self.link = LinkService(port, self.store, self.events, self.identity, self.dock_keys, LinkHooks(
+            log=self.log, docked=self._link_docked, undocked=self.undock, set_utc=self._set_utc,
+            assign=self._assign))
+        return self.link
+
     # ------------------------------------------------------------------ link hooks
     def _link_docked(self, dock_id: str) -> None:
         if self.state != State.DOCKED:
@@ -355,6 +362,8 @@ class DeviceRuntime:
     def _assign(self, officer_id: str | None, dock_id: str) -> None:
         self.identity = replace(self.identity, officer_id=officer_id)
         self.recorder.identity = self.identity
+        if self.link is not None:
+            self.link.identity = self.identity
         self.log("officer_assigned", officer_id=officer_id, dock_id=dock_id)
 
     def undock(self) -> None:

@@ -25,6 +25,7 @@ from device.camera import AudioParams, Camera, CameraConfig, VideoParams, open_c
 from device.config import Config, resolve
 from device.hardware import Hardware, render_cue, wav_duration_us
 from device.identity import DeviceIdentity
+from device.link_service import load_dock_keys
 from device.runtime import DeviceRuntime
 from device.segment_store import SegmentStore
 
@@ -161,8 +162,9 @@ class SimDevice:
         power = ScriptedPower()
         audio = RecordingAudioSink(clock)
         cue = render_cue(config.cues.announcement, config.cues.voice, resolve(config, config.cues.wav))
+        dock_keys = load_dock_keys([resolve(config, k) for k in config.link.dock_keys])
         runtime = DeviceRuntime(config, identity, camera, hardware, clock, store, power,
-                                audio=audio, cue_wav=cue)
+                                audio=audio, cue_wav=cue, dock_keys=dock_keys)
         return cls(runtime, clock, factory, disk, power, audio, config.pins.button)
 
     # ------------------------------------------------------------------ scheduling

@@ -1,0 +1,111 @@
+"""One bay: one docked camera, one worker thread, from handshake to the last receipt.
+
+A bay worker opens the camera's serial node, authenticates it, sets its clock, pushes
+the officer assignment, offloads (:mod:`dock.offload`) and says goodbye. Unplugging
+mid-transfer ends the worker cleanly; what was stored is kept, the staged part of the
+segment in flight stays for the next docking to resume.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common import link
+from dock.evidence_store import EvidenceStore
+from dock.offload import OffloadReport, Progress, offload
+from dock.registry import Registry
+from dock.session import DockSession, Refused, UnenrolledCamera
+
+
+@dataclass
+class BayStatus:
+    port: str
+    state: str = "connecting"   # connecting, transferring, done, refused, unplugged, error
+    device: str | None = None
+    officer: str | None = None
+    total: int = 0
+    done: int = 0
+    rate_bps: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+    report: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Bay(threading.Thread):
+    def __init__(self, port: str, *, key: Ed25519PrivateKey, dock_id: str, registry: Registry,
+                 store: EvidenceStore, staging: Path, window: int = 8, timeout: float = 10.0,
+                 on_change: Callable[[BayStatus], None] = lambda s: None,
+                 clock_us: Callable[[], int] = lambda: time.time_ns() // 1000) -> None:
+        super().__init__(name=f"bay:{Path(port).name}", daemon=True)
+        self.port, self.key, self.dock_id = port, key, dock_id
+        self.registry, self.store, self.staging = registry, store, staging
+        self.window, self.timeout, self.on_change, self.clock_us = window, timeout, on_change, clock_us
+        self.status = BayStatus(port)
+        self.report: OffloadReport | None = None
+        self.progress = Progress()
+        self._link: link.Link | None = None
+
+    def _set(self, **changes: Any) -> None:
+        for k, v in changes.items():
+            setattr(self.status, k, v)
+        self.on_change(self.status)
+
+    def update_rate(self) -> None:
+        p = self.progress
+        elapsed = max(time.monotonic() - p.started, 1e-6)
+        rate = p.done / elapsed
+        self._set(total=p.total, done=p.done, rate_bps=rate,
+                  eta_s=(p.total - p.done) / rate if rate > 0 and p.total >= p.done else None)
+
+    def stop(self) -> None:
+        """The node went away: close the port so a blocked read returns at once."""
+        if self._link is not None:
+            self._link.close()
+
+    def run(self) -> None:
+        try:
+            self._link = link.Link(link.open_port(self.port))
+            session = DockSession(self._link, self.key, self.dock_id, self.registry.device_key, self.timeout)
+            device = session.handshake()
+            officer = self.registry.assignments().get(device)
+            self._set(device=device, officer=officer, state="transferring")
+            session.command("set_time", "set_time", utc_us=self.clock_us())
+            if officer is not None:
+                session.command("assign", "assign", officer_id=officer)
+            ticker = threading.Thread(target=self._tick, daemon=True)
+            ticker.start()
+            self.report = offload(session, self.store, self.staging, window=self.window, progress=self.progress,
+                                  now_us=self.clock_us)
+            session.call("bye")
+            self.update_rate()
+            state = "done" if self.report.complete else "done with problems"
+            self._set(state=state, report=self.report.to_json(),
+                      message=f"{len(self.report.stored)} segments stored, {len(self.report.freed)} freed"
+                              + (f"; {len(self.report.quarantined)} quarantined" if self.report.quarantined else "")
+                              + (f"; {'; '.join(self.report.problems)}" if self.report.problems else ""))
+        except UnenrolledCamera as exc:
+            self._set(state="refused", message=str(exc))
+        except (link.LinkClosed, link.LinkTimeout) as exc:
+            self._set(state="unplugged", message=f"{exc}; the transfer resumes at the next docking")
+        except Refused as exc:
+            self._set(state="refused" if exc.code == "dock_not_enrolled" else "error", message=str(exc))
+        except OSError as exc:
+            self._set(state="error", message=f"store: {exc}; footage stays on the camera, retry by re-docking")
+        finally:
+            if self._link is not None:
+                self._link.close()
+
+    def _tick(self) -> None:
+        while self.is_alive() and self.status.state == "transferring":
+            self.update_rate()
+            time.sleep(0.2)

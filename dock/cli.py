@@ -1,0 +1,158 @@
+"""``bodycam-dock``: the docking station.
+
+    bodycam-dock --config dock.toml enroll --device-id ID --key device.pub.pem
+    bodycam-dock --config dock.toml officers add --id ID --name NAME --trained YYYY-MM-DD
+    bodycam-dock --config dock.toml officers list [--json]
+    bodycam-dock --config dock.toml assign --device ID --officer ID
+    bodycam-dock --config dock.toml run [--no-ui] [--until-idle S]
+    bodycam-dock --config dock.toml status [--json]
+
+Exit codes: 0 done, 1 the environment is not as it must be (keys, store, state), 2 bad
+arguments or configuration, or a refusal (an untrained officer, an unknown camera).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from common import keys
+from common.signals import StopSignals
+from dock import config as dock_config
+from dock.registry import Registry, RegistryError
+
+DEFAULT_CONFIG = Path("/etc/bodycam/dock.toml")
+
+
+def _fmt_bytes(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def live_view(dock, stop: StopSignals, until_idle: float | None) -> None:
+    from rich.live import Live
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    def render() -> Table:
+        t = Table(title=f"bodycam dock {dock.config.dock.id} — watching {dock.watch_dir}")
+        for col in ("bay", "device", "officer", "progress", "MB", "MB/s", "ETA", "state"):
+            t.add_column(col)
+        for s in dock.status()["bays"]:
+            total = max(s["total"], 1)
+            t.add_row(Path(s["port"]).name[-28:], s["device"] or "?", s["officer"] or "—",
+                      ProgressBar(total=total, completed=min(s["done"], total), width=24),
+                      f"{s['done'] / 1e6:.1f}/{s['total'] / 1e6:.1f}", f"{s['rate_bps'] / 1e6:.1f}",
+                      f"{s['eta_s']:.0f} s" if s["eta_s"] is not None else "—",
+                      s["state"] + (f": {s['message'][:60]}" if s["message"] else ""))
+        return t
+
+    idle_since = time.monotonic()
+    with Live(render(), refresh_per_second=4) as live:
+        while not stop.received:
+            time.sleep(0.25)
+            live.update(render())
+            if dock.busy():
+                idle_since = time.monotonic()
+            elif until_idle is not None and time.monotonic() - idle_since > until_idle:
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bodycam-dock", description="docking station agent")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"dock.toml (default {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("enroll", help="enrol a camera's public key")
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--key", type=Path, required=True, help="the camera's device.pub.pem")
+    off = sub.add_parser("officers", help="the officer registry").add_subparsers(dest="officers_cmd", required=True)
+    p = off.add_parser("add")
+    p.add_argument("--id", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--trained", help="date of the body-cam training, YYYY-MM-DD")
+    p = off.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("assign", help="assign a camera to a trained officer (reaches it at its next docking)")
+    p.add_argument("--device", required=True)
+    p.add_argument("--officer", required=True)
+    p = sub.add_parser("run", help="watch for docked cameras and offload them")
+    p.add_argument("--no-ui", action="store_true", help="no live view (a service)")
+    p.add_argument("--until-idle", type=float, default=None, metavar="S",
+                   help="exit once no bay has worked for S seconds")
+    p = sub.add_parser("status", help="what the running dock is doing")
+    p.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    try:
+        config = dock_config.load(args.config)
+    except dock_config.ConfigError as exc:
+        parser.error(str(exc))
+    registry = Registry(config.path(config.dock.state))
+    try:
+        if args.command == "enroll":
+            fp = registry.enroll(args.device_id, args.key)
+            print(f"enrolled {args.device_id} (key {fp[:16]}…)")
+        elif args.command == "officers" and args.officers_cmd == "add":
+            o = registry.add_officer(args.id, args.name, args.trained)
+            print(f"officer {o.id}: {o.name}, trained {o.trained or 'NOT YET — cannot be assigned a camera'}")
+        elif args.command == "officers":
+            officers = [o.__dict__ for o in registry.officers()]
+            print(json.dumps(officers, indent=2) if args.json else
+                  "\n".join(f"{o['id']:<12} {o['name']:<30} trained {o['trained'] or '—'}" for o in officers))
+        elif args.command == "assign":
+            registry.assign(args.device, args.officer)
+            print(f"{args.device} → {args.officer} (takes effect at the camera's next docking)")
+        elif args.command == "status":
+            from dock.hotplug import read_status
+            status = read_status(config.path(config.dock.state))
+            print(json.dumps(status, indent=2) if args.json else "\n".join(
+                f"{b['port']}: {b['device'] or '?'} {b['state']} {b['message']}" for b in status["bays"]))
+        else:
+            return run(config, args)
+    except RegistryError as exc:
+        parser.error(str(exc))
+    except keys.KeyFileError as exc:
+        if args.command == "enroll":
+            parser.error(str(exc))
+        print(f"bodycam-dock: error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        if args.command == "enroll":
+            parser.error(f"{exc.filename}: no such file")
+        print(f"bodycam-dock: error: {exc.filename}: not found (is the dock running / provisioned?)",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bodycam-dock: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(config: dock_config.DockConfig, args: argparse.Namespace) -> int:
+    from dock.hotplug import Dock
+    dock = Dock(config)
+    with StopSignals() as stop:
+        dock.start()
+        try:
+            if args.no_ui:
+                idle_since = time.monotonic()
+                while not stop.received:
+                    time.sleep(0.2)
+                    if dock.busy():
+                        idle_since = time.monotonic()
+                    elif args.until_idle is not None and time.monotonic() - idle_since > args.until_idle:
+                        break
+            else:
+                live_view(dock, stop, args.until_idle)
+        finally:
+            dock.stop()
+    for bay in dock.status()["bays"]:
+        print(f"{bay['device'] or bay['port']}: {bay['state']} {bay['message']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The dock service: watch for docked cameras, one bay worker each, a status file.
+
+Cameras appear as serial device nodes (on Linux udev's ``/dev/serial/by-id/…``, a
+symlink per USB gadget, named after its serial number, which carries the camera id).
+``watchdog`` (inotify) reports a new node within milliseconds; each gets a
+:class:`~dock.bay.Bay` thread, so bays run in parallel; a removed node stops its bay.
+``<state>/status.json`` is rewritten (atomically) on every change, for
+``bodycam-dock status --json`` and monitoring.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from common import keys
+from common.fsutil import write_atomic
+from dock.bay import Bay, BayStatus
+from dock.config import DockConfig
+from dock.evidence_store import FsEvidenceStore
+from dock.registry import Registry
+
+
+class Dock:
+    def __init__(self, config: DockConfig, on_change: Callable[[], None] = lambda: None) -> None:
+        self.config = config
+        self.key = keys.load_signing_key(config.path(config.dock.key))
+        self.state_dir = config.path(config.dock.state)
+        self.registry = Registry(self.state_dir)
+        self.store = FsEvidenceStore(config.path(config.dock.store))
+        self.watch_dir = config.path(config.dock.watch)
+        self.bays: dict[str, Bay] = {}
+        self.finished: list[BayStatus] = []
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._observer: Any = None
+        self._last_status = 0.0
+
+    # ------------------------------------------------------------------ bays
+    def appeared(self, node: Path) -> None:
+        node_s = str(node)
+        with self._lock:
+            current = self.bays.get(node_s)
+            if current is not None and current.is_alive():
+                return
+            bay = Bay(node_s, key=self.key, dock_id=self.config.dock.id, registry=self.registry,
+                      store=self.store, staging=self.state_dir / "incoming", window=self.config.transfer.window,
+                      timeout=self.config.transfer.timeout_s, on_change=self._changed)
+            if current is not None:
+                self.finished.append(current.status)
+            self.bays[node_s] = bay
+        bay.start()
+        self._changed(bay.status, force=True)
+
+    def disappeared(self, node: Path) -> None:
+        with self._lock:
+            bay = self.bays.get(str(node))
+        if bay is not None and bay.is_alive():
+            bay.stop()
+
+    def _changed(self, _status: BayStatus, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_status >= self.config.transfer.status_interval_s:
+            self._last_status = now
+            self.write_status()
+        self.on_change()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            bays = [b.status.to_json() for b in self.bays.values()]
+        return {"dock_id": self.config.dock.id, "updated_utc": time.time(), "watch": str(self.watch_dir),
+                "store": str(self.store.root), "bays": bays}
+
+    def write_status(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state_dir / "status.json", json.dumps(self.status(), indent=2).encode())
+
+    # ------------------------------------------------------------------ watching
+    def start(self) -> None:
+        dock = self
+
+        class Handler(FileSystemEventHandler):
+            def on_created(self, event: FileSystemEvent) -> None:
+                if not event.is_directory:
+                    dock.appeared(Path(str(event.src_path)))
+
+            def on_deleted(self, event: FileSystemEvent) -> None:
+                dock.disappeared(Path(str(event.src_path)))
+
+        self.watch_dir.mkdir(parents=True, exist_ok=True)
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.watch_dir), recursive=False)
+        self._observer.start()
+        for node in sorted(self.watch_dir.iterdir()):  # cameras docked before the service started
+            self.appeared(node)
+        self.write_status()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        with self._lock:
+            bays = list(self.bays.values())
+        for bay in bays:
+            bay.stop()
+            bay.join(timeout=10)
+        self.write_status()
+
+    def busy(self) -> bool:
+        with self._lock:
+            return any(b.is_alive() for b in self.bays.values())
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(state_dir) / "status.json").read_text())

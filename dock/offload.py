@@ -1,0 +1,235 @@
+"""Offload one authenticated camera: pull what is missing, verify, store, receipt.
+
+For each segment the camera lists, in seq order:
+
+1. its manifest must verify with the camera's enrolled key and chain on from the
+   dock's *anchor* — the last manifest it verified for this camera at an earlier
+   docking — so a segment deleted or replayed between dockings is caught;
+2. the segment is read into the dock's staging area (resumable: a transfer cut by an
+   unplugged camera goes on from where it stopped at the next docking) and must match
+   the manifest's size and SHA-256;
+3. it is written to the evidence store and fsync'd; only then is a custody receipt
+   signed, kept in the store, and handed to the camera, which frees exactly that file.
+
+Whatever fails is quarantined in the store with the reason, reported, and — no
+receipt — stays on the camera. The event log goes the same way (chained on from the
+last event the dock stored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from common import signed
+from common.chain_head import read_head
+from common.manifest import read_manifest
+from dock.evidence_store import Anchor, EvidenceStore
+from dock.session import DockSession, Refused
+
+
+@dataclass
+class OffloadReport:
+    device_id: str
+    listed: int = 0
+    stored: list[int] = field(default_factory=list)
+    freed: list[int] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    events_stored: int = 0
+    bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.quarantined and not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "complete": self.complete}
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, n: int) -> None:
+        self.done += n
+
+
+def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window: int = 8,
+            progress: Progress | None = None, now_us: Callable[[], int] = lambda: time.time_ns() // 1000
+            ) -> OffloadReport:
+    assert session.device_id is not None and session.device_key is not None, "handshake first"
+    dev, key = session.device_id, session.device_key
+    report = OffloadReport(dev)
+    progress = progress or Progress()
+    anchor = store.anchor(dev)
+    entries, listing = _list_all(session)
+    report.listed = len(entries)
+    progress.total = sum(e.get("size") or 0 for e in entries if e["seq"] > anchor.seq) + listing["events_size"]
+    _check_head(listing.get("head"), key, anchor, entries, report)
+    staging = staging / dev
+    staging.mkdir(parents=True, exist_ok=True)
+
+    prev_seq, prev_digest = anchor.seq, anchor.prev
+    for entry in entries:
+        seq, record = entry["seq"], entry["manifest"]
+        if seq <= anchor.seq:  # verified at an earlier docking; the camera did not get (or keep) its receipt
+            if store.has_segment(dev, seq):
+                _receipt(session, store, report, dev, read_manifest(record, None), "already in the store",
+                         now_us)
+            continue
+        try:
+            m = read_manifest(record, key)
+            if m.seq != seq or m.device_id != dev:
+                raise signed.SignatureError(f"manifest {seq} names seq {m.seq} of device {m.device_id}")
+        except signed.SignatureError as exc:
+            _quarantine(store, report, dev, f"{seq:08d}.manifest", record, f"manifest does not verify: {exc}")
+            report.problems.append(f"segment {seq}: manifest does not verify; the chain cannot be followed "
+                                   "past it, later segments stay on the camera")
+            break
+        chained = seq == prev_seq + 1 and m.prev == prev_digest
+        if not chained:
+            report.problems.append(
+                f"segment {seq}: does not chain on from segment {prev_seq} the dock verified last "
+                f"({'segments in between are missing' if seq != prev_seq + 1 else 'prev hash differs'}): "
+                "deleted or replayed between dockings")
+        part = staging / f"{m.file}.part"
+        have = part.stat().st_size if part.exists() else 0
+        if have > m.size:
+            part.unlink()
+            have = 0
+        with open(part, "ab") as out:
+            session.fetch(f"segments/{m.file}", have, m.size, out.write, window, progress.add)
+            out.flush()
+        data_hash = hashlib.sha256(part.read_bytes()).digest()
+        report.bytes += m.size - have
+        prev_seq, prev_digest = seq, signed.digest(record)
+        if data_hash != m.sha256 or part.stat().st_size != m.size:
+            _quarantine(store, report, dev, m.file, part, "segment does not match the SHA-256/size in its manifest")
+            store.set_anchor(dev, _anchor(store.anchor(dev), seq, prev_digest))
+            continue
+        if not chained:
+            _quarantine(store, report, dev, m.file, part, report.problems[-1])
+            store.set_anchor(dev, _anchor(store.anchor(dev), seq, prev_digest))
+            continue
+        location = store.put_segment(dev, seq, record, part)
+        store.set_anchor(dev, _anchor(store.anchor(dev), seq, prev_digest))
+        report.stored.append(seq)
+        _receipt(session, store, report, dev, m, location, now_us)
+
+    if listing["events_size"]:
+        _offload_events(session, store, report, dev, key, listing["events_size"], window, progress, now_us)
+    return report
+
+
+def _list_all(session: DockSession) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        listing = session.call("list", {"after_seq": after})
+        page = listing.get("segments") or []
+        for e in page:
+            if not (isinstance(e, dict) and isinstance(e.get("seq"), int) and isinstance(e.get("manifest"), bytes)):
+                raise Refused("bad_listing", "the camera's listing is malformed")
+        entries += page
+        if not listing.get("more") or not page:
+            break
+        after = page[-1]["seq"]
+    if not isinstance(listing.get("events_size"), int):
+        raise Refused("bad_listing", "the camera's listing has no event log size")
+    return sorted(entries, key=lambda e: e["seq"]), listing
+
+
+def _check_head(head_record: Any, key, anchor: Anchor, entries: list[dict[str, Any]],
+                report: OffloadReport) -> None:
+    if head_record is None:
+        if entries or anchor.seq:
+            report.problems.append("the camera has no chain head")
+        return
+    try:
+        head = read_head(head_record, key)
+    except signed.SignatureError as exc:
+        report.problems.append(f"the camera's chain head does not verify: {exc}")
+        return
+    if head.seq < anchor.seq:
+        report.problems.append(f"the camera's chain head (seq {head.seq}) is older than the dock's anchor "
+                               f"(seq {anchor.seq}): the camera's store was rolled back")
+    newest = max((e["seq"] for e in entries), default=anchor.seq)
+    if head.seq > max(newest, anchor.seq):
+        report.problems.append(f"the camera's head names seq {head.seq}, but it lists nothing after {newest}: "
+                               "segments were deleted from the camera")
+
+
+def _anchor(current: Anchor, seq: int, digest: bytes) -> Anchor:
+    return Anchor(seq, digest, current.event_seq, current.event_prev)
+
+
+def _quarantine(store: EvidenceStore, report: OffloadReport, dev: str, name: str, data: bytes | Path,
+                reason: str) -> None:
+    location = store.quarantine(dev, name, data, reason)
+    report.quarantined.append({"name": name, "reason": reason, "location": location})
+
+
+def _receipt(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, m, location: str,
+             now_us: Callable[[], int]) -> None:
+    record = session.receipt_record(device_id=dev, kind="segment", seq=m.seq, file=m.file, sha256=m.sha256,
+                                    size=m.size, location=location, stored_utc_us=now_us())
+    store.put_receipt(dev, f"segment-{m.seq:08d}-{record[-8:].hex()}", record)
+    try:
+        session.call("receipt", {"record": record})
+        report.freed.append(m.seq)
+    except Refused as exc:
+        report.problems.append(f"segment {m.seq}: the camera refused its receipt: {exc}")
+
+
+def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, key,
+                    size: int, window: int, progress: Progress, now_us: Callable[[], int]) -> None:
+    chunks: list[bytes] = []
+    session.fetch("events.cbors", 0, size, chunks.append, window, progress.add)
+    data = b"".join(chunks)
+    records, torn = signed.split_sequence(data)
+    data = data[:len(data) - torn]
+    if not records:
+        return
+    anchor = store.anchor(dev)
+    try:
+        bodies = signed.verify_chain(records, key)
+    except (signed.SignatureError, signed.ChainError) as exc:
+        _quarantine(store, report, dev, f"events-{now_us()}.cbors", data, f"event log does not verify: {exc}")
+        report.problems.append(f"event log: {exc}")
+        return
+    new = [i for i, b in enumerate(bodies) if b["seq"] > anchor.event_seq]
+    old = [i for i, b in enumerate(bodies) if b["seq"] == anchor.event_seq]
+    if anchor.event_seq and old and signed.digest(records[old[0]]) != anchor.event_prev:
+        reason = "event log does not chain on from the record the dock stored last (altered)"
+        _quarantine(store, report, dev, f"events-{now_us()}.cbors", data, reason)
+        report.problems.append(reason)
+        return
+    if new:
+        first = bodies[new[0]]
+        if first["seq"] != anchor.event_seq + 1 or first["prev"] != anchor.event_prev:
+            reason = (f"event log resumes at event {first['seq']}, the dock stored up to {anchor.event_seq}: "
+                      "events deleted between dockings")
+            report.problems.append(reason)
+            _quarantine(store, report, dev, f"events-{now_us()}.cbors", data, reason)
+            return
+        start = sum(len(r) for r in records[:new[0]])
+        location = store.put_events(dev, first["seq"], bodies[-1]["seq"], data[start:])
+        report.events_stored = len(new)
+        current = store.anchor(dev)
+        store.set_anchor(dev, Anchor(current.seq, current.prev, bodies[-1]["seq"], signed.digest(records[-1])))
+    else:
+        location = "already in the store"
+    record = session.receipt_record(device_id=dev, kind="events", seq=bodies[-1]["seq"], file="events.cbors",
+                                    sha256=hashlib.sha256(data).digest(), size=len(data), location=location,
+                                    stored_utc_us=now_us())
+    store.put_receipt(dev, f"events-{bodies[-1]['seq']:08d}-{record[-8:].hex()}", record)
+    try:
+        session.call("receipt", {"record": record})
+    except Refused as exc:
+        report.problems.append(f"event log: the camera refused its receipt: {exc}")

@@ -1,0 +1,316 @@
+"""The dock and the camera, end to end over real ptys (socat), with real keys and files.
+
+Camera: the whole simulated runtime, its link service answering on its side of the
+cable. Dock: a bay worker (or the hotplug service) on the other side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from common import age_format, keys, link_auth, signed
+from common.manifest import read_manifest
+from device import config as device_config
+from device.identity import DeviceIdentity
+from dock import config as dock_config
+from dock.bay import Bay
+from dock.evidence_store import FsEvidenceStore
+from dock.registry import Registry
+from dock.session import DockSession, Refused, UnenrolledCamera
+from simulator.device_sim import SimDevice
+from simulator.docking import serve_docked
+from simulator.serial_link import PtyCable
+from common.link import Link, open_port
+
+
+@dataclass
+class Env:
+    root: Path
+    dock_key: Path
+    dock_pub: Path
+    registry: Registry
+    store: FsEvidenceStore
+    staging: Path
+    watch: Path
+    config: dock_config.DockConfig
+
+
+@pytest.fixture
+def env(tmp_path, key_dir) -> Env:
+    dk = keys.create_device_key(tmp_path / "dock-keys", name="dock")
+    (tmp_path / "dock.toml").write_text(
+        f'[dock]\nid = "dock-test"\nkey = "{dk.private}"\nstate = "state"\nstore = "evidence"\n'
+        f'watch = "by-id"\n[transfer]\ntimeout_s = 5\nwindow = 8\n')
+    config = dock_config.load(tmp_path / "dock.toml")
+    registry = Registry(tmp_path / "state")
+    registry.enroll("test-cam", key_dir / "device.pub.pem")
+    registry.add_officer("KOD-7", "Erika Muster", "2026-01-15")
+    registry.assign("test-cam", "KOD-7")
+    return Env(tmp_path, dk.private, dk.public, registry, FsEvidenceStore(tmp_path / "evidence"),
+               tmp_path / "state" / "incoming", tmp_path / "by-id", config)
+
+
+def camera(tmp: Path, identity: DeviceIdentity, dock_pubs: list[Path], steps: list[dict], *,
+           run_until: float, segment_seconds: float = 2, name: str = "cam") -> SimDevice:
+    cfg = device_config.from_dict({
+        "camera": {"width": 320, "height": 240, "fps": 15, "bitrate": 400_000, "audio": False},
+        "recording": {"pre_record_seconds": 1, "segment_seconds": segment_seconds},
+        "storage": {"warn_free_mb": 100, "full_free_mb": 20}, "device": {"store": "store"},
+        "link": {"dock_keys": [str(p) for p in dock_pubs]}}, base_dir=tmp / name)
+    sim = SimDevice.create(cfg, identity, noise=30)
+    sim.runtime.boot()
+    for s in steps:
+        sim.schedule(s)
+    sim.run_until(run_until)
+    return sim
+
+
+SHIFT = [{"at": 2, "action": "press"}, {"at": 9, "action": "hold", "seconds": 3.2},
+         {"at": 14, "action": "double"}, {"at": 19, "action": "hold", "seconds": 3.2}]
+
+
+def dock(env: Env, sim: SimDevice, *, key: Path | None = None, cut_after: int | None = None,
+         node: str = "usb-bodycam-test-cam") -> tuple[Bay, str]:
+    """One docking: cable, camera serving in a thread, a bay worker; returns (bay, camera's end)."""
+    cam_node = env.root / "cam" / f"{node}.tty"
+    cable = PtyCable(env.watch / node, cam_node)
+    ended: list[str] = []
+    t = threading.Thread(target=lambda: ended.append(serve_docked(sim, cam_node, timeout_s=60)))
+    t.start()
+    bay = Bay(str(env.watch / node), key=keys.load_signing_key(key or env.dock_key), dock_id="dock-test",
+              registry=env.registry, store=env.store, staging=env.staging, window=8, timeout=5)
+    bay.start()
+    if cut_after is not None:
+        def watch() -> None:
+            while bay.progress.done < cut_after and bay.is_alive():
+                threading.Event().wait(0.0005)
+            cable.unplug()
+        threading.Thread(target=watch, daemon=True).start()
+    bay.join(60)
+    cable.unplug()
+    t.join(60)
+    return bay, ended[0] if ended else "?"
+
+
+def on_camera(sim: SimDevice) -> list[str]:
+    return sorted(p.name for p in sim.runtime.store.dir.iterdir())
+
+
+def kinds(sim: SimDevice) -> list[str]:
+    return [e["kind"] for e in sim.runtime.events.entries]
+
+
+def test_full_offload_frees_the_camera_only_after_receipts(env, identity, device_public, authority, tmp_path):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    listed = sorted(p.name for p in sim.runtime.store.dir.glob("*.manifest"))
+    assert len(listed) >= 6
+    bay, ended = dock(env, sim)
+    assert ended == "bye" and bay.status.state == "done", bay.status
+    report = bay.report
+    assert report.stored == report.freed == list(range(1, len(listed) + 1))
+    assert on_camera(sim) == []  # every segment freed, after its receipt
+    assert env.store.segments("test-cam") == report.stored
+    receipts = sorted((env.root / "evidence/devices/test-cam/receipts").glob("segment-*.cbor"))
+    assert len(receipts) == len(listed)
+    body = signed.open_signed(receipts[0].read_bytes(), keys.load_verify_key(env.dock_pub))
+    assert body["command"] == "receipt" and body["device_id"] == "test-cam" and body["seq"] == 1
+    stored_dir = env.root / "evidence/devices/test-cam/segments"
+    m1 = read_manifest((stored_dir / "00000001.manifest").read_bytes(), device_public)
+    assert body["sha256"] == m1.sha256
+    k = kinds(sim)
+    assert k.count("segment_freed") == len(listed) and "clock_set" in k and "officer_assigned" in k
+    assert "events_freed" in k and report.events_stored > 10
+    assert sim.runtime.identity.officer_id == "KOD-7"
+    # What the store holds verifies as the camera's chain, byte for byte.
+    from common.manifest import verify_manifest_chain
+    records = [p.read_bytes() for p in sorted(stored_dir.glob("*.manifest"))]
+    ms = verify_manifest_chain(records, device_public, prev=None, first_seq=1)
+    for m in ms:
+        assert hashlib.sha256((stored_dir / m.file).read_bytes()).digest() == m.sha256
+    assert age_format.recover((stored_dir / ms[0].file).read_bytes(), authority[1]).complete
+    # The camera's own event log now starts after what the dock took.
+    records, _ = signed.split_sequence(sim.runtime.events.path.read_bytes())
+    assert signed.open_signed(records[0], None)["seq"] > report.events_stored
+
+
+def test_next_recording_carries_officer_and_clock_offset(env, identity, tmp_path, device_public):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done"
+    sim.runtime.undock()
+    sim.schedule({"at": 16, "action": "double"})
+    sim.schedule({"at": 19, "action": "hold", "seconds": 3.2})
+    sim.run_until(24)
+    m = read_manifest(sorted(sim.runtime.store.dir.glob("*.manifest"))[-1].read_bytes(), device_public)
+    assert m.officer_id == "KOD-7"
+    assert m.clock is not None and m.clock["dock_id"] == "dock-test" and isinstance(m.clock["offset_us"], int)
+    assert [e for e in sim.runtime.events.entries if e["kind"] == "clock_set"][0]["data"]["offset_us"] == \
+        m.clock["offset_us"]
+
+
+def test_link_cut_mid_transfer_resumes_at_the_next_docking(env, identity, tmp_path):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14, segment_seconds=30)
+    (segment,) = sim.runtime.store.dir.glob("*.ts.age")
+    size = segment.stat().st_size
+    assert size > 600_000
+    bay, ended = dock(env, sim, cut_after=size // 2)
+    assert bay.status.state == "unplugged" and ended == "unplugged", bay.status
+    assert "resumes" in bay.status.message
+    assert segment.exists() and env.store.segments("test-cam") == []  # nothing freed, nothing stored
+    part = env.staging / "test-cam" / f"{segment.name}.part"
+    staged = part.stat().st_size
+    assert 0 < staged < size
+    again, ended = dock(env, sim)
+    assert again.status.state == "done" and ended == "bye", again.status
+    assert again.report.bytes == size - staged  # resumed, not restarted
+    assert env.store.segments("test-cam") == [1] and not segment.exists()
+
+
+def test_unenrolled_dock_can_neither_free_nor_set_time(env, identity, tmp_path):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    before = on_camera(sim)
+    rogue = keys.create_device_key(tmp_path / "rogue", name="dock")
+    bay, _ = dock(env, sim, key=rogue.private)
+    assert bay.status.state == "refused" and "not enrolled" in bay.status.message
+    assert on_camera(sim) == before and sim.runtime.clock.offset_us == 0
+    assert "dock_refused" in kinds(sim)
+    # Talking straight to the camera without authenticating: every request refused.
+    cam_node = tmp_path / "cam" / "direct.tty"
+    with PtyCable(tmp_path / "by-id" / "direct", cam_node) as cable:
+        t = threading.Thread(target=serve_docked, args=(sim, cam_node), kwargs={"timeout_s": 20})
+        t.start()
+        session = DockSession(Link(open_port(str(cable.dock_node))), keys.load_signing_key(rogue.private),
+                              "rogue", lambda d: identity.signing_key.public_key(), timeout=5)
+        fake = link_auth.sign_command(keys.load_signing_key(rogue.private), "rogue", bytes(32), "receipt",
+                                      device_id="test-cam", kind="segment", seq=1, file="00000001.ts.age",
+                                      sha256=bytes(32), size=1, location="x", stored_utc_us=1)
+        for op, args in (("receipt", {"record": fake}), ("set_time", {"record": fake}), ("list", {}),
+                         ("read", {"file": "events.cbors", "offset": 0, "length": 10})):
+            with pytest.raises(Refused) as refused:
+                session.call(op, args)
+            assert refused.value.code == "not_authenticated"
+        with pytest.raises(Refused, match="not enrolled"):
+            session.handshake()
+        with pytest.raises(Refused, match="authenticate first"):
+            session.call("bye")
+        cable.unplug()
+        t.join(30)
+    assert on_camera(sim) == before and sim.runtime.clock.offset_us == 0
+
+
+def test_unenrolled_camera_is_refused_and_nothing_stored(env, tmp_path, authority):
+    stranger = keys.create_device_key(tmp_path / "stranger")
+    ident = DeviceIdentity.load("stranger-cam", stranger.private, [authority[2]])
+    sim = camera(tmp_path, ident, [env.dock_pub], SHIFT[:2], run_until=14)
+    bay, _ = dock(env, sim, node="usb-bodycam-stranger")
+    assert bay.status.state == "refused" and "not enrolled" in bay.status.message
+    assert not (env.root / "evidence" / "devices").exists()
+    assert on_camera(sim)
+
+
+def test_impostor_with_an_enrolled_id_is_refused(env, tmp_path, authority):
+    impostor = keys.create_device_key(tmp_path / "impostor")
+    ident = DeviceIdentity.load("test-cam", impostor.private, [authority[2]])
+    sim = camera(tmp_path, ident, [env.dock_pub], SHIFT[:2], run_until=14)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "refused" and "not its enrolled key" in bay.status.message
+    assert not (env.root / "evidence" / "devices").exists()
+
+
+def test_corrupted_segment_is_quarantined_and_stays_on_the_camera(env, identity, tmp_path):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    victim = sorted(sim.runtime.store.dir.glob("*.ts.age"))[2]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    victim.write_bytes(bytes(data))
+    bay, _ = dock(env, sim)
+    report = bay.report
+    assert bay.status.state == "done with problems"
+    (q,) = report.quarantined
+    assert q["name"] == victim.name and "SHA-256" in q["reason"]
+    assert victim.exists() and victim.name not in [f"{s:08d}.ts.age" for s in env.store.segments("test-cam")]
+    assert (env.root / "evidence/quarantine/test-cam" / f"{victim.name}.reason.json").exists()
+    assert len(report.stored) == report.listed - 1 and sorted(report.freed) == report.stored
+    assert on_camera(sim) == sorted([victim.name, victim.name.replace(".ts.age", ".manifest")])
+
+
+def test_replayed_receipts_are_refused(env, identity, tmp_path):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    first = sorted(sim.runtime.store.dir.glob("*.manifest"))[0]
+    cam_node = tmp_path / "cam" / "replay.tty"
+    dock_key = keys.load_signing_key(env.dock_key)
+    with PtyCable(tmp_path / "by-id" / "replay", cam_node) as cable:
+        t = threading.Thread(target=serve_docked, args=(sim, cam_node), kwargs={"timeout_s": 30})
+        t.start()
+        s1 = DockSession(Link(open_port(str(cable.dock_node))), dock_key, "dock-test",
+                         env.registry.device_key, timeout=5)
+        s1.handshake()
+        m = read_manifest(first.read_bytes(), None)
+        fields = dict(device_id="test-cam", kind="segment", seq=m.seq, file=m.file, sha256=m.sha256, size=m.size,
+                      location="x", stored_utc_us=1)
+        receipt = s1.receipt_record(**fields)
+        assert s1.call("receipt", {"record": receipt}) == {"freed": 1}
+        with pytest.raises(Refused, match="not on the camera"):
+            s1.call("receipt", {"record": receipt})  # the same receipt again
+        s2 = DockSession(s1.link, dock_key, "dock-test", env.registry.device_key, timeout=5)
+        s2.handshake()
+        m2 = read_manifest(sorted(sim.runtime.store.dir.glob("*.manifest"))[0].read_bytes(), None)
+        old_session = link_auth.sign_command(dock_key, "dock-test", s1.session, "receipt",
+                                             **{**fields, "seq": m2.seq, "file": m2.file, "sha256": m2.sha256,
+                                                "size": m2.size})
+        with pytest.raises(Refused, match="another session"):
+            s2.call("receipt", {"record": old_session})
+        wrong_hash = s2.receipt_record(**{**fields, "seq": m2.seq, "file": m2.file, "size": m2.size})
+        with pytest.raises(Refused, match="another file"):
+            s2.call("receipt", {"record": wrong_hash})
+        s2.call("bye")
+        t.join(30)
+    assert (sim.runtime.store.dir / m2.file).exists()
+    assert kinds(sim).count("receipt_refused") == 3
+
+
+def test_store_failure_frees_nothing(env, identity, tmp_path, monkeypatch):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    before = on_camera(sim)
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(env.store, "put_segment", broken)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "error" and "stays on the camera" in bay.status.message
+    assert on_camera(sim) == before and "segment_freed" not in kinds(sim)
+
+
+def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authority):
+    from dock.hotplug import Dock, read_status
+    other = keys.create_device_key(tmp_path / "cam2-keys")
+    env.registry.enroll("cam-2", other.public)
+    cams = [camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14, name="a"),
+            camera(tmp_path, DeviceIdentity.load("cam-2", other.private, [authority[2]]), [env.dock_pub],
+                   SHIFT[:2], run_until=14, name="b")]
+    service = Dock(env.config)
+    service.start()
+    try:
+        threads, cables = [], []
+        for i, sim in enumerate(cams):
+            cam_node = tmp_path / "cam" / f"{i}.tty"
+            cables.append(PtyCable(env.watch / f"usb-bodycam-{i}", cam_node))
+            threads.append(threading.Thread(target=serve_docked, args=(sim, cam_node), kwargs={"timeout_s": 60}))
+            threads[-1].start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for c in cables:
+            c.unplug()
+        service.stop()
+    status = read_status(tmp_path / "state")
+    assert sorted(b["device"] for b in status["bays"]) == ["cam-2", "test-cam"]
+    assert all(b["state"] == "done" for b in status["bays"]), status
+    assert all(on_camera(sim) == [] for sim in cams)
+    shutil.rmtree(tmp_path / "cam", ignore_errors=True)
