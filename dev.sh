@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for people and CI. Each command sets itself up first:
-#   ./dev.sh sim [bodycam-sim arguments]        main job: a scripted shift on the simulated camera
+#   ./dev.sh sim [bodycam-sim arguments]        main job: a shift of 3 cameras, docked and offloaded
 #   ./dev.sh test [pytest options]              run the test suite
 #   ./dev.sh bench [write|activation]           run the benchmarks (both by default)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
@@ -36,7 +36,7 @@ case "$cmd" in
     setup) setup ;;
     sim)
         setup
-        if [ $# -eq 0 ]; then set -- device --out run/shift --script examples/shift.toml --json; fi
+        if [ $# -eq 0 ]; then set -- demo --workdir run/demo; fi
         exec "$VENV/bin/bodycam-sim" "$@" ;;
     test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
     bench)

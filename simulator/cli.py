@@ -197,15 +197,39 @@ def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | 
         from simulator.interactive import run_interactive
         run_interactive(sim)
         return None
-    sim.run_script(steps)
+    docked = None
+    if args.dock:
+        # Shift start: the camera comes out of the dock, which has set its clock and pushed the
+        # officer assignment; at shift end it goes back in and is emptied.
+        sim.runtime.boot()
+        _dock(sim, args.dock, args.dock_timeout)
+        sim.runtime.undock()
+        sim.run_script(steps, boot=False)
+        docked = _dock(sim, args.dock, args.dock_timeout)
+    else:
+        sim.run_script(steps)
     if sim.runtime.error == "store_error":
         detail = next(e["data"].get("detail", "") for e in reversed(sim.runtime.events.entries)
                       if e["kind"] == "state" and e["data"].get("reason") == "store_error")
         raise EnvironmentProblem(f"the store cannot be used: {detail}")
     report = sim.report()
     report.update({"identity": str(identity_path.resolve()), "recipient": recipient,
-                   "device_public_key": str(dev.public.resolve()), "stopped_by": stop.received})
+                   "device_public_key": str(dev.public.resolve()), "stopped_by": stop.received,
+                   "docked": docked,
+                   "segments_left": len(list(sim.runtime.store.dir.glob("*.manifest")))})
     return report
+
+
+def _dock(sim: Any, node: Path, timeout_s: float) -> str:
+    """Put the camera into the dock: ``NODE.docking`` asks for the cable (the demo plugs it),
+    the camera serves the dock until it is done, then the marker goes (unplug)."""
+    from simulator.docking import serve_docked
+    marker = Path(f"{node}.docking")
+    marker.write_text(sim.runtime.identity.device_id)
+    try:
+        return serve_docked(sim, node, timeout_s=timeout_s)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--seed", type=_ranged(int, 0, 2**32 - 1, "--seed"), default=0)
     dev.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0)
     dev.add_argument("--json", action="store_true", help="print one JSON object (with --script)")
+    dev.add_argument("--dock", type=Path, metavar="NODE",
+                     help="dock at shift start and again after the script: each time create NODE.docking, wait "
+                          "for the serial node NODE (the camera's end of the cable), serve the dock until it is "
+                          "done, remove NODE.docking")
+    dev.add_argument("--dock-timeout", type=_ranged(float, 1, 3600, "--dock-timeout"), default=120.0,
+                     metavar="S", help="give up waiting for the dock after S seconds (default 120)")
+    demo = sub.add_parser("demo", help="a whole shift: N cameras, scripted incidents, docked into one dock, "
+                                       "offloaded, verified, stored")
+    demo.add_argument("--workdir", type=Path, default=Path("run/demo"),
+                      help="keys, dock, cameras and evidence store (default run/demo; an earlier demo there "
+                           "is replaced)")
+    demo.add_argument("--devices", type=_ranged(int, 1, 8, "--devices"), default=3, help="cameras (1–8, default 3)")
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from simulator.demo import DemoError, run_demo
+    try:
+        return run_demo(args.workdir, args.devices)
+    except DemoError as exc:
+        raise UsageError(str(exc)) if "workdir" in str(exc) else EnvironmentProblem(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,7 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with StopSignals() as stop:
         try:
-            result = cmd_record(args, stop) if args.command == "record" else cmd_device(args, stop)
+            if args.command == "demo":
+                result = cmd_demo(args)
+            else:
+                result = cmd_record(args, stop) if args.command == "record" else cmd_device(args, stop)
         except UsageError as exc:
             parser.error(str(exc))
         except (EnvironmentProblem, keys.KeyFileError, StoreError) as exc:
@@ -271,6 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stop.received:
         print(f"bodycam-sim: stopped by {stop.received}; the recording was finished and sealed",
               file=sys.stderr)
+    if args.command == "demo":
+        if args.json:
+            json.dump(result, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            from simulator.demo import print_summary
+            print_summary(result)
+        return 0
     if args.command == "device":
         if args.json:
             json.dump(result, sys.stdout, indent=2)

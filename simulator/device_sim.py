@@ -214,8 +214,10 @@ class SimDevice:
                 break
             self.step()
 
-    def run_script(self, steps: list[dict[str, Any]], tail_s: float = 5.0) -> None:
-        self.runtime.boot()
+    def run_script(self, steps: list[dict[str, Any]], tail_s: float = 5.0, *, boot: bool = True) -> None:
+        """Play ``steps``; ``boot=False`` when the runtime was booted already (e.g. docked first)."""
+        if boot:
+            self.runtime.boot()
         for step in steps:
             self.schedule(step)
         end = max(s["at"] + s.get("seconds", 0) for s in steps) + tail_s

@@ -21,7 +21,9 @@ from device.main import main as device_main
 from dock.verify_cli import main as verify_main
 from simulator.cli import main as sim_main
 
-CLIS = {"sim": sim_main, "device": device_main, "verify": verify_main, "keys": keys_main}
+from dock.cli import main as dock_main
+
+CLIS = {"sim": sim_main, "device": device_main, "verify": verify_main, "keys": keys_main, "dock": dock_main}
 SMALL_REC = ["--resolution", "160x120", "--fps", "10", "--pre-record", "0", "--record", "1",
              "--bitrate", "100000"]
 
@@ -154,6 +156,35 @@ ROWS = [
     ("keys", ["recipient", "{K}/device.key"], None, 2, "not an age identity"),
     ("keys", ["device", "--out", "/proc/bodycam/keys"], None, 1, "/proc/bodycam"),
     ("keys", [], None, 2, "required"),
+    # --- bodycam-sim demo
+    ("sim", ["demo", "--workdir", "{T}/w", "--devices", "0"], None, 2, "--devices"),
+    ("sim", ["demo", "--workdir", "{T}/w", "--devices", "9"], None, 2, "--devices"),
+    ("sim", ["demo", "--workdir", "{T}/w"], write("w/precious.txt", "x"), 2, "not empty"),
+    ("sim", ["demo", "--workdir", "{T}/w"], write("w", "x"), 2, "is a file"),
+    # --- bodycam-dock
+    ("dock", ["--config", "{T}/missing.toml", "status"], None, 2, "not found"),
+    ("dock", ["--config", "{T}/d.toml", "status"], write("d.toml", BINARY), 2, "not a text file"),
+    ("dock", ["--config", "{T}/d.toml", "status"], write("d.toml", "[transfer]\nwindow = 0\n"), 2, "window"),
+    ("dock", ["--config", "{T}/d.toml", "status"], write("d.toml", "[dock]\nwatch_dir = 'x'\n"), 2, "unknown key"),
+    ("dock", ["--config", "{T}/d.toml", "status"], write("d.toml", "[dock]\nstate = 's'\n"), 1, "not found"),
+    ("dock", ["--config", "{T}/d.toml", "assign", "--device", "cam", "--officer", "o"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "not enrolled"),
+    ("dock", ["--config", "{T}/d.toml", "officers", "add", "--id", "A 1", "--name", "x"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "officer id"),
+    ("dock", ["--config", "{T}/d.toml", "officers", "add", "--id", "A1", "--name", "x", "--trained", "yesterday"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "YYYY-MM-DD"),
+    ("dock", ["--config", "{T}/d.toml", "officers", "add", "--id", "A1", "--name", "x", "--trained", "2999-01-01"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "future"),
+    ("dock", ["--config", "{T}/d.toml", "enroll", "--device-id", "cam", "--key", "{K}/authority.key"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "not a PEM public key"),
+    ("dock", ["--config", "{T}/d.toml", "enroll", "--device-id", "../x", "--key", "{K}/device.pub.pem"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "device id"),
+    ("dock", ["--config", "{T}/d.toml", "enroll", "--device-id", "cam", "--key", "{T}/nope.pem"],
+     write("d.toml", "[dock]\nstate = 's'\n"), 2, "no such file"),
+    ("dock", ["--config", "{T}/d.toml", "run", "--no-ui", "--until-idle", "0"],
+     write("d.toml", "[dock]\nkey = 'nokey'\nwatch = 'w'\n"), 1, "nokey"),
+    ("dock", ["--config", "{T}/d.toml", "run", "--no-ui", "--until-idle", "0"],
+     lambda t, g: write("d.toml", f"[dock]\nkey = '{g}/keys/authority.key'\nwatch = 'w'\n")(t, g), 1, "age identity"),
 ]
 
 

@@ -314,3 +314,44 @@ def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authori
     assert all(b["state"] == "done" for b in status["bays"]), status
     assert all(on_camera(sim) == [] for sim in cams)
     shutil.rmtree(tmp_path / "cam", ignore_errors=True)
+
+
+def test_demo_runs_a_shift_end_to_end(tmp_path):
+    """The main job: cameras in their own processes, docked through ptys into parallel bays."""
+    import json
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "simulator.cli", "demo", "--workdir", str(tmp_path / "demo"),
+                           "--devices", "2", "--json"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert {"store", "identity", "recordings", "devices"} <= out.keys()
+    recs = out["recordings"]
+    assert {r["announced"] for r in recs} == {True, False}  # announced and emergency over the fleet
+    assert all(r["verified"] and r["officer"] and r["segments"] and r["duration_s"] > 5 for r in recs)
+    assert [d["segments_left"] for d in out["devices"]] == [0, 0] and not out["quarantine"]
+    assert set(recs[0]) >= {"id", "device", "officer", "announced", "segments", "duration_s", "verified"}
+    again = subprocess.run([sys.executable, "-m", "simulator.cli", "demo", "--workdir", str(tmp_path / "demo"),
+                            "--devices", "1", "--json"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and len(json.loads(again.stdout)["devices"]) == 1  # an earlier demo is replaced
+
+
+def test_cli_refuses_to_assign_an_untrained_officer(tmp_path, key_dir, capsys):
+    import json
+    from dock.cli import main as dock_main
+    cfg = tmp_path / "dock.toml"
+    cfg.write_text('[dock]\nstate = "state"\n')
+    base = ["--config", str(cfg)]
+    assert dock_main([*base, "enroll", "--device-id", "cam-9", "--key", str(key_dir / "device.pub.pem")]) == 0
+    assert dock_main([*base, "officers", "add", "--id", "KOD-9", "--name", "Neu Ling"]) == 0
+    with pytest.raises(SystemExit) as refused:
+        dock_main([*base, "assign", "--device", "cam-9", "--officer", "KOD-9"])
+    assert refused.value.code == 2 and "no recorded body-cam training" in capsys.readouterr().err
+    assert Registry(tmp_path / "state").assignments() == {}
+    assert dock_main([*base, "officers", "add", "--id", "KOD-9", "--name", "Neu Ling", "--trained", "2026-05-04"]) == 0
+    assert dock_main([*base, "assign", "--device", "cam-9", "--officer", "KOD-9"]) == 0
+    capsys.readouterr()
+    assert dock_main([*base, "officers", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"id": "KOD-9", "name": "Neu Ling", "trained": "2026-05-04"}]
+    assert Registry(tmp_path / "state").assignments() == {"cam-9": "KOD-9"}
