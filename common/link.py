@@ -27,6 +27,8 @@ device path such as ``/dev/ttyGS0`` or a pty, and pyserial URLs).
 from __future__ import annotations
 
 import io
+import os
+import select
 import time
 import zlib
 from collections.abc import Mapping
@@ -40,6 +42,7 @@ PROTOCOL_VERSION = 1
 MAX_FRAME = 256 * 1024            # CBOR + CRC, before COBS
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 2
 READ_CHUNK = 64 * 1024            # bulk data per response frame
+PUMP_BYTES = 1 << 20              # at most this much is drained from the port in one go
 
 
 class ProtocolError(Exception):
@@ -188,8 +191,7 @@ class Link:
 
     def _pump(self, block: bool) -> None:
         try:
-            waiting = self.port.in_waiting
-            data = self.port.read(waiting or (1 if block else 0)) if (waiting or block) else b""
+            data = self._read_available(block)
         except Exception as exc:
             raise LinkClosed(f"read failed: {exc}") from None
         if data:
@@ -200,6 +202,35 @@ class Link:
                 else:
                     self.stats.frames_in += 1
                 self._inbox.append(item)
+
+    def _read_available(self, block: bool) -> bytes:
+        """Everything the port holds now (waiting up to the port's timeout for the first byte
+        if ``block``). A tty hands over at most ~4 KiB per read, so on a port with a file
+        descriptor (pyserial's POSIX ports, which it opens non-blocking) we drain it with
+        plain reads until it is empty rather than paying pyserial's select + ioctl per 4 KiB."""
+        fileno = getattr(self.port, "fileno", None)
+        if fileno is None:  # e.g. pyserial URL handlers without a descriptor
+            waiting = self.port.in_waiting
+            return self.port.read(waiting or (1 if block else 0)) if (waiting or block) else b""
+        fd = fileno()
+        wait = (getattr(self.port, "timeout", None) or 0.05) if block else 0
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            return b""
+        chunks: list[bytes] = []
+        got = 0
+        while got < PUMP_BYTES:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                if not chunks:  # readable but nothing to read: the other end hung up
+                    raise LinkClosed("the port was hung up (disconnected)")
+                break  # a raw tty (VMIN 0) reads 0 bytes when it is empty
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
 
     def poll(self) -> list[dict[str, Any] | ProtocolError]:
         """Everything that has arrived, without waiting."""

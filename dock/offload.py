@@ -19,6 +19,8 @@ last event the dock stored).
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,55 +78,121 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
     staging.mkdir(parents=True, exist_ok=True)
 
     prev_seq, prev_digest = anchor.seq, anchor.prev
-    for entry in entries:
-        seq, record = entry["seq"], entry["manifest"]
-        if seq <= anchor.seq:  # verified at an earlier docking; the camera did not get (or keep) its receipt
-            if store.has_segment(dev, seq):
-                _receipt(session, store, report, dev, read_manifest(record, None), "already in the store",
-                         now_us)
-            continue
-        try:
-            m = read_manifest(record, key)
-            if m.seq != seq or m.device_id != dev:
-                raise signed.SignatureError(f"manifest {seq} names seq {m.seq} of device {m.device_id}")
-        except signed.SignatureError as exc:
-            _quarantine(store, report, dev, f"{seq:08d}.manifest", record, f"manifest does not verify: {exc}")
-            report.problems.append(f"segment {seq}: manifest does not verify; the chain cannot be followed "
-                                   "past it, later segments stay on the camera")
-            break
-        chained = seq == prev_seq + 1 and m.prev == prev_digest
-        if not chained:
-            report.problems.append(
-                f"segment {seq}: does not chain on from segment {prev_seq} the dock verified last "
-                f"({'segments in between are missing' if seq != prev_seq + 1 else 'prev hash differs'}): "
-                "deleted or replayed between dockings")
-        part = staging / f"{m.file}.part"
-        have = part.stat().st_size if part.exists() else 0
-        if have > m.size:
-            part.unlink()
-            have = 0
-        with open(part, "ab") as out:
-            session.fetch(f"segments/{m.file}", have, m.size, out.write, window, progress.add)
-            out.flush()
-        data_hash = hashlib.sha256(part.read_bytes()).digest()
-        report.bytes += m.size - have
-        prev_seq, prev_digest = seq, signed.digest(record)
-        if data_hash != m.sha256 or part.stat().st_size != m.size:
-            _quarantine(store, report, dev, m.file, part, "segment does not match the SHA-256/size in its manifest")
-            store.set_anchor(dev, _anchor(store.anchor(dev), seq, prev_digest))
-            continue
-        if not chained:
-            _quarantine(store, report, dev, m.file, part, report.problems[-1])
-            store.set_anchor(dev, _anchor(store.anchor(dev), seq, prev_digest))
-            continue
-        location = store.put_segment(dev, seq, record, part)
-        store.set_anchor(dev, _anchor(store.anchor(dev), seq, prev_digest))
-        report.stored.append(seq)
-        _receipt(session, store, report, dev, m, location, now_us)
-
+    to_receipt: list[tuple[Any, str]] = []          # (manifest, location), sent once all is stored
+    storer = _Storer(store, report, dev)
+    try:
+        for entry in entries:
+            seq, record = entry["seq"], entry["manifest"]
+            if seq <= anchor.seq:  # verified at an earlier docking; the camera did not get (or keep) its receipt
+                if store.has_segment(dev, seq):
+                    to_receipt.append((read_manifest(record, None), "already in the store"))
+                continue
+            try:
+                m = read_manifest(record, key)
+                if m.seq != seq or m.device_id != dev:
+                    raise signed.SignatureError(f"manifest {seq} names seq {m.seq} of device {m.device_id}")
+            except signed.SignatureError as exc:
+                storer.submit(_quarantine, f"{seq:08d}.manifest", record, f"manifest does not verify: {exc}")
+                report.problems.append(f"segment {seq}: manifest does not verify; the chain cannot be followed "
+                                       "past it, later segments stay on the camera")
+                break
+            chained = seq == prev_seq + 1 and m.prev == prev_digest
+            if not chained:
+                report.problems.append(
+                    f"segment {seq}: does not chain on from segment {prev_seq} the dock verified last "
+                    f"({'segments in between are missing' if seq != prev_seq + 1 else 'prev hash differs'}): "
+                    "deleted or replayed between dockings")
+            part = staging / f"{m.file}.part"
+            have = part.stat().st_size if part.exists() else 0
+            if have > m.size:
+                part.unlink()
+                have = 0
+            digest = hashlib.sha256()
+            if have:
+                with open(part, "rb") as f:  # resume: what was staged at an earlier docking
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            with open(part, "ab") as out:
+                def sink(data: bytes) -> None:
+                    out.write(data)
+                    digest.update(data)  # hashed as it arrives: no second pass over the file
+                session.fetch(f"segments/{m.file}", have, m.size, sink, window, progress.add)
+            report.bytes += m.size - have
+            prev_seq, prev_digest = seq, signed.digest(record)
+            problem = None if chained else report.problems[-1]
+            # Verifying and storing (fsync) overlap the next segment's transfer.
+            storer.submit(_store_segment, m, record, part, digest.digest(), prev_digest, problem, to_receipt)
+    finally:
+        storer.close()
+    # Receipts only now, once the store holds everything (a cut link leaves them for next time).
+    _send_receipts(session, store, report, dev, to_receipt, window, now_us)
     if listing["events_size"]:
         _offload_events(session, store, report, dev, key, listing["events_size"], window, progress, now_us)
     return report
+
+
+class _Storer:
+    """One background thread that verifies and stores segments in order, so the link
+    keeps moving while the store fsyncs. The first error stops it and is re-raised."""
+
+    def __init__(self, store: EvidenceStore, report: OffloadReport, dev: str) -> None:
+        self.store, self.report, self.dev = store, report, dev
+        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"store:{dev}", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((fn, args))
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                fn, args = job
+                try:
+                    fn(self.store, self.report, self.dev, *args)
+                except BaseException as exc:
+                    self._error = exc
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _store_segment(store: EvidenceStore, report: OffloadReport, dev: str, m: Any, record: bytes, part: Path,
+                   digest: bytes, manifest_digest: bytes, problem: str | None,
+                   to_receipt: list[tuple[Any, str]]) -> None:
+    if digest != m.sha256 or part.stat().st_size != m.size:
+        _quarantine(store, report, dev, m.file, part, "segment does not match the SHA-256/size in its manifest")
+    elif problem is not None:
+        _quarantine(store, report, dev, m.file, part, problem)
+    else:
+        location = store.put_segment(dev, m.seq, record, part)
+        report.stored.append(m.seq)
+        to_receipt.append((m, location))
+    store.set_anchor(dev, _anchor(store.anchor(dev), m.seq, manifest_digest))
+
+
+def _send_receipts(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str,
+                   items: list[tuple[Any, str]], window: int, now_us: Callable[[], int]) -> None:
+    """Sign, keep and hand over one receipt per stored segment, ``window`` in flight."""
+    pending: list[tuple[int, int]] = []
+    for i, (m, location) in enumerate(items):
+        record = session.receipt_record(device_id=dev, kind="segment", seq=m.seq, file=m.file, sha256=m.sha256,
+                                        size=m.size, location=location, stored_utc_us=now_us())
+        store.put_receipt(dev, f"segment-{m.seq:08d}-{record[-8:].hex()}", record)
+        pending.append((session.send("receipt", {"record": record}), m.seq))
+        while pending and (len(pending) >= window or i == len(items) - 1):
+            rid, seq = pending.pop(0)
+            try:
+                session.wait(rid)
+                report.freed.append(seq)
+            except Refused as exc:
+                report.problems.append(f"segment {seq}: the camera refused its receipt: {exc}")
 
 
 def _list_all(session: DockSession) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -173,18 +241,6 @@ def _quarantine(store: EvidenceStore, report: OffloadReport, dev: str, name: str
                 reason: str) -> None:
     location = store.quarantine(dev, name, data, reason)
     report.quarantined.append({"name": name, "reason": reason, "location": location})
-
-
-def _receipt(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, m, location: str,
-             now_us: Callable[[], int]) -> None:
-    record = session.receipt_record(device_id=dev, kind="segment", seq=m.seq, file=m.file, sha256=m.sha256,
-                                    size=m.size, location=location, stored_utc_us=now_us())
-    store.put_receipt(dev, f"segment-{m.seq:08d}-{record[-8:].hex()}", record)
-    try:
-        session.call("receipt", {"record": record})
-        report.freed.append(m.seq)
-    except Refused as exc:
-        report.problems.append(f"segment {m.seq}: the camera refused its receipt: {exc}")
 
 
 def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, key,

@@ -98,6 +98,20 @@ def dock(env: Env, sim: SimDevice, *, key: Path | None = None, cut_after: int | 
     return bay, ended[0] if ended else "?"
 
 
+def start_serving(sim: SimDevice, cam_node: Path, timeout_s: float = 30) -> threading.Thread:
+    """The camera starts answering on its end of the cable; returns once it listens (opening a
+    serial port flushes what is waiting, so a request sent earlier would be lost)."""
+    before = sim.runtime.link
+    t = threading.Thread(target=serve_docked, args=(sim, cam_node), kwargs={"timeout_s": timeout_s})
+    t.start()
+    deadline = threading.Event()
+    for _ in range(2000):
+        if sim.runtime.link is not before:
+            return t
+        deadline.wait(0.005)
+    raise AssertionError("the camera did not start serving")
+
+
 def on_camera(sim: SimDevice) -> list[str]:
     return sorted(p.name for p in sim.runtime.store.dir.iterdir())
 
@@ -183,8 +197,7 @@ def test_unenrolled_dock_can_neither_free_nor_set_time(env, identity, tmp_path):
     # Talking straight to the camera without authenticating: every request refused.
     cam_node = tmp_path / "cam" / "direct.tty"
     with PtyCable(tmp_path / "by-id" / "direct", cam_node) as cable:
-        t = threading.Thread(target=serve_docked, args=(sim, cam_node), kwargs={"timeout_s": 20})
-        t.start()
+        t = start_serving(sim, cam_node, 20)
         session = DockSession(Link(open_port(str(cable.dock_node))), keys.load_signing_key(rogue.private),
                               "rogue", lambda d: identity.signing_key.public_key(), timeout=5)
         fake = link_auth.sign_command(keys.load_signing_key(rogue.private), "rogue", bytes(32), "receipt",
@@ -246,8 +259,7 @@ def test_replayed_receipts_are_refused(env, identity, tmp_path):
     cam_node = tmp_path / "cam" / "replay.tty"
     dock_key = keys.load_signing_key(env.dock_key)
     with PtyCable(tmp_path / "by-id" / "replay", cam_node) as cable:
-        t = threading.Thread(target=serve_docked, args=(sim, cam_node), kwargs={"timeout_s": 30})
-        t.start()
+        t = start_serving(sim, cam_node, 30)
         s1 = DockSession(Link(open_port(str(cable.dock_node))), dock_key, "dock-test",
                          env.registry.device_key, timeout=5)
         s1.handshake()

@@ -99,15 +99,14 @@ def test_frame_vector():
 def served(tmp_path_factory, key_dir, identity):
     """A camera store with one recording, its link service answering on a pty."""
     from tests.test_dock import SHIFT, camera
-    from simulator.docking import serve_docked
     from simulator.serial_link import PtyCable
     from common import keys
     tmp = tmp_path_factory.mktemp("served")
     dk = keys.create_device_key(tmp / "dk", name="dock")
     sim = camera(tmp, identity, [dk.public], SHIFT[:2], run_until=14)
+    from tests.test_dock import start_serving
     cable = PtyCable(tmp / "by-id" / "x", tmp / "cam.tty")
-    t = threading.Thread(target=serve_docked, args=(sim, tmp / "cam.tty"), kwargs={"timeout_s": 300}, daemon=True)
-    t.start()
+    t = start_serving(sim, tmp / "cam.tty", 300)
     port = link.Link(link.open_port(str(cable.dock_node)))
     yield sim, port
     cable.unplug()
