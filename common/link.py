@@ -41,7 +41,7 @@ from cobs import cobs
 PROTOCOL_VERSION = 1
 MAX_FRAME = 256 * 1024            # CBOR + CRC, before COBS
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 2
-READ_CHUNK = 64 * 1024            # bulk data per response frame
+READ_CHUNK = 128 * 1024           # bulk data per response frame
 PUMP_BYTES = 1 << 20              # at most this much is drained from the port in one go
 
 

@@ -55,6 +55,7 @@ class LinkService:
         self.authenticated = False
         self.closed = False
         self.finished = False      # the dock said goodbye
+        self._reading: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------ loop
     def poll(self) -> int:
@@ -165,13 +166,20 @@ class LinkService:
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)) \
                 or length > link.READ_CHUNK:
             raise _Refusal("bad_message", f"offset ≥ 0 and 0 ≤ length ≤ {link.READ_CHUNK}")
-        path = self.store.root / name
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return {"data": f.read(length)}
+            f = self._open_for_read(name)
+            f.seek(offset)
+            return {"data": f.read(length)}
         except FileNotFoundError:
             raise _Refusal("no_such_file", f"{name} is not on the camera") from None
+
+    def _open_for_read(self, name: str) -> Any:
+        """The file being read stays open across the many reads of one transfer."""
+        if self._reading is None or self._reading[0] != name or self._reading[1].closed:
+            if self._reading is not None:
+                self._reading[1].close()
+            self._reading = (name, open(self.store.root / name, "rb"))
+        return self._reading[1]
 
     # ------------------------------------------------------------------ dock commands
     def _command(self, args: dict[str, Any], command: str) -> dict[str, Any]:
@@ -216,6 +224,8 @@ class LinkService:
             return self._refuse_receipt(body, f"names another file than segment {seq} holds")
         # The dock signed that it stored a file with exactly this manifest's hash; what the
         # camera still holds needs no re-hashing (slow on a Pi 4) to be freed.
+        if self._reading is not None:
+            self._reading[1].close()
         segment.unlink(missing_ok=True)
         manifest_path.unlink()
         fsync_dir(self.store.dir)

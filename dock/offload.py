@@ -92,7 +92,8 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
                 if m.seq != seq or m.device_id != dev:
                     raise signed.SignatureError(f"manifest {seq} names seq {m.seq} of device {m.device_id}")
             except signed.SignatureError as exc:
-                storer.submit(_quarantine, f"{seq:08d}.manifest", record, f"manifest does not verify: {exc}")
+                storer.submit(_quarantine, store, report, dev, f"{seq:08d}.manifest", record,
+                              f"manifest does not verify: {exc}")
                 report.problems.append(f"segment {seq}: manifest does not verify; the chain cannot be followed "
                                        "past it, later segments stay on the camera")
                 break
@@ -102,26 +103,16 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
                     f"segment {seq}: does not chain on from segment {prev_seq} the dock verified last "
                     f"({'segments in between are missing' if seq != prev_seq + 1 else 'prev hash differs'}): "
                     "deleted or replayed between dockings")
-            part = staging / f"{m.file}.part"
-            have = part.stat().st_size if part.exists() else 0
-            if have > m.size:
-                part.unlink()
-                have = 0
-            digest = hashlib.sha256()
-            if have:
-                with open(part, "rb") as f:  # resume: what was staged at an earlier docking
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-            with open(part, "ab") as out:
-                def sink(data: bytes) -> None:
-                    out.write(data)
-                    digest.update(data)  # hashed as it arrives: no second pass over the file
-                session.fetch(f"segments/{m.file}", have, m.size, sink, window, progress.add)
-            report.bytes += m.size - have
+            staged = _Staged(staging / f"{m.file}.part", m.size)
+            storer.submit(staged.open)
+            # The link thread only reads; staging, hashing (as the bytes arrive, no second pass),
+            # verifying and storing with fsync happen on the store thread, overlapping the transfer.
+            session.fetch(f"segments/{m.file}", staged.have, m.size, lambda data: storer.submit(staged.write, data),
+                          window, progress.add)
+            report.bytes += m.size - staged.have
             prev_seq, prev_digest = seq, signed.digest(record)
             problem = None if chained else report.problems[-1]
-            # Verifying and storing (fsync) overlap the next segment's transfer.
-            storer.submit(_store_segment, m, record, part, digest.digest(), prev_digest, problem, to_receipt)
+            storer.submit(_store_segment, store, report, dev, m, record, staged, prev_digest, problem, to_receipt)
     finally:
         storer.close()
     # Receipts only now, once the store holds everything (a cut link leaves them for next time).
@@ -131,13 +122,42 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
     return report
 
 
+class _Staged:
+    """A segment being staged at ``path``: resumes from what an earlier docking left there."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.have = path.stat().st_size if path.exists() else 0
+        if self.have > size:
+            path.unlink()
+            self.have = 0
+        self.sha = hashlib.sha256()
+        self._file: Any = None
+
+    def open(self) -> None:
+        if self.have:
+            with open(self.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    self.sha.update(block)
+        self._file = open(self.path, "ab")
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.sha.update(data)
+
+    def close(self) -> bytes:
+        self._file.close()
+        return self.sha.digest()
+
+
 class _Storer:
-    """One background thread that verifies and stores segments in order, so the link
-    keeps moving while the store fsyncs. The first error stops it and is re-raised."""
+    """One background thread that stages, verifies and stores segments in order, so the
+    link keeps moving while the store writes and fsyncs. The first error stops it and is
+    re-raised to the caller."""
 
     def __init__(self, store: EvidenceStore, report: OffloadReport, dev: str) -> None:
         self.store, self.report, self.dev = store, report, dev
-        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=4)
+        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=256)  # ≤ 16 MiB of chunks
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"store:{dev}", daemon=True)
         self._thread.start()
@@ -152,7 +172,7 @@ class _Storer:
             if self._error is None:
                 fn, args = job
                 try:
-                    fn(self.store, self.report, self.dev, *args)
+                    fn(*args)
                 except BaseException as exc:
                     self._error = exc
 
@@ -163,9 +183,10 @@ class _Storer:
             raise self._error
 
 
-def _store_segment(store: EvidenceStore, report: OffloadReport, dev: str, m: Any, record: bytes, part: Path,
-                   digest: bytes, manifest_digest: bytes, problem: str | None,
+def _store_segment(store: EvidenceStore, report: OffloadReport, dev: str, m: Any, record: bytes,
+                   staged: _Staged, manifest_digest: bytes, problem: str | None,
                    to_receipt: list[tuple[Any, str]]) -> None:
+    digest, part = staged.close(), staged.path
     if digest != m.sha256 or part.stat().st_size != m.size:
         _quarantine(store, report, dev, m.file, part, "segment does not match the SHA-256/size in its manifest")
     elif problem is not None:
