@@ -22,6 +22,7 @@ Anchor(seq=0, prev=None, event_seq=0, event_prev=None)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -41,8 +42,16 @@ class Anchor:
     event_prev: bytes | None = None
 
 
-class StoreFull(OSError):
-    """The store refused a write (full, read-only, unreachable)."""
+class StoreConflict(OSError):
+    """Something else is already stored under that name: evidence is never replaced."""
+
+
+def _sha256_file(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
 
 
 class EvidenceStore(Protocol):
@@ -98,11 +107,23 @@ class FsEvidenceStore:
         return (self._dev(device_id) / "segments" / f"{seq:08d}.manifest").exists()
 
     def put_segment(self, device_id: str, seq: int, manifest: bytes, segment: Path) -> str:
+        """Store a verified segment and its manifest. Idempotent: storing the same bytes again
+        (a dock that died between storing and recording it) succeeds; different bytes under a
+        stored name raise :class:`StoreConflict` and change nothing."""
         d = self._dev(device_id) / "segments"
         target = d / f"{seq:08d}.ts.age"
-        if not target.exists():
+        if target.exists():
+            if _sha256_file(target) != _sha256_file(segment):
+                raise StoreConflict(f"{target} is stored with other content; refusing to replace evidence")
+            segment.unlink()
+        else:
             _write_once(target, segment)
-        _write_once(d / f"{seq:08d}.manifest", manifest)  # last: the manifest says "stored"
+        manifest_path = d / f"{seq:08d}.manifest"  # last: the manifest says "stored"
+        if manifest_path.exists():
+            if manifest_path.read_bytes() != manifest:
+                raise StoreConflict(f"{manifest_path} is stored with other content; refusing to replace evidence")
+        else:
+            _write_once(manifest_path, manifest)
         return str(target)
 
     def put_events(self, device_id: str, first: int, last: int, data: bytes) -> str:

@@ -367,3 +367,30 @@ def test_cli_refuses_to_assign_an_untrained_officer(tmp_path, key_dir, capsys):
     assert dock_main([*base, "officers", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"id": "KOD-9", "name": "Neu Ling", "trained": "2026-05-04"}]
     assert Registry(tmp_path / "state").assignments() == {"cam-9": "KOD-9"}
+
+
+def test_dock_killed_between_store_and_anchor_resumes(env, identity, tmp_path):
+    """A dock that dies after a segment reached the store but before its anchor moved: the
+    next docking stores the same bytes again without error and frees the camera."""
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done"
+    stored = env.store.segments("test-cam")
+    # Put the camera's files back and the anchor before them: what a dock killed mid-way leaves.
+    from dock.evidence_store import Anchor, StoreConflict
+    kept = env.store.anchor("test-cam")
+    env.store.set_anchor("test-cam", Anchor(0, None, kept.event_seq, kept.event_prev))
+    seg_dir = env.root / "evidence/devices/test-cam/segments"
+    for seq in stored:
+        for suffix in (".ts.age", ".manifest"):
+            shutil.copy(seg_dir / f"{seq:08d}{suffix}", sim.runtime.store.dir)
+    again, _ = dock(env, sim)
+    assert again.status.state == "done", again.status.message
+    assert again.report.stored == stored and on_camera(sim) == []
+    # Different bytes under a stored name are refused, and nothing is replaced.
+    other = tmp_path / "other.part"
+    other.write_bytes(b"not the evidence")
+    before = (seg_dir / "00000001.ts.age").read_bytes()
+    with pytest.raises(StoreConflict):
+        env.store.put_segment("test-cam", 1, (seg_dir / "00000001.manifest").read_bytes(), other)
+    assert (seg_dir / "00000001.ts.age").read_bytes() == before
