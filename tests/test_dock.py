@@ -394,3 +394,56 @@ def test_dock_killed_between_store_and_anchor_resumes(env, identity, tmp_path):
     with pytest.raises(StoreConflict):
         env.store.put_segment("test-cam", 1, (seg_dir / "00000001.manifest").read_bytes(), other)
     assert (seg_dir / "00000001.ts.age").read_bytes() == before
+
+
+def test_dock_service_process_sigterm_mid_transfer_then_resumes(env, identity, tmp_path):
+    """`bodycam-dock run` as a real process: SIGTERM while a bay transfers ends it cleanly
+    (exit 0, nothing freed that is not stored); run again, the camera is emptied."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = Path(__file__).resolve().parent.parent
+    from device.link_service import LinkService
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14, segment_seconds=30)
+    cam_node = tmp_path / "cam" / "svc.tty"
+    # The camera stalls after a few reads, so the signal lands mid-transfer.
+    stall, reads, original_read = threading.Event(), [0], LinkService._op_read
+
+    def slow_read(self, args):
+        reads[0] += 1
+        if reads[0] == 3:
+            stall.wait(20)
+        return original_read(self, args)
+    LinkService._op_read = slow_read
+    cmd = [sys.executable, "-m", "dock.cli", "--config", str(tmp_path / "dock.toml"), "run", "--no-ui"]
+    dock_proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the service is up and watching
+    cable = PtyCable(env.watch / "usb-bodycam-svc", cam_node)
+    t = start_serving(sim, cam_node, 60)
+    try:
+        deadline = time.monotonic() + 30
+        while reads[0] < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        dock_proc.send_signal(signal.SIGTERM)
+        out, err = dock_proc.communicate(timeout=30)
+    finally:
+        stall.set()
+        LinkService._op_read = original_read
+    assert dock_proc.returncode == 0 and "Traceback" not in err, err
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["bays"][0]["state"] == "unplugged" and "resumes" in status["bays"][0]["message"]
+    cable.unplug()
+    t.join(30)
+    assert on_camera(sim) and env.store.segments("test-cam") == []  # nothing stored, nothing freed
+    again = subprocess.Popen([*cmd, "--until-idle", "2"], cwd=root, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    cable = PtyCable(env.watch / "usb-bodycam-svc", cam_node)
+    t = start_serving(sim, cam_node, 60)
+    t.join(60)
+    cable.unplug()
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert on_camera(sim) == [] and "test-cam: done" in out
