@@ -95,8 +95,10 @@ class Bay(threading.Thread):
                               + (f"; {'; '.join(self.report.problems)}" if self.report.problems else ""))
         except UnenrolledCamera as exc:
             self._set(state="refused", message=str(exc))
-        except (link.LinkClosed, link.LinkTimeout) as exc:
+        except link.LinkClosed as exc:
             self._set(state="unplugged", message=f"{exc}; the transfer resumes at the next docking")
+        except link.LinkTimeout as exc:
+            self._set(state="not answering", message=f"{exc}; re-dock the camera, the transfer resumes")
         except Refused as exc:
             self._set(state="refused" if exc.code == "dock_not_enrolled" else "error", message=str(exc))
         except OSError as exc:

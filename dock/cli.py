@@ -44,7 +44,7 @@ def live_view(dock, stop: StopSignals, until_idle: float | None) -> None:
         for s in dock.status()["bays"]:
             total = max(s["total"], 1)
             t.add_row(Path(s["port"]).name[-28:], s["device"] or "?", s["officer"] or "—",
-                      ProgressBar(total=total, completed=min(s["done"], total), width=24),
+                      ProgressBar(total=total, completed=min(s["done"], total) if s["total"] else 0, width=24),
                       f"{s['done'] / 1e6:.1f}/{s['total'] / 1e6:.1f}", f"{s['rate_bps'] / 1e6:.1f}",
                       f"{s['eta_s']:.0f} s" if s["eta_s"] is not None else "—",
                       s["state"] + (f": {s['message'][:60]}" if s["message"] else ""))

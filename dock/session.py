@@ -104,7 +104,8 @@ class DockSession:
                     return self.call("hello", args)
                 except link.LinkTimeout:
                     if time.monotonic() > deadline:
-                        raise
+                        raise link.LinkTimeout(f"no answer to hello within {saved:g} s (not a bodycam, or "
+                                               "not booted yet)") from None
         finally:
             self.timeout = saved
 

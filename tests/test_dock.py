@@ -299,7 +299,7 @@ def test_store_failure_frees_nothing(env, identity, tmp_path, monkeypatch):
     assert on_camera(sim) == before and "segment_freed" not in kinds(sim)
 
 
-def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authority):
+def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authority, capsys):
     from dock.hotplug import Dock, read_status
     other = keys.create_device_key(tmp_path / "cam2-keys")
     env.registry.enroll("cam-2", other.public)
@@ -323,6 +323,12 @@ def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authori
         service.stop()
     status = read_status(tmp_path / "state")
     assert sorted(b["device"] for b in status["bays"]) == ["cam-2", "test-cam"]
+    import json
+    from dock.cli import main as dock_main
+    capsys.readouterr()
+    assert dock_main(["--config", str(tmp_path / "dock.toml"), "status", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["dock_id"] == "dock-test" and len(printed["bays"]) == 2
     assert all(b["state"] == "done" for b in status["bays"]), status
     assert all(on_camera(sim) == [] for sim in cams)
     shutil.rmtree(tmp_path / "cam", ignore_errors=True)
