@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,7 +108,7 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
             storer.submit(staged.open)
             # The link thread only reads; staging, hashing (as the bytes arrive, no second pass),
             # verifying and storing with fsync happen on the store thread, overlapping the transfer.
-            session.fetch(f"segments/{m.file}", staged.have, m.size, lambda data: storer.submit(staged.write, data),
+            session.fetch(f"segments/{m.file}", staged.have, m.size, partial(storer.submit, staged.write),
                           window, progress.add)
             report.bytes += m.size - staged.have
             prev_seq, prev_digest = seq, signed.digest(record)

@@ -22,7 +22,7 @@ from dock import config as dock_config
 from dock.bay import Bay
 from dock.evidence_store import FsEvidenceStore
 from dock.registry import Registry
-from dock.session import DockSession, Refused, UnenrolledCamera
+from dock.session import DockSession, Refused
 from simulator.device_sim import SimDevice
 from simulator.docking import serve_docked
 from simulator.serial_link import PtyCable

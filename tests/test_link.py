@@ -3,7 +3,6 @@ and the camera's link service fed garbage over a real pty."""
 
 from __future__ import annotations
 
-import threading
 import zlib
 from pathlib import Path
 

@@ -7,7 +7,6 @@ SIGKILLs a real ``bodycam-sim``-like process at random moments.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
