@@ -453,3 +453,29 @@ def test_dock_service_process_sigterm_mid_transfer_then_resumes(env, identity, t
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     assert on_camera(sim) == [] and "test-cam: done" in out
+
+
+def test_segment_deleted_between_dockings_is_caught(env, identity, tmp_path):
+    """After a docking, the camera records more; one new segment (and its manifest) is deleted
+    before the next docking. The dock's anchor catches the gap: reported, the segment after
+    the gap quarantined and kept on the camera, the rest stored."""
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    first, _ = dock(env, sim)
+    assert first.status.state == "done"
+    sim.runtime.undock()
+    for step in ({"at": 16, "action": "double"}, {"at": 26, "action": "hold", "seconds": 3.2}):
+        sim.schedule(step)
+    sim.run_until(31)
+    new = sorted(sim.runtime.store.dir.glob("*.manifest"))
+    assert len(new) >= 3
+    gone = new[0]
+    gone.unlink()
+    gone.with_name(gone.name.replace(".manifest", ".ts.age")).unlink()
+    second, _ = dock(env, sim)
+    report = second.report
+    assert second.status.state == "done with problems"
+    assert any("segments in between are missing" in p for p in report.problems), report.problems
+    after_gap = new[1].name.replace(".manifest", ".ts.age")
+    assert [q["name"] for q in report.quarantined] == [after_gap]
+    assert after_gap in on_camera(sim)  # kept on the camera
+    assert report.stored == [int(p.name[:8]) for p in new[2:]]
