@@ -154,3 +154,15 @@ class FsEvidenceStore:
 
     def segments(self, device_id: str) -> list[int]:
         return sorted(int(p.name[:8]) for p in (self._dev(device_id) / "segments").glob("*.manifest"))
+
+
+def open_store(location: str | Path, base_dir: Path = Path(".")) -> EvidenceStore:
+    """A store from the dock's ``store =``: an ``s3://bucket[/prefix]`` URL or a directory."""
+    text = str(location)
+    if text.startswith("s3://"):
+        from dock.evidence_s3 import S3EvidenceStore
+        return S3EvidenceStore(text)
+    if "://" in text:
+        raise ValueError(f"unsupported store {text!r}: a directory or s3://bucket[/prefix]")
+    path = Path(text)
+    return FsEvidenceStore(path if path.is_absolute() else base_dir / path)

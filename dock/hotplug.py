@@ -23,7 +23,7 @@ from common import keys
 from common.fsutil import write_atomic
 from dock.bay import Bay, BayStatus
 from dock.config import DockConfig
-from dock.evidence_store import FsEvidenceStore
+from dock.evidence_store import open_store
 from dock.registry import Registry
 
 
@@ -33,7 +33,7 @@ class Dock:
         self.key = keys.load_signing_key(config.path(config.dock.key))
         self.state_dir = config.path(config.dock.state)
         self.registry = Registry(self.state_dir)
-        self.store = FsEvidenceStore(config.path(config.dock.store))
+        self.store = open_store(config.dock.store, config.base_dir)
         self.watch_dir = config.path(config.dock.watch)
         self.bays: dict[str, Bay] = {}
         self.finished: list[BayStatus] = []
@@ -75,7 +75,7 @@ class Dock:
         with self._lock:
             bays = [b.status.to_json() for b in self.bays.values()]
         return {"dock_id": self.config.dock.id, "updated_utc": time.time(), "watch": str(self.watch_dir),
-                "store": str(self.store.root), "bays": bays}
+                "store": str(self.config.dock.store), "bays": bays}
 
     def write_status(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
