@@ -44,12 +44,15 @@ class BayStatus:
 class Bay(threading.Thread):
     def __init__(self, port: str, *, key: Ed25519PrivateKey, dock_id: str, registry: Registry,
                  store: EvidenceStore, staging: Path, window: int = 8, timeout: float = 10.0,
+                 retry_s: float = 2.0, retry_max_s: float = 60.0,
                  on_change: Callable[[BayStatus], None] = lambda s: None,
                  clock_us: Callable[[], int] = lambda: time.time_ns() // 1000) -> None:
         super().__init__(name=f"bay:{Path(port).name}", daemon=True)
         self.port, self.key, self.dock_id = port, key, dock_id
         self.registry, self.store, self.staging = registry, store, staging
         self.window, self.timeout, self.on_change, self.clock_us = window, timeout, on_change, clock_us
+        self.retry_s, self.retry_max_s = retry_s, retry_max_s
+        self._stopping = threading.Event()
         self.status = BayStatus(port)
         self.report: OffloadReport | None = None
         self.progress = Progress()
@@ -69,6 +72,7 @@ class Bay(threading.Thread):
 
     def stop(self) -> None:
         """The node went away: close the port so a blocked read returns at once."""
+        self._stopping.set()
         if self._link is not None:
             self._link.close()
 
@@ -84,8 +88,7 @@ class Bay(threading.Thread):
                 session.command("assign", "assign", officer_id=officer)
             ticker = threading.Thread(target=self._tick, daemon=True)
             ticker.start()
-            self.report = offload(session, self.store, self.staging, window=self.window, progress=self.progress,
-                                  now_us=self.clock_us)
+            self.report = self._offload_until_stored(session)
             session.call("bye")
             self.update_rate()
             state = "done" if self.report.complete else "done with problems"
@@ -107,7 +110,24 @@ class Bay(threading.Thread):
             if self._link is not None:
                 self._link.close()
 
+    def _offload_until_stored(self, session: DockSession) -> OffloadReport:
+        """Offload; while the store fails, wait and try again with backoff. Nothing that did not
+        reach the store is receipted, so the camera keeps it meanwhile."""
+        delay = self.retry_s
+        while True:
+            try:
+                return offload(session, self.store, self.staging, window=self.window, progress=self.progress,
+                               now_us=self.clock_us)
+            except OSError as exc:
+                self._set(state="waiting for store",
+                          message=f"store: {exc}; the footage stays on the camera, retrying in {delay:g} s")
+                if self._stopping.wait(delay):
+                    raise link.LinkClosed("taken out of the dock while the store was unreachable") from None
+                delay = min(delay * 2, self.retry_max_s)
+                self._set(state="transferring", message="")
+                self.progress = Progress()
+
     def _tick(self) -> None:
-        while self.is_alive() and self.status.state == "transferring":
+        while self.is_alive() and self.status.state in ("transferring", "waiting for store"):
             self.update_rate()
             time.sleep(0.2)

@@ -39,6 +39,8 @@ class TransferSection:
     window: int = field(default=8, metadata=ranged(1, 64))
     timeout_s: float = field(default=10.0, metadata=ranged(0.5, 600))
     status_interval_s: float = field(default=0.5, metadata=ranged(0.05, 60))
+    retry_s: float = field(default=2.0, metadata=ranged(0.01, 600))       # first wait for a failing store
+    retry_max_s: float = field(default=60.0, metadata=ranged(0.01, 3600))  # backoff doubles up to this
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ class Dock:
                 return
             bay = Bay(node_s, key=self.key, dock_id=self.config.dock.id, registry=self.registry,
                       store=self.store, staging=self.state_dir / "incoming", window=self.config.transfer.window,
-                      timeout=self.config.transfer.timeout_s, on_change=self._changed)
+                      timeout=self.config.transfer.timeout_s, retry_s=self.config.transfer.retry_s,
+                      retry_max_s=self.config.transfer.retry_max_s, on_change=self._changed)
             if current is not None:
                 self.finished.append(current.status)
             self.bays[node_s] = bay

@@ -70,8 +70,8 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
     dev, key = session.device_id, session.device_key
     report = OffloadReport(dev)
     progress = progress or Progress()
+    entries, listing = _list_all(session)  # first: each retry also checks the camera is still there
     anchor = store.anchor(dev)
-    entries, listing = _list_all(session)
     report.listed = len(entries)
     progress.total = sum(e.get("size") or 0 for e in entries if e["seq"] > anchor.seq) + listing["events_size"]
     _check_head(listing.get("head"), key, anchor, entries, report)

@@ -76,7 +76,7 @@ SHIFT = [{"at": 2, "action": "press"}, {"at": 9, "action": "hold", "seconds": 3.
 
 
 def dock(env: Env, sim: SimDevice, *, key: Path | None = None, cut_after: int | None = None,
-         node: str = "usb-bodycam-test-cam") -> tuple[Bay, str]:
+         node: str = "usb-bodycam-test-cam", unplug_when_waiting: list[str] | None = None) -> tuple[Bay, str]:
     """One docking: cable, camera serving in a thread, a bay worker; returns (bay, camera's end)."""
     cam_node = env.root / "cam" / f"{node}.tty"
     cable = PtyCable(env.watch / node, cam_node)
@@ -84,7 +84,16 @@ def dock(env: Env, sim: SimDevice, *, key: Path | None = None, cut_after: int | 
     t = threading.Thread(target=lambda: ended.append(serve_docked(sim, cam_node, timeout_s=60)))
     t.start()
     bay = Bay(str(env.watch / node), key=keys.load_signing_key(key or env.dock_key), dock_id="dock-test",
-              registry=env.registry, store=env.store, staging=env.staging, window=8, timeout=5)
+              registry=env.registry, store=env.store, staging=env.staging, window=8, timeout=5,
+              retry_s=0.05, retry_max_s=0.2)
+    if unplug_when_waiting is not None:
+        def watch_store() -> None:
+            while bay.status.state != "waiting for store" and not done.is_set():
+                threading.Event().wait(0.005)
+            waited.append(bay.status.message)
+            cable.unplug()
+        done, waited = threading.Event(), unplug_when_waiting
+        threading.Thread(target=watch_store, daemon=True).start()
     bay.start()
     if cut_after is not None:
         def watch() -> None:
@@ -93,6 +102,8 @@ def dock(env: Env, sim: SimDevice, *, key: Path | None = None, cut_after: int | 
             cable.unplug()
         threading.Thread(target=watch, daemon=True).start()
     bay.join(60)
+    if unplug_when_waiting is not None:
+        done.set()
     cable.unplug()
     t.join(60)
     return bay, ended[0] if ended else "?"
@@ -287,15 +298,35 @@ def test_replayed_receipts_are_refused(env, identity, tmp_path):
     assert kinds(sim).count("receipt_refused") == 3
 
 
-def test_store_failure_frees_nothing(env, identity, tmp_path, monkeypatch):
+def test_store_failure_frees_nothing_and_the_bay_retries(env, identity, tmp_path, monkeypatch):
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    before = on_camera(sim)
+    real, failures = env.store.put_segment, [0]
+    freed_while_failing: list[list[str]] = []
+
+    def flaky(*a, **k):
+        if failures[0] < 3:  # the store is full/unreachable for a while
+            failures[0] += 1
+            freed_while_failing.append(on_camera(sim))
+            raise OSError(28, "No space left on device")
+        return real(*a, **k)
+    monkeypatch.setattr(env.store, "put_segment", flaky)
+    bay, _ = dock(env, sim)
+    assert failures[0] == 3 and all(f == before for f in freed_while_failing)  # nothing freed meanwhile
+    assert bay.status.state == "done" and on_camera(sim) == [], bay.status
+
+
+def test_store_down_until_unplugged_frees_nothing(env, identity, tmp_path, monkeypatch):
     sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
     before = on_camera(sim)
 
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(env.store, "put_segment", broken)
-    bay, _ = dock(env, sim)
-    assert bay.status.state == "error" and "stays on the camera" in bay.status.message
+    waited: list[str] = []
+    bay, _ = dock(env, sim, unplug_when_waiting=waited)
+    assert waited and "stays on the camera" in waited[0] and "retrying" in waited[0]
+    assert bay.status.state == "unplugged"
     assert on_camera(sim) == before and "segment_freed" not in kinds(sim)
 
 
