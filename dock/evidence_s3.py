@@ -149,6 +149,8 @@ class S3EvidenceStore:
         if data is not None:
             body = data.read_bytes() if isinstance(data, Path) else data
             self._put_once(key, body, hashlib.sha256(body).digest())
+            if isinstance(data, Path):
+                data.unlink()  # it is in the store now (as the filesystem store moves it)
         note = json.dumps({"reason": reason, "utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
         self._call("put", self.client.put_object, Key=f"{key}.reason.json", Body=note.encode(),
                    ChecksumSHA256=_b64(hashlib.sha256(note.encode()).digest()))

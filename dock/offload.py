@@ -81,6 +81,7 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
     prev_seq, prev_digest = anchor.seq, anchor.prev
     to_receipt: list[tuple[Any, str]] = []          # (manifest, location), sent once all is stored
     storer = _Storer(store, report, dev)
+    staged: _Staged | None = None
     try:
         for entry in entries:
             seq, record = entry["seq"], entry["manifest"]
@@ -115,7 +116,11 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
             problem = None if chained else report.problems[-1]
             storer.submit(_store_segment, store, report, dev, m, record, staged, prev_digest, problem, to_receipt)
     finally:
-        storer.close()
+        try:
+            storer.close()
+        finally:
+            if staged is not None:
+                staged.close()  # a segment cut mid-transfer: what arrived is on disk for the resume
     # Receipts only now, once the store holds everything (a cut link leaves them for next time).
     _send_receipts(session, store, report, dev, to_receipt, window, now_us)
     if listing["events_size"]:
@@ -147,7 +152,9 @@ class _Staged:
         self.sha.update(data)
 
     def close(self) -> bytes:
-        self._file.close()
+        """Idempotent: flushes what was staged so a later docking resumes from its size."""
+        if self._file is not None and not self._file.closed:
+            self._file.close()
         return self.sha.digest()
 
 
