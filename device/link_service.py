@@ -174,7 +174,14 @@ class LinkService:
             raise _Refusal("no_such_file", f"{name} is not on the camera") from None
 
     def _open_for_read(self, name: str) -> Any:
-        """The file being read stays open across the many reads of one transfer."""
+        """A segment file being read stays open across the many reads of one transfer. Only
+        segment files: they never change, while the event log and the head are replaced
+        (atomically) and must be opened afresh."""
+        if not name.startswith("segments/"):
+            if self._reading is not None:
+                self._reading[1].close()
+            self._reading = (name, open(self.store.root / name, "rb"))
+            return self._reading[1]
         if self._reading is None or self._reading[0] != name or self._reading[1].closed:
             if self._reading is not None:
                 self._reading[1].close()
@@ -219,7 +226,10 @@ class LinkService:
         manifest_path, segment = self.store.manifest_path(seq), self.store.segment_path(seq)
         if not manifest_path.exists():
             return self._refuse_receipt(body, f"segment {seq} is not on the camera (replayed receipt?)")
-        manifest = read_manifest(manifest_path.read_bytes(), None)
+        try:
+            manifest = read_manifest(manifest_path.read_bytes(), None)
+        except signed.SignatureError as exc:
+            return self._refuse_receipt(body, f"segment {seq}'s manifest on the camera is unreadable: {exc}")
         if body["file"] != manifest.file or body["sha256"] != manifest.sha256 or body["size"] != manifest.size:
             return self._refuse_receipt(body, f"names another file than segment {seq} holds")
         # The dock signed that it stored a file with exactly this manifest's hash; what the

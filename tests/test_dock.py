@@ -510,3 +510,34 @@ def test_segment_deleted_between_dockings_is_caught(env, identity, tmp_path):
     assert [q["name"] for q in report.quarantined] == [after_gap]
     assert after_gap in on_camera(sim)  # kept on the camera
     assert report.stored == [int(p.name[:8]) for p in new[2:]]
+
+
+def test_two_dockings_on_one_link_service_read_the_current_event_log(env, identity, tmp_path):
+    """The camera's link service lives as long as its port (on the Pi, for good): after the
+    event log was receipted and replaced, the next docking must read the new file."""
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    cam_node = tmp_path / "cam" / "same.tty"
+    with PtyCable(env.watch / "same", cam_node) as cable:
+        # As bodycam-device does: one link service for the life of the port, ticked by the runtime.
+        service = sim.runtime.attach_link(Link(open_port(str(cam_node))))
+        stop = threading.Event()
+
+        def camera_loop() -> None:
+            while not stop.is_set() and not service.closed:
+                sim.runtime.tick()
+                stop.wait(0.0005)
+        t = threading.Thread(target=camera_loop)
+        t.start()
+        for round_ in range(2):
+            if round_:
+                sim.runtime.log("marker_between_dockings")
+                sim.runtime.events.sync()
+            bay = Bay(str(cable.dock_node), key=keys.load_signing_key(env.dock_key), dock_id="dock-test",
+                      registry=env.registry, store=env.store, staging=env.staging, window=8, timeout=5)
+            bay.start()
+            bay.join(60)
+            assert bay.status.state == "done", bay.status
+        stop.set()
+        t.join(30)
+    ranges = sorted(p.name for p in (env.root / "evidence/devices/test-cam/events").glob("*.cbors"))
+    assert len(ranges) == 2, ranges
