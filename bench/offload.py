@@ -191,20 +191,30 @@ def cpu_verify_store(work: Path, key_dir: Path, total_mb: int, fsync: bool = Tru
     return verify_store, hash_only
 
 
+def bench_args(doc: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=3)
+    return ap.parse_args()
+
+
+def bench_keys(work: Path) -> Path:
+    """Authority, camera and dock keys for a benchmark run, in ``work/keys``."""
+    key_dir = work / "keys"
+    keys.create_authority(key_dir)
+    keys.create_device_key(key_dir)
+    keys.create_device_key(key_dir, name="dock")
+    return key_dir
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--serve":
         serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mb", type=int, default=64)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+    args = bench_args(__doc__)
     work = Path(tempfile.mkdtemp(prefix="bench-offload-"))
     try:
-        key_dir = work / "keys"
-        keys.create_authority(key_dir)
-        keys.create_device_key(key_dir)
-        keys.create_device_key(key_dir, name="dock")
+        key_dir = bench_keys(work)
         raw, ours, cpu_ours, cpu_hash, cpu_nowb = [], [], [], [], []
         for _ in range(args.runs):
             elapsed, nbytes = offload_once(work, key_dir, args.mb)

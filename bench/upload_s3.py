@@ -10,7 +10,6 @@ settings. Goal: ours ≥ 0.8 × baseline.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -22,23 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import keys  # noqa: E402
 from device.identity import DeviceIdentity  # noqa: E402
 from dock.evidence_s3 import S3EvidenceStore, init_bucket  # noqa: E402
-from offload import make_store  # noqa: E402
+from offload import bench_args, bench_keys, make_store  # noqa: E402
 from simulator.s3_server import SeaweedS3  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mb", type=int, default=64)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+    args = bench_args(__doc__)
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     try:
-        kd = work / "keys"
-        keys.create_authority(kd)
-        keys.create_device_key(kd)
+        kd = bench_keys(work)
         identity = DeviceIdentity.load("bench-cam", kd / "device.key", [(kd / "authority.pub").read_text()])
         make_store(work / "cam", identity, args.mb)
         segments = sorted((work / "cam" / "segments").glob("*.ts.age"))
