@@ -52,6 +52,15 @@ class DockConfig:
     def __post_init__(self) -> None:
         if not self.dock.id or len(self.dock.id) > 64:
             raise ConfigError("dock.id must be 1–64 characters")
+        store = self.dock.store
+        if store.startswith("s3://"):
+            from dock.evidence_s3 import parse_url
+            try:
+                parse_url(store)
+            except ValueError as exc:
+                raise ConfigError(f"dock.store: {exc}") from None
+        elif "://" in store or not store:
+            raise ConfigError(f"dock.store must be a directory or s3://bucket[/prefix], got {store!r}")
 
     def path(self, value: str) -> Path:
         """Relative paths in the config are relative to the config file."""

@@ -162,6 +162,10 @@ ROWS = [
     ("sim", ["demo", "--workdir", "{T}/w"], write("w/precious.txt", "x"), 2, "not empty"),
     ("sim", ["demo", "--workdir", "{T}/w"], write("w", "x"), 2, "is a file"),
     # --- bodycam-dock
+    ("dock", ["--config", "{T}/d.toml", "run", "--no-ui"], write("d.toml", "[dock]\nstore = 'ftp://x'\n"), 2, "dock.store"),
+    ("dock", ["--config", "{T}/d.toml", "run", "--no-ui"], write("d.toml", "[dock]\nstore = 's3://'\n"), 2, "dock.store"),
+    ("dock", ["--config", "{T}/d.toml", "run", "--no-ui"], write("d.toml", "[dock]\nstore = 's3://b?x=1'\n"), 2, "dock.store"),
+    ("dock", ["--config", "{T}/d.toml", "run", "--no-ui"], write("d.toml", "[dock]\nstore = ''\n"), 2, "dock.store"),
     ("dock", ["--config", "{T}/missing.toml", "status"], None, 2, "not found"),
     ("dock", ["--config", "{T}/d.toml", "status"], write("d.toml", BINARY), 2, "not a text file"),
     ("dock", ["--config", "{T}/d.toml", "status"], write("d.toml", "[transfer]\nwindow = 0\n"), 2, "window"),
