@@ -107,7 +107,7 @@ def raw_copy(work: Path, nbytes: int) -> float:
 
 def offload_once(work: Path, key_dir: Path, total_mb: int) -> tuple[float, int]:
     from dock.bay import Bay
-    from dock.evidence_store import FsEvidenceStore
+    from evidence.store import FsEvidenceStore
     from dock.registry import Registry
     from simulator.serial_link import PtyCable
     cam_root, state = work / "cam", work / "state"
@@ -145,7 +145,7 @@ def cpu_verify_store(work: Path, key_dir: Path, total_mb: int, fsync: bool = Tru
     """CPU seconds (user + system) for what the dock does with received bytes: stage them
     while hashing, check the manifest's signature and hash, store write-once with fsync —
     against hashlib SHA-256 of the same bytes alone."""
-    from dock.evidence_store import FsEvidenceStore
+    from evidence.store import FsEvidenceStore
     identity = DeviceIdentity.load("bench-cam", key_dir / "device.key", [(key_dir / "authority.pub").read_text()])
     src = work / "cpu-cam"
     shutil.rmtree(src, ignore_errors=True)

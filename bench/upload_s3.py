@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from device.identity import DeviceIdentity  # noqa: E402
-from dock.evidence_s3 import S3EvidenceStore, init_bucket  # noqa: E402
+from evidence.s3 import S3EvidenceStore, init_bucket  # noqa: E402
 from offload import bench_args, bench_keys, make_store  # noqa: E402
 from simulator.s3_server import SeaweedS3  # noqa: E402
 

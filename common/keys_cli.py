@@ -2,6 +2,7 @@
 
     bodycam-keys authority --out DIR   # DIR/authority.key (age identity, 0600) + DIR/authority.pub
     bodycam-keys device --out DIR      # DIR/device.key (Ed25519 PKCS#8, 0600) + DIR/device.pub.pem
+    bodycam-keys office --out DIR      # DIR/office.key: the evidence office signs its audit records
     bodycam-keys recipient FILE        # print the age1… recipient of an identity file
 """
 
@@ -20,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bodycam-keys", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, what in (("authority", "age identity + recipient of the evidence office"),
-                       ("device", "Ed25519 signing key of one camera")):
+                       ("device", "Ed25519 signing key of one camera (or a dock)"),
+                       ("office", "Ed25519 signing key of the evidence office (audit trail)")):
         p = sub.add_parser(name, help=f"create the {what}")
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--name", default=name)
@@ -34,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             a = keys.create_authority(args.out, name=args.name, force=args.force)
             result = {"identity": str(a.identity), "recipient_file": str(a.recipient_file),
                       "recipient": a.recipient}
-        elif args.command == "device":
+        elif args.command in ("device", "office"):
             d = keys.create_device_key(args.out, name=args.name, force=args.force)
             result = {"private": str(d.private), "public": str(d.public), "fingerprint": d.fingerprint}
         else:

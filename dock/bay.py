@@ -17,7 +17,7 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common import link
-from dock.evidence_store import EvidenceStore
+from evidence.store import EvidenceStore
 from dock.offload import OffloadReport, Progress, offload
 from dock.registry import Registry
 from dock.session import DockSession, Refused, UnenrolledCamera

@@ -54,7 +54,7 @@ class DockConfig:
             raise ConfigError("dock.id must be 1–64 characters")
         store = self.dock.store
         if store.startswith("s3://"):
-            from dock.evidence_s3 import parse_url
+            from evidence.s3 import parse_url
             try:
                 parse_url(store)
             except ValueError as exc:

@@ -23,7 +23,7 @@ from common import keys
 from common.fsutil import write_atomic
 from dock.bay import Bay, BayStatus
 from dock.config import DockConfig
-from dock.evidence_store import open_store
+from evidence.store import open_store
 from dock.registry import Registry
 
 

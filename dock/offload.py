@@ -30,7 +30,8 @@ from typing import Any, Callable
 from common import signed
 from common.chain_head import read_head
 from common.manifest import read_manifest
-from dock.evidence_store import Anchor, EvidenceStore
+from evidence import audit
+from evidence.store import Anchor, EvidenceStore
 from dock.session import DockSession, Refused
 
 
@@ -121,7 +122,10 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
         finally:
             if staged is not None:
                 staged.close()  # a segment cut mid-transfer: what arrived is on disk for the resume
-    # Receipts only now, once the store holds everything (a cut link leaves them for next time).
+    # Receipts only now, once the store holds everything and the trail shows the ingest
+    # (a cut link or a failing store leaves them for next time).
+    if to_receipt:
+        _record_ingest(session, store, report, dev, key, to_receipt, now_us)
     _send_receipts(session, store, report, dev, to_receipt, window, now_us)
     if listing["events_size"]:
         _offload_events(session, store, report, dev, key, listing["events_size"], window, progress, now_us)
@@ -204,6 +208,16 @@ def _store_segment(store: EvidenceStore, report: OffloadReport, dev: str, m: Any
         report.stored.append(m.seq)
         to_receipt.append((m, location))
     store.set_anchor(dev, _anchor(store.anchor(dev), m.seq, manifest_digest))
+
+
+def _record_ingest(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, key: Any,
+                   items: list[tuple[Any, str]], now_us: Callable[[], int]) -> None:
+    """Keys the office verifies with, and one signed ``ingest`` record in the audit trail."""
+    store.register_key("device", dev, key)
+    store.register_key("dock", session.dock_id, session.key.public_key())
+    audit.append(store, session.key, "ingest", device=dev, now_us=now_us(), details={
+        "dock": session.dock_id, "segments": [m.seq for m, _ in items], "stored_now": list(report.stored),
+        "recordings": sorted({m.recording_id for m, _ in items}), "bytes": report.bytes})
 
 
 def _send_receipts(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str,

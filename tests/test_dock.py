@@ -20,7 +20,7 @@ from device import config as device_config
 from device.identity import DeviceIdentity
 from dock import config as dock_config
 from dock.bay import Bay
-from dock.evidence_store import FsEvidenceStore
+from evidence.store import FsEvidenceStore
 from dock.registry import Registry
 from dock.session import DockSession, Refused
 from simulator.device_sim import SimDevice
@@ -414,7 +414,7 @@ def test_dock_killed_between_store_and_anchor_resumes(env, identity, tmp_path):
     assert bay.status.state == "done"
     stored = env.store.segments("test-cam")
     # Put the camera's files back and the anchor before them: what a dock killed mid-way leaves.
-    from dock.evidence_store import Anchor, StoreConflict
+    from evidence.store import Anchor, StoreConflict
     kept = env.store.anchor("test-cam")
     env.store.set_anchor("test-cam", Anchor(0, None, kept.event_seq, kept.event_prev))
     seg_dir = env.root / "evidence/devices/test-cam/segments"

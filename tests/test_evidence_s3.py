@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from dock.evidence_s3 import S3EvidenceStore, StoreUnavailable, init_bucket, parse_url
-from dock.evidence_store import StoreConflict, open_store
+from evidence.s3 import S3EvidenceStore, StoreUnavailable, init_bucket, parse_url
+from evidence.store import StoreConflict, open_store
 from simulator.s3_server import CREDENTIALS, SeaweedS3
 from tests.test_dock import SHIFT, camera, dock, on_camera
 

@@ -1,0 +1,214 @@
+"""The audit trail: every ingest, view, export, hold, release, deletion and purge.
+
+Kept with the evidence, in the store itself (``audit/NNNNNNNNNNNN.cbor``), one
+COSE_Sign1 record per event (:mod:`common.signed`), each naming the SHA-256 of the
+record before it, signed by whoever acted: the dock (ingest) or the evidence office.
+Records are write-once (a file hard-linked into place, or an S3 object written with
+``If-None-Match`` under Object Lock), so two writers racing for the same number cannot
+both win: the loser re-reads the end of the trail and appends after it.
+
+The signers' public keys are in the store (``keys/``, :meth:`EvidenceStore.register_key`);
+:func:`verify` checks numbering, chaining and every signature, and names the record that
+breaks. Cutting records off the *end* leaves a consistent shorter trail: compare with the
+head (seq and digest) a previous ``audit --verify`` printed, as ``--expect``.
+
+The trail is also the evidence office's memory: holds, deletion approvals, deletions and
+the retention policy are read back from it (:mod:`evidence.state`), so what is enforced
+is exactly what is on record.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+>>> from evidence.store import FsEvidenceStore
+>>> store, key = FsEvidenceStore(Path(tempfile.mkdtemp())), Ed25519PrivateKey.generate()
+>>> _ = store.register_key("office", "office", key.public_key())
+>>> append(store, key, "init", by="anna", details={"retention_days": 14}, now_us=0).seq
+1
+>>> verify(store).ok
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common import signed
+from common.keys import fingerprint
+from evidence.errors import StoreConflict
+from evidence.store import EvidenceStore
+
+ACTIONS = ("init", "ingest", "view", "export", "hold", "release", "approve-delete", "delete", "purge")
+PREFIX = "audit"
+_NAME = re.compile(r"audit/(\d{12})\.cbor")
+_FIELDS = {"type": str, "v": int, "seq": int, "prev": (bytes, type(None)), "utc_us": int, "action": str,
+           "by": (str, type(None)), "device": (str, type(None)), "recording": (str, type(None)), "details": dict}
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    utc_us: int
+    action: str
+    by: str | None
+    device: str | None
+    recording: str | None
+    details: dict[str, Any]
+    signer: str                  # key fingerprint (hex) from the record
+    digest: bytes                # SHA-256 of the record: the next one's prev
+
+    def to_json(self, signers: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+        role, who = (signers or {}).get(self.signer, ("unknown", "?"))
+        return {"seq": self.seq, "utc_us": self.utc_us, "action": self.action, "by": self.by,
+                "device": self.device, "recording": self.recording, "details": _jsonable(self.details),
+                "signer": {"fingerprint": self.signer, "role": role, "id": who}}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _key(seq: int) -> str:
+    return f"{PREFIX}/{seq:012d}.cbor"
+
+
+def _decode(record: bytes, seq: int) -> dict[str, Any]:
+    body = signed.open_signed(record, None)
+    if body.keys() != _FIELDS.keys() or body["type"] != "audit" or body["v"] != 1:
+        raise signed.SignatureError("not a v1 audit record")
+    for name, kind in _FIELDS.items():
+        if not isinstance(body[name], kind) or (kind is int and isinstance(body[name], bool)):
+            raise signed.SignatureError(f"audit field {name!r} has the wrong type")
+    if body["seq"] != seq:
+        raise signed.SignatureError(f"record names seq {body['seq']}")
+    if body["action"] not in ACTIONS:
+        raise signed.SignatureError(f"unknown action {body['action']!r}")
+    return body
+
+
+def _entry(body: dict[str, Any], record: bytes) -> Entry:
+    kid = signed.kid_of(record) or b""
+    return Entry(body["seq"], body["utc_us"], body["action"], body["by"], body["device"], body["recording"],
+                 body["details"], kid.hex(), signed.digest(record))
+
+
+def records(store: EvidenceStore) -> list[tuple[int, str]]:
+    """(seq, key) of every record, in order; names that are not records are skipped here
+    and reported by :func:`verify`."""
+    out = []
+    for key in store.backend.keys(PREFIX):
+        m = _NAME.fullmatch(key)
+        if m:
+            out.append((int(m.group(1)), key))
+    return sorted(out)
+
+
+def entries(store: EvidenceStore) -> list[Entry]:
+    """Every entry, decoded but not verified (use :func:`verify` for that); a record that
+    cannot be decoded raises ``SignatureError`` naming it."""
+    out = []
+    for seq, key in records(store):
+        record = store.backend.read(key)
+        try:
+            out.append(_entry(_decode(record, seq), record))
+        except signed.SignatureError as exc:
+            raise signed.SignatureError(f"audit record {key}: {exc}; run: bodycam-evidence audit --verify") from None
+    return out
+
+
+def append(store: EvidenceStore, key: Ed25519PrivateKey, action: str, *, by: str | None = None,
+           device: str | None = None, recording: str | None = None, details: dict[str, Any] | None = None,
+           now_us: int) -> Entry:
+    """Append one record after the current end of the trail; retries when another writer
+    took the same number first."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    kid = bytes.fromhex(fingerprint(key.public_key()))
+    for _ in range(50):
+        existing = records(store)
+        seq, prev = 1, None
+        if existing:
+            seq = existing[-1][0] + 1
+            prev = signed.digest(store.backend.read(existing[-1][1]))
+        body = {"type": "audit", "v": 1, "seq": seq, "prev": prev, "utc_us": now_us, "action": action, "by": by,
+                "device": device, "recording": recording, "details": details or {}}
+        record = signed.sign(body, key, kid)
+        try:
+            store.backend.put_once(_key(seq), record, signed.digest(record))
+        except (StoreConflict, FileExistsError):
+            continue  # another writer appended seq first
+        return _entry(body, record)
+    raise StoreConflict("could not append to the audit trail: 50 other writers came first")
+
+
+@dataclass
+class AuditReport:
+    ok: bool = True
+    count: int = 0
+    head: str | None = None                  # "SEQ:HEX" of the last record
+    problems: list[str] = field(default_factory=list)
+    signers: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def problem(self, text: str) -> None:
+        self.ok = False
+        self.problems.append(text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "count": self.count, "head": self.head, "problems": self.problems,
+                "signers": {fp: {"role": r, "id": i} for fp, (r, i) in self.signers.items()}}
+
+
+def verify(store: EvidenceStore, expect: str | None = None) -> AuditReport:
+    """Check every record: consecutive numbers from 1, each chained on its predecessor,
+    signed by a key registered in the store, well formed. ``expect`` ("SEQ:HEX", a head
+    printed earlier) must still be in the trail: records cut off the end are caught."""
+    report = AuditReport()
+    for key in store.backend.keys(PREFIX):
+        if not _NAME.fullmatch(key):
+            report.problem(f"{key}: not an audit record name (stray file in the trail)")
+    prev: bytes | None = None
+    heads: dict[int, bytes] = {}
+    for i, (seq, key) in enumerate(records(store), start=1):
+        if seq != i:
+            report.problem(f"{_key(i)}: missing (the trail jumps to {seq}): records were deleted")
+            break
+        record = store.backend.read(key)
+        try:
+            body = _decode(record, seq)
+        except signed.SignatureError as exc:
+            report.problem(f"{key}: {exc}")
+            break
+        kid = (signed.kid_of(record) or b"").hex()
+        known = store.public_key(kid)
+        if known is None:
+            report.problem(f"{key}: signed by key {kid[:16]}…, which is not registered in the store")
+        else:
+            try:
+                signed.open_signed(record, known[2])
+                report.signers[kid] = (known[0], known[1])
+            except signed.SignatureError as exc:
+                report.problem(f"{key}: {exc}")
+        if body["prev"] != prev:
+            report.problem(f"{key}: does not chain on from record {seq - 1} (a record was altered or replaced)")
+        prev = signed.digest(record)
+        heads[seq] = prev
+        report.count = seq
+    if report.count:
+        report.head = f"{report.count}:{heads[report.count].hex()}"
+    if expect is not None:
+        seq_text, _, hex_text = expect.partition(":")
+        if not (seq_text.isdigit() and re.fullmatch(r"[0-9a-f]{64}", hex_text)):
+            raise ValueError(f"--expect must be SEQ:HEX (64 hex digits), as audit --verify printed it: {expect!r}")
+        if heads.get(int(seq_text)) != bytes.fromhex(hex_text):
+            report.problem(f"the trail no longer holds record {seq_text} with digest {hex_text[:16]}…: "
+                           "records were cut off or replaced since that head was noted")
+    return report

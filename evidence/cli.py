@@ -1,0 +1,261 @@
+"""``bodycam-evidence``: the evidence office's tool for the evidence store.
+
+    bodycam-evidence --store STORE --key office.key init --supervisor NAME [--retention-days 14]
+    bodycam-evidence --store STORE list [--officer X] [--device X] [--since DATE] [--until DATE] [--held|--not-held]
+    bodycam-evidence --store STORE show --recording ID --by USER
+    bodycam-evidence --store STORE verify [--recording ID]
+    bodycam-evidence --store STORE purge [--now ISO]
+    bodycam-evidence --store STORE hold --recording ID --reason owi|straf|gefahrenabwehr|affected-request \\
+                     --case REF --by USER
+    bodycam-evidence --store STORE release --recording ID --reason … --by USER
+    bodycam-evidence --store STORE delete --recording ID --by USER      (officer, then supervisor)
+    bodycam-evidence --store STORE export --recording ID --identity FILE --out FILE.mp4 --by USER
+    bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]]
+
+STORE is a directory or s3://bucket[/prefix] (endpoint and credentials the usual boto3 way:
+AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles; the office's, which
+may bypass governance retention and set legal holds). Every command that is recorded in
+the audit trail signs with the office key: --key FILE or BODYCAM_OFFICE_KEY. Every
+command takes --json. Times without a zone are UTC.
+
+Exit codes: 0 done; 1 the store is unreachable or verification found problems;
+2 bad input or a refused request (unknown recording, not allowed, held): nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from common import keys, signed
+from evidence import audit
+from evidence.errors import LockedError, NotAStore, StoreConflict, StoreUnavailable
+from evidence.export import export
+from evidence.office import Office, Refused, check_user
+from evidence.recordings import UnknownRecording, iso
+from evidence.state import DEFAULT_RETENTION_DAYS, HOLD_REASONS
+from evidence.store import EvidenceStore, FsEvidenceStore, open_store
+from evidence.verify import verify
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _utc(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r} (e.g. 2026-11-22T10:00Z)") from None
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+def _user(text: str) -> str:
+    try:
+        return check_user(text)
+    except Refused as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    p = _Parser(prog="bodycam-evidence", description=__doc__.splitlines()[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:]))
+    p.add_argument("--store", required=True, help="directory or s3://bucket[/prefix]")
+    p.add_argument("--key", type=Path, default=os.environ.get("BODYCAM_OFFICE_KEY"),
+                   help="the office's Ed25519 signing key (default $BODYCAM_OFFICE_KEY)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    me = getpass.getuser()
+
+    c = sub.add_parser("init", parents=[common], help="prepare the store, register the office key, set the policy")
+    c.add_argument("--retention-days", type=int, default=DEFAULT_RETENTION_DAYS)
+    c.add_argument("--supervisor", action="append", type=_user, default=[],
+                   help="a supervisor whose consent early deletion needs (repeat)")
+    c.add_argument("--by", type=_user, default=me)
+
+    c = sub.add_parser("list", parents=[common], help="recordings, filtered")
+    c.add_argument("--officer")
+    c.add_argument("--device")
+    c.add_argument("--since", type=_utc, help="recorded at or after")
+    c.add_argument("--until", type=_utc, help="recorded before")
+    held = c.add_mutually_exclusive_group()
+    held.add_argument("--held", action="store_true", default=None, dest="held")
+    held.add_argument("--not-held", action="store_false", dest="held")
+
+    c = sub.add_parser("show", parents=[common], help="one recording in full (recorded as a view)")
+    c.add_argument("--recording", required=True)
+    c.add_argument("--by", type=_user, required=True)
+
+    c = sub.add_parser("verify", parents=[common], help="hashes, signatures, chain continuity")
+    c.add_argument("--recording")
+
+    c = sub.add_parser("purge", parents=[common], help="delete what is past retention and not held")
+    c.add_argument("--now", type=_utc, help="the time to judge expiry by (default: now)")
+    c.add_argument("--by", type=_user, default=me)
+
+    c = sub.add_parser("hold", parents=[common], help="keep a recording for proceedings")
+    c.add_argument("--recording", required=True)
+    c.add_argument("--reason", required=True, choices=sorted(HOLD_REASONS))
+    c.add_argument("--case", required=True, help="file or case reference")
+    c.add_argument("--by", type=_user, required=True)
+
+    c = sub.add_parser("release", parents=[common], help="lift a hold")
+    c.add_argument("--recording", required=True)
+    c.add_argument("--reason", required=True, choices=sorted(HOLD_REASONS))
+    c.add_argument("--by", type=_user, required=True)
+
+    c = sub.add_parser("delete", parents=[common],
+                       help="approve early deletion (the recording officer and a supervisor; the second deletes)")
+    c.add_argument("--recording", required=True)
+    c.add_argument("--by", type=_user, required=True)
+
+    c = sub.add_parser("export", parents=[common], help="decrypt and join into an MP4 with an evidence report")
+    c.add_argument("--recording", required=True)
+    c.add_argument("--identity", type=Path, required=True, help="the evidence office's age identity")
+    c.add_argument("--out", type=Path, required=True, help="FILE.mp4 (reports go beside it)")
+    c.add_argument("--by", type=_user, required=True)
+
+    c = sub.add_parser("audit", parents=[common], help="the audit trail")
+    c.add_argument("--verify", action="store_true", help="check numbering, chaining and signatures")
+    c.add_argument("--expect", metavar="SEQ:HEX", help="a head printed earlier that must still be in the trail")
+    return p
+
+
+def _open(args: argparse.Namespace) -> EvidenceStore:
+    try:
+        store = open_store(args.store)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+    if args.command == "init":
+        return store
+    if isinstance(store, FsEvidenceStore):
+        if not store.root.is_dir():
+            raise Refused(f"no evidence store at {store.root}; create one with: bodycam-evidence --store "
+                          f"{store.root} --key FILE init")
+        if not (store.root / "audit").is_dir() and not (store.root / "devices").is_dir():
+            raise Refused(f"{store.root} is not an evidence store (no audit/ or devices/ in it)")
+    else:
+        check = getattr(store, "check_bucket", None)
+        if check is not None:
+            check()
+    return store
+
+
+def _load_key(args: argparse.Namespace) -> Any:
+    if args.key is None:
+        return None
+    try:
+        return keys.load_signing_key(args.key)
+    except FileNotFoundError:
+        raise Refused(f"--key {args.key}: no such file") from None
+    except keys.KeyFileError as exc:
+        raise Refused(f"--key: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> tuple[int, Any]:
+    store = _open(args)
+    office = Office(store, _load_key(args), lambda: time.time_ns() // 1000)
+    cmd = args.command
+    if cmd == "init":
+        return 0, office.init(args.retention_days, args.supervisor, args.by)
+    if cmd == "list":
+        state = office.state()
+        rows = [r.summary(state) for r in office.recordings().values()
+                if (args.officer is None or r.officer_id == args.officer)
+                and (args.device is None or r.device_id == args.device)
+                and (args.since is None or r.start_utc_us >= args.since.timestamp() * 1e6)
+                and (args.until is None or r.start_utc_us < args.until.timestamp() * 1e6)
+                and (args.held is None or state.held(r.id) == args.held)]
+        return 0, {"recordings": rows}
+    if cmd == "show":
+        return 0, office.show(args.recording, args.by)
+    if cmd == "verify":
+        if args.recording is not None:
+            from evidence.recordings import find
+            find(office.recordings(), args.recording)
+        result = verify(store, office.state(), args.recording)
+        return (0 if result["ok"] else 1), result
+    if cmd == "purge":
+        now = args.now.timestamp() if args.now else time.time()
+        return 0, office.purge(int(now * 1e6), args.by)
+    if cmd == "hold":
+        return 0, office.hold(args.recording, args.reason, args.case, args.by)
+    if cmd == "release":
+        return 0, office.release(args.recording, args.reason, args.by)
+    if cmd == "delete":
+        return 0, office.delete(args.recording, args.by)
+    if cmd == "export":
+        try:
+            identity = keys.load_identity(args.identity)
+        except FileNotFoundError:
+            raise Refused(f"--identity {args.identity}: no such file") from None
+        except keys.KeyFileError as exc:
+            raise Refused(f"--identity: {exc}") from None
+        return 0, export(office, args.recording, identity, args.out, args.by)
+    # audit
+    if args.verify:
+        try:
+            report = audit.verify(store, args.expect)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        return (0 if report.ok else 1), report.to_json()
+    if args.expect:
+        raise Refused("--expect goes with --verify")
+    report = audit.verify(store)
+    return 0, {"entries": [e.to_json(report.signers) for e in audit.entries(store)], "head": report.head}
+
+
+def _human(cmd: str, result: Any) -> str:
+    if cmd == "list":
+        lines = [f"{'recording':48} {'officer':14} {'start (UTC)':26} {'dur s':>7} {'state'}"]
+        for r in result["recordings"]:
+            state = "deleted" if r["deleted"] else ("held" if r["held"] else f"expires {r['expires_utc']}")
+            lines.append(f"{r['id']:48} {str(r['officer']):14} {r['start_utc']:26} {r['duration_s']:7.1f} {state}"
+                         + (" truncated" if r["truncated"] else ""))
+        return "\n".join(lines)
+    if cmd == "verify":
+        lines = [f"{'ok' if r['ok'] else 'PROBLEMS':8} {r['id']}" + (" (deleted)" if r["deleted"] else "") + "".join(f"\n         - {p}" for p in r["problems"])
+                 for r in result["recordings"]]
+        lines += [f"PROBLEM  {p}" for p in result["problems"]]
+        lines.append("all recordings verified" if result["ok"] else "verification found problems")
+        return "\n".join(lines)
+    if cmd == "audit" and "entries" in result:
+        return "\n".join(f"{e['seq']:6} {iso(e['utc_us']):26} {e['action']:15} {str(e['by']):16} "
+                         f"{e['recording'] or e['device'] or ''}" for e in result["entries"]) + f"\nhead {result['head']}"
+    return "\n".join(f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in result.items())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code, result = run(args)
+    except (Refused, UnknownRecording, NotAStore) as exc:
+        print(f"bodycam-evidence: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (StoreUnavailable, LockedError, StoreConflict) as exc:
+        print(f"bodycam-evidence: error: {exc}", file=sys.stderr)
+        return 1
+    except signed.SignatureError as exc:
+        print(f"bodycam-evidence: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bodycam-evidence: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else _human(args.command, result))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

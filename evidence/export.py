@@ -1,0 +1,259 @@
+"""``bodycam-evidence export``: a recording as one MP4 a court can open, with its report.
+
+Segment by segment: the manifest is verified with the device key registered in the store,
+the footage must have the manifest's SHA-256, and it is decrypted with the evidence
+office's age identity (:func:`common.age_format.recover`, so a segment cut by a power
+cut gives what was authenticated before the cut, flagged as truncated). The MPEG-TS
+pieces carry the camera's absolute timestamps, so they join end to end; PyAV
+(libavformat) then remuxes them into MP4 without re-encoding — the pictures are the
+camera's own bits.
+
+Beside ``OUT.mp4`` go ``OUT.report.json`` and ``OUT.report.html``: hashes, signatures,
+device, officer, dock, receipts, clock offsets, truncated segments, the audit entries.
+The export is recorded in the audit trail before the files take their names, so no
+export exists that the trail does not show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import av
+
+from common import age_format, signed
+from common.manifest import read_manifest
+from evidence import audit
+from evidence.office import Office, Refused, check_user
+from evidence.recordings import Recording, find, iso
+from evidence.store import EvidenceStore
+
+
+def export(office: Office, recording_id: str, identity: bytes, out: Path, by: str) -> dict[str, Any]:
+    check_user(by)
+    if out.suffix.lower() != ".mp4":
+        raise Refused(f"--out must name an .mp4 file, got {out}")
+    if not out.parent.is_dir():
+        raise Refused(f"--out: directory {out.parent} does not exist")
+    if out.exists():
+        raise Refused(f"--out {out} exists; an export never overwrites a file")
+    store = office.store
+    rec, state = find(office.recordings(), recording_id), office.state()
+    if rec.id in state.deleted:
+        raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); nothing to export")
+    receipts = _receipts(store, rec.device_id)
+    segments: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        joined = Path(tmp) / "joined.ts"
+        with open(joined, "wb") as ts:
+            for s in rec.segments:
+                segments.append(_segment(store, rec, s, identity, ts, receipts))
+        mp4 = Path(tmp) / "export.mp4"
+        streams = _remux(joined, mp4, rec.first.audio)
+        digest = hashlib.sha256(mp4.read_bytes()).hexdigest()
+        entry = office._record("export", by=by, device=rec.device_id, recording=rec.id,
+                               details={"file": out.name, "sha256": digest, "segments": [s.seq for s in rec.segments]})
+        report = _report(store, office, rec, segments, out, digest, mp4.stat().st_size, streams, by, entry)
+        (Path(tmp) / "report.json").write_text(json.dumps(report, indent=2))
+        (Path(tmp) / "report.html").write_text(_html(report))
+        for name, target in (("report.json", _beside(out, ".report.json")), ("report.html", _beside(out, ".report.html")),
+                             ("export.mp4", out)):
+            os.replace(Path(tmp) / name, target)
+    return {"recording": rec.id, "out": str(out), "sha256": digest, "report_json": str(_beside(out, ".report.json")),
+            "report_html": str(_beside(out, ".report.html")), "duration_s": report["export"]["duration_s"],
+            "frames": report["export"]["video_frames"], "truncated": report["recording"]["truncated"],
+            "audit_seq": entry.seq}
+
+
+def _beside(out: Path, suffix: str) -> Path:
+    return out.with_name(out.stem + suffix)
+
+
+def _receipts(store: EvidenceStore, device_id: str) -> dict[int, list[dict[str, Any]]]:
+    by_seq: dict[int, list[dict[str, Any]]] = {}
+    for record in store.receipts(device_id):
+        try:
+            body = signed.open_signed(record, None)
+        except signed.SignatureError:
+            continue
+        if body.get("kind") != "segment" or not isinstance(body.get("seq"), int):
+            continue
+        known = store.public_key(str(body.get("dock_key", "")))
+        ok = False
+        if known is not None and known[0] == "dock":
+            try:
+                signed.open_signed(record, known[2])
+                ok = True
+            except signed.SignatureError:
+                ok = False
+        by_seq.setdefault(body["seq"], []).append({
+            "dock_id": body.get("dock_id"), "dock_key": body.get("dock_key"),
+            "stored_utc": iso(body["stored_utc_us"]) if isinstance(body.get("stored_utc_us"), int) else None,
+            "location": body.get("location"), "signature_verified": ok})
+    return by_seq
+
+
+def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes, ts: Any,
+             receipts: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    m = s.manifest
+    known = store.public_key(m.device_key)
+    signature = "device key not registered in the store"
+    if known is not None and known[0] == "device" and known[1] == rec.device_id:
+        try:
+            read_manifest(s.record, known[2])
+            signature = "verified"
+        except signed.SignatureError as exc:
+            signature = f"does not verify: {exc}"
+    try:
+        data = store.footage(rec.device_id, s.seq)
+    except FileNotFoundError:
+        raise Refused(f"the footage of segment {s.seq} of {rec.id} is not in the store; run verify") from None
+    actual = hashlib.sha256(data).digest()
+    if actual != m.sha256:
+        raise Refused(f"segment {s.seq} of {rec.id} does not match the SHA-256 in its manifest; it is not "
+                      "exported (run verify)")
+    try:
+        got = age_format.recover(data, identity)
+    except age_format.AgeError as exc:
+        raise Refused(f"cannot decrypt segment {s.seq} with this identity: {exc}") from None
+    ts.write(got.plaintext)
+    clock = m.clock or {}
+    return {
+        "seq": s.seq, "index": m.index, "file": m.file, "size": m.size, "sha256": m.sha256.hex(),
+        "sha256_matches": True, "manifest_sha256": signed.digest(s.record).hex(), "signature": signature,
+        "complete": m.complete, "decrypted_complete": got.complete, "truncated": not (m.complete and got.complete),
+        "truncated_reason": got.reason or (None if m.complete else "sealed after an interruption (power cut)"),
+        "start_utc": iso(m.start_utc_us), "end_utc": iso(m.end_utc_us) if m.end_utc_us is not None else None,
+        "frames": m.frames, "audio_packets": m.audio_packets,
+        "clock": {"offset_us": clock.get("offset_us"), "synced_utc": iso(clock["synced_utc_us"])
+                  if isinstance(clock.get("synced_utc_us"), int) else None, "dock_id": clock.get("dock_id")},
+        "receipts": receipts.get(s.seq, []),
+    }
+
+
+def _remux(src: Path, dst: Path, audio_params: dict[str, Any] | None) -> dict[str, Any]:
+    """TS → MP4, packets copied (no re-encode), the first packet at time 0; what went in.
+
+    The audio format comes from the manifest: audio is off during pre-record, so a
+    demuxer's probe at the start of the file often sees no audio packet to learn it from.
+    """
+    counts: dict[int, int] = {}
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as outp:
+        if not any(s.type == "video" for s in inp.streams):
+            raise Refused("the recording holds no video stream")
+        mapping = {}
+        for s in inp.streams:
+            if s.type not in ("video", "audio"):
+                continue
+            o = outp.add_stream_from_template(s)
+            if s.type == "audio" and audio_params and not s.codec_context.sample_rate:
+                o.codec_context.sample_rate = int(audio_params["sample_rate"])
+                o.codec_context.layout = "mono" if audio_params.get("channels", 1) == 1 else "stereo"
+            mapping[s.index] = o
+        offset: int | None = None
+        first = last = None
+        for packet in inp.demux([s for s in inp.streams if s.index in mapping]):
+            if packet.dts is None:
+                continue
+            if offset is None:  # MPEG-TS: every stream counts in 1/90000 s
+                offset = packet.dts
+            packet.dts -= offset
+            if packet.pts is not None:
+                packet.pts -= offset
+                if packet.stream.type == "video":
+                    t = float(packet.pts * packet.time_base)
+                    first = t if first is None else min(first, t)
+                    last = t if last is None else max(last, t)
+            counts[packet.stream.index] = counts.get(packet.stream.index, 0) + 1
+            packet.stream = mapping[packet.stream.index]
+            outp.mux(packet)
+        video = next(s for s in inp.streams if s.type == "video")
+        audio = next((s for s in inp.streams if s.type == "audio"), None)
+        return {"video_codec": video.codec_context.name, "width": video.codec_context.width,
+                "height": video.codec_context.height, "video_frames": counts.get(video.index, 0),
+                "audio_codec": audio.codec_context.name if audio else None,
+                "audio_packets": counts.get(audio.index, 0) if audio else 0,
+                "video_span_s": (last - first) if first is not None and last is not None else 0.0}
+
+
+def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list[dict[str, Any]], out: Path,
+            digest: str, size: int, streams: dict[str, Any], by: str, entry: audit.Entry) -> dict[str, Any]:
+    m = rec.first
+    fps = (m.video or {}).get("fps")
+    frame_s = 1 / fps if isinstance(fps, (int, float)) and fps > 0 else 0.0
+    known = store.public_key(m.device_key)
+    return {
+        "report": "open-bodycam evidence export", "version": 1,
+        "recording": {
+            "id": rec.id, "device": rec.device_id, "device_key": m.device_key,
+            "device_key_registered_for": f"{known[0]} {known[1]}" if known else None,
+            "officer": rec.officer_id, "start_utc": iso(rec.start_utc_us), "end_utc": iso(rec.end_utc_us),
+            "announced": m.announced, "pre_record_s": m.pre_record_s, "truncated": rec.truncated,
+            "segments": len(rec.segments), "frames_in_manifests": rec.frames,
+            "all_signatures_verified": all(s["signature"] == "verified" for s in segments),
+        },
+        "segments": segments,
+        "export": {
+            "file": out.name, "sha256": digest, "size": size, "container": "mp4 (remuxed, not re-encoded)",
+            "duration_s": round(streams["video_span_s"] + frame_s, 3), **streams,
+            "by": by, "utc": iso(office.now_us()), "audit_seq": entry.seq, "audit_digest": entry.digest.hex(),
+            "store": store.location,
+        },
+        "audit": [e.to_json() for e in audit.entries(store) if e.recording == rec.id],
+        "how_to_check": [
+            "sha256sum the MP4 and compare with export.sha256",
+            "each segment's sha256 is signed in its manifest (COSE_Sign1, Ed25519, docs/FORMAT.md §3)",
+            "bodycam-evidence verify --recording ID re-checks the stored segments and the chain",
+        ],
+    }
+
+
+def _receipt_text(receipts: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['dock_id']} {c['stored_utc']}" + ("" if c["signature_verified"] else " (unverified)")
+                     for c in receipts) or "none"
+
+
+def _html(report: dict[str, Any]) -> str:
+    e = html.escape
+    r, x = report["recording"], report["export"]
+    rows = "".join(
+        f"<tr><td>{s['seq']}</td><td>{e(s['start_utc'])}</td><td>{e(str(s['end_utc']))}</td><td>{s['frames']}</td>"
+        f"<td><code>{e(s['sha256'])}</code></td><td>{e(s['signature'])}</td>"
+        f"<td>{'<b>truncated</b>: ' + e(str(s['truncated_reason'])) if s['truncated'] else 'complete'}</td>"
+        f"<td>{e(str(s['clock']['offset_us']))}</td>"
+        f"<td>{e(_receipt_text(s['receipts']))}</td></tr>"
+        for s in report["segments"])
+    trail = "".join(f"<tr><td>{a['seq']}</td><td>{e(iso(a['utc_us']))}</td><td>{e(a['action'])}</td>"
+                    f"<td>{e(str(a['by']))}</td><td>{e(a['signer']['role'])} {e(a['signer']['id'])}</td></tr>"
+                    for a in report["audit"])
+    facts = [("Recording", r["id"]), ("Device", r["device"]), ("Device key (SHA-256)", r["device_key"]),
+             ("Officer", r["officer"]), ("Start (UTC)", r["start_utc"]), ("End (UTC)", r["end_utc"]),
+             ("Announced", "yes" if r["announced"] else "no (imminent danger)"),
+             ("All signatures verified", "yes" if r["all_signatures_verified"] else "NO"),
+             ("Truncated segments", "yes" if r["truncated"] else "none"),
+             ("Export file", x["file"]), ("Export SHA-256", x["sha256"]), ("Duration", f"{x['duration_s']} s"),
+             ("Video", f"{x['video_codec']} {x['width']}×{x['height']}, {x['video_frames']} frames"),
+             ("Audio", f"{x['audio_codec']}, {x['audio_packets']} packets" if x["audio_codec"] else "none"),
+             ("Exported by", f"{x['by']} at {x['utc']} (audit record {x['audit_seq']})"), ("Store", x["store"])]
+    table = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Evidence report {e(r['id'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}
+td,th{{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}}code{{font-size:85%}}</style>
+</head><body>
+<h1>Evidence report: {e(r['id'])}</h1>
+<table>{table}</table>
+<h2>Segments</h2>
+<table><tr><th>Seq</th><th>Start (UTC)</th><th>End (UTC)</th><th>Frames</th><th>SHA-256</th><th>Signature</th>
+<th>State</th><th>Clock offset (µs)</th><th>Custody receipts</th></tr>{rows}</table>
+<h2>Audit trail of this recording</h2>
+<table><tr><th>#</th><th>UTC</th><th>Action</th><th>By</th><th>Signed by</th></tr>{trail}</table>
+<p>Generated {e(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))} by open-bodycam.</p>
+</body></html>
+"""

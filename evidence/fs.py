@@ -1,0 +1,119 @@
+"""Filesystem backend of the evidence store: keys are paths under one directory.
+
+Write-once files: created under a temporary name, fsync'd, mode 0444, hard-linked into
+place (``link`` fails if the name exists, so evidence is never replaced), directory
+fsync'd. What this backend cannot do is refuse its own administrator: holds are kept in
+the signed audit trail (:mod:`evidence.audit`) and enforced by the tool, not the disk.
+
+>>> import tempfile
+>>> b = FsBackend(Path(tempfile.mkdtemp()))
+>>> b.put_once("a/b.txt", b"hi", hashlib.sha256(b"hi").digest()).endswith("a/b.txt")
+True
+>>> b.read("a/b.txt"), b.keys("a"), b.children("")
+(b'hi', ['a/b.txt'], ['a'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from common.fsutil import fsync_dir, write_atomic
+from evidence.errors import StoreConflict
+
+
+def sha256_file(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+class FsBackend:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"evidence store {self.root} is a file, not a directory")
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"bad store key {key!r}")
+        return self.root / key
+
+    def where(self, key: str) -> str:
+        return str(self._path(key))
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def put_once(self, key: str, data: bytes | Path, sha256: bytes) -> str:
+        """Create ``key`` (bytes, or a file moved in) whose SHA-256 must be ``sha256``; the
+        same content again is fine, other content under a stored name raises
+        :class:`StoreConflict`."""
+        path = self._path(key)
+        actual = sha256_file(data) if isinstance(data, Path) else hashlib.sha256(data).digest()
+        if actual != sha256:  # what an S3 server checks (BadDigest), checked here too
+            raise StoreConflict(f"refusing to store {path}: its bytes do not have the SHA-256 they must have")
+        if path.exists():
+            if sha256_file(path) != sha256:
+                raise StoreConflict(f"{path} is stored with other content; refusing to replace evidence")
+            if isinstance(data, Path):
+                data.unlink()
+            return str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if isinstance(data, Path):
+            os.replace(data, tmp)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        try:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, path)  # fails if the name exists: write-once
+            except FileExistsError:  # another writer won the race: same content or a conflict
+                if sha256_file(path) != sha256:
+                    raise StoreConflict(f"{path} is stored with other content; refusing to replace evidence") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        return str(path)
+
+    def replace(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+
+    def keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                      if p.is_file() and not _is_temp(p.name))
+
+    def children(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if not _is_temp(p.name))
+
+    def destroy(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink()  # FileNotFoundError if it is gone already
+        fsync_dir(path.parent)
+
+    def hold(self, key: str, on: bool) -> None:
+        """Nothing to do on a plain filesystem: the audit trail carries the hold."""
+        if not self.exists(key):
+            raise FileNotFoundError(key)

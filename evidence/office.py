@@ -1,0 +1,231 @@
+"""The evidence office's actions: init, view, hold, release, delete (four eyes), purge.
+
+Each action checks what the law and the policy ask first, changes the store, and puts
+a signed record in the audit trail (:mod:`evidence.audit`), whose fold
+(:mod:`evidence.state`) is what the next action checks against. Order matters for a
+crash in between, and is chosen so a crash never loses footage that should stay nor
+leaves a deletion unrecorded:
+
+- hold: the store's legal hold first, then the record (a re-run completes it);
+- release: the record last, after the store's hold is lifted (until then it stays held);
+- delete/purge: the record first ("deleted, by whom"), then the footage is destroyed;
+  a re-run (or ``verify``, which reports leftover footage) finishes an interrupted one.
+
+The signed manifests stay after a deletion: they hold no picture or sound, keep the
+device's hash chain verifiable, and show what was deleted and when.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+>>> from evidence.store import FsEvidenceStore
+>>> office = Office(FsEvidenceStore(Path(tempfile.mkdtemp())), Ed25519PrivateKey.generate(), lambda: 0)
+>>> office.init(14, ["sup.schmidt"], by="anna")["retention_days"]
+14
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common.keys import fingerprint
+from evidence import audit
+from evidence.errors import LockedError
+from evidence.recordings import Recording, find, index, iso
+from evidence.state import HOLD_REASONS, State
+from evidence.store import EvidenceStore
+
+USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+class Refused(ValueError):
+    """The request is not allowed or names something that is not there; nothing changed."""
+
+
+def check_user(name: str, what: str = "--by") -> str:
+    if not USER.fullmatch(name or ""):
+        raise Refused(f"{what} {name!r} is not a user name (letters, digits, . _ @ -; up to 64)")
+    return name
+
+
+@dataclass
+class Office:
+    store: EvidenceStore
+    key: Ed25519PrivateKey | None
+    now_us: Callable[[], int]
+
+    # ------------------------------------------------------------------ reading
+    def state(self) -> State:
+        return State.fold(audit.entries(self.store))
+
+    def recordings(self) -> dict[str, Recording]:
+        return index(self.store)
+
+    def _signing_key(self) -> Ed25519PrivateKey:
+        if self.key is None:
+            raise Refused("this command is recorded in the audit trail and needs the office's signing key: "
+                          "--key FILE or BODYCAM_OFFICE_KEY (create one with: bodycam-keys office --out DIR)")
+        known = self.store.public_key(fingerprint(self.key.public_key()))
+        if known is None or known[0] != "office":
+            raise Refused("this signing key is not an office key of this store; register it with: "
+                          "bodycam-evidence --store STORE --key FILE init")
+        return self.key
+
+    def _record(self, action: str, **kw: Any) -> audit.Entry:
+        return audit.append(self.store, self._signing_key(), action, now_us=self.now_us(), **kw)
+
+    # ------------------------------------------------------------------ init
+    def init(self, retention_days: int, supervisors: list[str], by: str) -> dict[str, Any]:
+        """Prepare the store (on S3: Object Lock, default GOVERNANCE retention) and register
+        the office key; again later to change the supervisors or the retention."""
+        if self.key is None:
+            raise Refused("init needs the office's signing key (--key FILE); create one with: "
+                          "bodycam-keys office --out DIR")
+        if not 1 <= retention_days <= 3650:
+            raise Refused(f"--retention-days must be 1…3650, got {retention_days}")
+        for name in supervisors:
+            check_user(name, "--supervisor")
+        check_user(by)
+        prepare = getattr(self.store, "prepare", None)
+        if prepare is not None:
+            prepare(retention_days)
+        self.store.register_key("office", "office", self.key.public_key())
+        entry = self._record("init", by=by, details={"retention_days": retention_days,
+                                                      "supervisors": sorted(set(supervisors))})
+        return {"store": self.store.location, "retention_days": retention_days,
+                "supervisors": sorted(set(supervisors)), "office_key": fingerprint(self.key.public_key()),
+                "audit_seq": entry.seq}
+
+    # ------------------------------------------------------------------ view
+    def show(self, recording_id: str, by: str) -> dict[str, Any]:
+        check_user(by)
+        rec, state = find(self.recordings(), recording_id), self.state()
+        entry = self._record("view", by=by, device=rec.device_id, recording=rec.id)
+        out = rec.summary(state)
+        out["manifests"] = [s.manifest.to_json() for s in rec.segments]
+        out["audit"] = [e.to_json() for e in audit.entries(self.store) if e.recording == rec.id]
+        out["audit_seq"] = entry.seq
+        return out
+
+    # ------------------------------------------------------------------ hold / release
+    def hold(self, recording_id: str, reason: str, case: str, by: str) -> dict[str, Any]:
+        check_user(by)
+        if reason not in HOLD_REASONS:
+            raise Refused(f"--reason must be one of {', '.join(HOLD_REASONS)}, got {reason!r}")
+        if not case.strip() or len(case) > 200:
+            raise Refused("--case must name the proceedings (a file or case reference, up to 200 characters)")
+        rec, state = find(self.recordings(), recording_id), self.state()
+        if rec.id in state.deleted:
+            raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); "
+                          "nothing left to hold")
+        if any(h.reason == reason and h.case == case for h in state.holds.get(rec.id, [])):
+            return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in state.holds[rec.id]],
+                    "changed": False}
+        self._set_store_hold(rec, True)
+        entry = self._record("hold", by=by, device=rec.device_id, recording=rec.id,
+                             details={"reason": reason, "case": case})
+        holds = self.state().holds.get(rec.id, [])
+        return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in holds], "changed": True,
+                "audit_seq": entry.seq}
+
+    def release(self, recording_id: str, reason: str, by: str) -> dict[str, Any]:
+        check_user(by)
+        rec, state = find(self.recordings(), recording_id), self.state()
+        active = state.holds.get(rec.id, [])
+        if not any(h.reason == reason for h in active):
+            raise Refused(f"recording {rec.id} has no hold for {reason!r} (holds: "
+                          f"{', '.join(f'{h.reason} {h.case}' for h in active) or 'none'})")
+        remaining = [h for h in active if h.reason != reason]
+        if not remaining:
+            self._set_store_hold(rec, False)
+        entry = self._record("release", by=by, device=rec.device_id, recording=rec.id, details={"reason": reason})
+        return {"recording": rec.id, "held": bool(remaining), "holds": [h.to_json() for h in remaining],
+                "audit_seq": entry.seq}
+
+    def _set_store_hold(self, rec: Recording, on: bool) -> None:
+        for s in rec.segments:
+            try:
+                self.store.backend.hold(self.store.footage_key(rec.device_id, s.seq), on)
+            except FileNotFoundError:
+                continue
+
+    # ------------------------------------------------------------------ deletion
+    def delete(self, recording_id: str, by: str) -> dict[str, Any]:
+        """Record ``by``'s approval (as the recording officer or as a supervisor); once both
+        are on record, delete. Early deletion needs both; a held recording none."""
+        check_user(by)
+        rec, state = find(self.recordings(), recording_id), self.state()
+        if rec.id in state.deleted:
+            self._destroy(rec)  # finishes an interrupted deletion; nothing to do otherwise
+            return {"recording": rec.id, "deleted": True, "audit_seq": state.deleted[rec.id].seq,
+                    "approvals": state.approvals.get(rec.id, {}), "changed": False}
+        if state.held(rec.id):
+            h = state.holds[rec.id][0]
+            raise Refused(f"recording {rec.id} is held ({h.reason}, case {h.case}); release every hold first")
+        if rec.officer_id is None:
+            raise Refused(f"recording {rec.id} has no assigned officer to decide its deletion; it is deleted by "
+                          "purge when its retention ends")
+        if by == rec.officer_id:
+            role = "officer"
+        elif by in state.supervisors:
+            role = "supervisor"
+        else:
+            raise Refused(f"{by} may not approve deleting {rec.id}: only its officer ({rec.officer_id}) and a "
+                          f"supervisor ({', '.join(state.supervisors) or 'none named: init --supervisor NAME'})")
+        approvals = dict(state.approvals.get(rec.id, {}))
+        if role not in approvals:
+            self._record("approve-delete", by=by, device=rec.device_id, recording=rec.id, details={"role": role})
+            approvals[role] = by
+        missing = [r for r in ("officer", "supervisor") if r not in approvals]
+        if missing:
+            return {"recording": rec.id, "deleted": False, "approvals": approvals,
+                    "waiting_for": missing[0], "changed": True}
+        entry = self._record("delete", by=by, device=rec.device_id, recording=rec.id,
+                             details={"approvals": approvals, "segments": [s.seq for s in rec.segments]})
+        self._destroy(rec)
+        return {"recording": rec.id, "deleted": True, "approvals": approvals, "audit_seq": entry.seq,
+                "changed": True}
+
+    def purge(self, now_us: int, by: str) -> dict[str, Any]:
+        """Delete every recording past retention that is not held. Idempotent."""
+        check_user(by)
+        state = self.state()
+        deleted: list[str] = []
+        kept: list[dict[str, str]] = []
+        for rec in self.recordings().values():
+            if rec.id in state.deleted:
+                self._destroy(rec)
+                continue
+            expires = rec.expires_utc_us(state.retention_days)
+            if now_us < expires:
+                kept.append({"id": rec.id, "reason": f"within retention until {iso(expires)}"})
+            elif state.held(rec.id):
+                h = state.holds[rec.id]
+                kept.append({"id": rec.id, "reason": "held: " + "; ".join(f"{x.reason} {x.case}" for x in h)})
+            elif self._store_holds(rec):
+                kept.append({"id": rec.id, "reason": "the store has a legal hold on its footage that the audit "
+                                                     "trail does not show; release it there or hold it here"})
+            else:
+                self._record("purge", by=by, device=rec.device_id, recording=rec.id,
+                             details={"retention_days": state.retention_days, "expired_utc": iso(expires),
+                                      "now_utc": iso(now_us), "segments": [s.seq for s in rec.segments]})
+                self._destroy(rec)
+                deleted.append(rec.id)
+        return {"deleted": deleted, "kept": kept}
+
+    def _store_holds(self, rec: Recording) -> bool:
+        is_held = getattr(self.store.backend, "is_held", None)
+        return is_held is not None and any(
+            is_held(self.store.footage_key(rec.device_id, s.seq)) for s in rec.segments)
+
+    def _destroy(self, rec: Recording) -> None:
+        for s in rec.segments:
+            try:
+                self.store.backend.destroy(self.store.footage_key(rec.device_id, s.seq))
+            except FileNotFoundError:
+                continue
+            except LockedError as exc:
+                raise LockedError(f"{exc}; the footage of {rec.id} stays (is it under a legal hold?)") from None

@@ -1,0 +1,72 @@
+"""What the audit trail says now: policy, holds, deletion approvals, deletions.
+
+Nothing here is stored on its own: it is folded from the signed trail
+(:mod:`evidence.audit`) every time, so the rules the tool enforces are the ones on record.
+
+>>> s = State.fold([])
+>>> s.retention_days, s.supervisors, s.holds
+(14, [], {})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from evidence.audit import Entry
+
+DEFAULT_RETENTION_DAYS = 14
+HOLD_REASONS = {
+    "owi": "Ordnungswidrigkeit (administrative offence proceedings)",
+    "straf": "Straftat (criminal proceedings)",
+    "gefahrenabwehr": "Gefahrenabwehr (averting a danger)",
+    "affected-request": "an affected person asked for it to be kept (review of lawfulness)",
+}
+
+
+@dataclass(frozen=True)
+class Hold:
+    reason: str
+    case: str
+    by: str | None
+    utc_us: int
+    audit_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "case": self.case, "by": self.by, "utc_us": self.utc_us,
+                "audit_seq": self.audit_seq}
+
+
+@dataclass
+class State:
+    initialised: bool = False
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    supervisors: list[str] = field(default_factory=list)
+    holds: dict[str, list[Hold]] = field(default_factory=dict)          # recording → active holds
+    approvals: dict[str, dict[str, str]] = field(default_factory=dict)  # recording → {role: user}
+    deleted: dict[str, Entry] = field(default_factory=dict)             # recording → delete/purge entry
+
+    @classmethod
+    def fold(cls, entries: Iterable[Entry]) -> "State":
+        s = cls()
+        for e in entries:
+            rec = e.recording or ""
+            if e.action == "init":
+                s.initialised = True
+                s.retention_days = int(e.details.get("retention_days", s.retention_days))
+                s.supervisors = list(e.details.get("supervisors", s.supervisors))
+            elif e.action == "hold":
+                s.holds.setdefault(rec, []).append(
+                    Hold(e.details["reason"], e.details.get("case", ""), e.by, e.utc_us, e.seq))
+            elif e.action == "release":
+                s.holds[rec] = [h for h in s.holds.get(rec, []) if h.reason != e.details["reason"]]
+                if not s.holds[rec]:
+                    del s.holds[rec]
+            elif e.action == "approve-delete":
+                s.approvals.setdefault(rec, {})[e.details["role"]] = e.by or ""
+            elif e.action in ("delete", "purge"):
+                s.deleted[rec] = e
+        return s
+
+    def held(self, recording: str) -> bool:
+        return bool(self.holds.get(recording))
