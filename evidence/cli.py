@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 def _open(args: argparse.Namespace) -> EvidenceStore:
     try:
         store = open_store(args.store)
-    except ValueError as exc:
+    except (ValueError, NotADirectoryError) as exc:
         raise Refused(str(exc)) from None
     if args.command == "init":
         return store

@@ -69,7 +69,8 @@ def init_bucket(client: Any, bucket: str, retention_days: int = 14) -> None:
 
 
 def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    response = getattr(exc, "response", None)  # None on connection errors
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def _b64(digest: bytes) -> str:
@@ -182,7 +183,7 @@ class S3Backend:
         except FileNotFoundError:
             return False
         except StoreUnavailable as exc:
-            if "NoSuchObjectLockConfiguration" in str(exc):
+            if "NoSuchObjectLockConfiguration" in str(exc) or "does not have a legal hold" in str(exc):
                 return False
             raise
         return got.get("LegalHold", {}).get("Status") == "ON"

@@ -49,6 +49,15 @@ def free_base_port() -> int:
     raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
+def s3_client(endpoint: str, who: str) -> Any:
+    """A boto3 client as ``who``: "office" (Admin) or "dock" (Read/Write/List only)."""
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=who, aws_secret_access_key=CREDENTIALS[who],
+                        region_name="us-east-1", config=Config(s3={"addressing_style": "path"},
+                                                               retries={"max_attempts": 1}))
+
+
 class SeaweedS3:
     def __init__(self, directory: Path, timeout: float = 60.0) -> None:
         self.dir = Path(directory)
@@ -78,11 +87,7 @@ class SeaweedS3:
                 time.sleep(0.2)
 
     def client(self, who: str) -> Any:
-        import boto3
-        from botocore.config import Config
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=who,
-                            aws_secret_access_key=CREDENTIALS[who], region_name="us-east-1",
-                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        return s3_client(self.endpoint, who)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

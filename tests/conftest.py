@@ -101,3 +101,32 @@ def recording(tmp_path_factory, identity):
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, **kw)
+
+
+# ---------------------------------------------------------------------- a real S3 engine
+# One SeaweedFS per test session: it also binds the fixed ports 8181 and 9101.
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    from simulator.s3_server import SeaweedS3
+    try:
+        server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server.endpoint
+    server.stop()
+
+
+_buckets = [0]
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A fresh bucket with Object Lock and a 14-day GOVERNANCE default (the office's init)."""
+    import time
+    from evidence.s3 import init_bucket
+    _buckets[0] += 1
+    name = f"evidence-{_buckets[0]}-{int(time.time() * 1000) % 100000}"
+    from simulator.s3_server import s3_client
+    init_bucket(s3_client(s3, "office"), name, retention_days=14)
+    return name

@@ -6,43 +6,12 @@ ports 8181 and 9101.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from evidence.s3 import S3EvidenceStore, StoreUnavailable, init_bucket, parse_url
 from evidence.store import StoreConflict, open_store
-from simulator.s3_server import CREDENTIALS, SeaweedS3
+from simulator.s3_server import s3_client as client
 from tests.test_dock import SHIFT, camera, dock, on_camera
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    try:
-        server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server.endpoint
-    server.stop()
-
-
-def client(endpoint: str, who: str):
-    import boto3
-    from botocore.config import Config
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=who, aws_secret_access_key=CREDENTIALS[who],
-                        region_name="us-east-1", config=Config(s3={"addressing_style": "path"},
-                                                               retries={"max_attempts": 1}))
-
-
-_n = [0]
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    _n[0] += 1
-    name = f"evidence-{_n[0]}-{int(time.time() * 1000) % 100000}"
-    init_bucket(client(s3, "office"), name, retention_days=14)
-    return name
-
 
 def test_offload_into_s3_receipts_only_after_confirmation(env, identity, s3, bucket, tmp_path, device_public):
     env.store = S3EvidenceStore(f"s3://{bucket}/kod", client=client(s3, "dock"))

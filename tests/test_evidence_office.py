@@ -1,0 +1,314 @@
+"""``bodycam-evidence`` on both backends: a real shift offloaded by the real dock into a
+directory or into SeaweedFS, then the evidence office's commands as a user runs them.
+
+On S3 the office's commands use the office's credentials (Admin) through the usual
+boto3 environment; the dock used its own (Read/Write/List only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from common import keys
+from evidence.cli import main as evidence_main
+from evidence.s3 import S3EvidenceStore
+from evidence.store import FsEvidenceStore
+from simulator.s3_server import CREDENTIALS, s3_client
+from tests.conftest import need
+from tests.tcp_relay import Relay
+from tests.test_dock import SHIFT, camera, dock, env, on_camera  # noqa: F401 (env: a fixture)
+
+
+@dataclass
+class Office:
+    url: str
+    key: Path
+    store: object
+    capsys: object
+    backend: str
+    s3: str | None = None
+
+    def run(self, *args: str, key: bool = True) -> tuple[int, dict]:
+        self.capsys.readouterr()
+        argv = ["--store", self.url, *(["--key", str(self.key)] if key else []), "--json", *args]
+        code = evidence_main(argv)
+        out = self.capsys.readouterr()
+        try:
+            return code, json.loads(out.out) if out.out.strip() else {"stderr": out.err}
+        except json.JSONDecodeError:
+            raise AssertionError(f"not JSON: {out.out!r} {out.err!r}") from None
+
+    def ok(self, *args: str) -> dict:
+        code, result = self.run(*args)
+        assert code == 0, result
+        return result
+
+    def footage_present(self, device: str, seq: int) -> bool:
+        return self.store.has_footage(device, seq)
+
+    def audit_count(self) -> int:
+        return self.ok("audit")["entries"][-1]["seq"]
+
+
+@pytest.fixture(params=["fs", "s3"])
+def office(request, env, identity, tmp_path, capsys, monkeypatch) -> Office:
+    """A store initialised by the office, then one shift (two recordings) docked into it."""
+    key = keys.create_device_key(tmp_path / "office-keys", name="office").private
+    if request.param == "fs":
+        url = str(tmp_path / "evidence")
+        env.store = FsEvidenceStore(tmp_path / "evidence")
+        s3 = None
+    else:
+        s3 = request.getfixturevalue("s3")
+        bucket = f"office-{request.node.name.replace('[', '-').replace(']', '').replace('_', '-')[-30:]}".lower()
+        url = f"s3://{bucket}/kod"
+        for name, value in (("AWS_ENDPOINT_URL", s3), ("AWS_ACCESS_KEY_ID", "office"),
+                            ("AWS_SECRET_ACCESS_KEY", CREDENTIALS["office"]), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(name, value)
+        env.store = S3EvidenceStore(url, client=s3_client(s3, "dock"))
+    o = Office(url, key, env.store, capsys, request.param, s3)
+    result = o.ok("init", "--supervisor", "sup.schmidt", "--by", "anna")
+    assert result["retention_days"] == 14
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done" and on_camera(sim) == [], bay.status
+    return o
+
+
+def recordings(o: Office) -> list[dict]:
+    rows = o.ok("list")["recordings"]
+    assert len(rows) == 2
+    return rows
+
+
+def test_list_show_verify_and_the_ingest_on_record(office):
+    rows = recordings(office)
+    assert [r["announced"] for r in rows] == [True, False]  # a press, then a double press
+    assert all(r["officer"] and not r["held"] and r["deleted"] is None for r in rows)
+    assert office.ok("list", "--officer", rows[0]["officer"], "--since", rows[1]["start_utc"])["recordings"] \
+        == [rows[1]]
+    assert office.ok("list", "--device", "other")["recordings"] == []
+    result = office.ok("verify")
+    assert result["ok"] and [r["ok"] for r in result["recordings"]] == [True, True]
+    shown = office.ok("show", "--recording", rows[0]["id"], "--by", "anna")
+    assert [m["seq"] for m in shown["manifests"]] == rows[0]["segments"]
+    actions = [e["action"] for e in office.ok("audit")["entries"]]
+    assert actions == ["init", "ingest", "view"]
+    trail = office.ok("audit", "--verify")
+    assert trail["ok"] and sorted(s["role"] for s in trail["signers"].values()) == ["dock", "office"]
+
+
+def test_purge_deletes_exactly_the_expired_unheld_recordings(office):
+    held, other = recordings(office)
+    office.ok("hold", "--recording", held["id"], "--reason", "straf", "--case", "AZ 12/26", "--by", "anna")
+    end = dt.datetime.fromisoformat(other["end_utc"])
+    early = office.ok("purge", "--now", (end + dt.timedelta(days=13, hours=23)).isoformat())
+    assert early["deleted"] == [] and len(early["kept"]) == 2
+    assert all("within retention" in k["reason"] for k in early["kept"])
+    after = (end + dt.timedelta(days=14, seconds=1)).isoformat()
+    result = office.ok("purge", "--now", after)
+    assert result["deleted"] == [other["id"]]
+    assert result["kept"] == [{"id": held["id"], "reason": "held: straf AZ 12/26"}]
+    assert not any(office.footage_present("test-cam", s) for s in other["segments"])
+    assert all(office.footage_present("test-cam", s) for s in held["segments"])
+    assert office.ok("purge", "--now", after) == {"deleted": [], "kept": result["kept"]}  # idempotent
+    verified = office.ok("verify")  # deleted on record is not a problem; the chain still verifies
+    assert verified["ok"] and [r["deleted"] for r in verified["recordings"]] == [False, True]
+    if office.backend == "s3":  # the store itself refuses: legal hold beats even the office's bypass
+        c = s3_client(office.s3, "office")
+        key = f"kod/devices/test-cam/segments/{held['segments'][0]:08d}.ts.age"
+        version = c.head_object(Bucket=office.store.bucket, Key=key)["VersionId"]
+        assert c.get_object_legal_hold(Bucket=office.store.bucket, Key=key)["LegalHold"]["Status"] == "ON"
+        with pytest.raises(Exception, match="AccessDenied"):
+            c.delete_object(Bucket=office.store.bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+    # Released, it goes at the next purge.
+    office.ok("release", "--recording", held["id"], "--reason", "straf", "--by", "anna")
+    assert office.ok("purge", "--now", after)["deleted"] == [held["id"]]
+
+
+def test_early_deletion_needs_the_officer_and_a_supervisor(office):
+    rec, _ = recordings(office)
+    officer = rec["officer"]
+    code, err = office.run("delete", "--recording", rec["id"], "--by", "somebody")
+    assert code == 2 and "may not approve" in err["stderr"]
+    first = office.ok("delete", "--recording", rec["id"], "--by", officer)
+    assert first["deleted"] is False and first["waiting_for"] == "supervisor"
+    assert office.ok("delete", "--recording", rec["id"], "--by", officer)["deleted"] is False  # same again
+    assert all(office.footage_present("test-cam", s) for s in rec["segments"])
+    if office.backend == "s3":  # without the office's bypass, the object lock refuses a plain delete
+        c = s3_client(office.s3, "office")
+        key = f"kod/devices/test-cam/segments/{rec['segments'][0]:08d}.ts.age"
+        version = c.head_object(Bucket=office.store.bucket, Key=key)["VersionId"]
+        with pytest.raises(Exception, match="AccessDenied"):
+            c.delete_object(Bucket=office.store.bucket, Key=key, VersionId=version)
+    done = office.ok("delete", "--recording", rec["id"], "--by", "sup.schmidt")
+    assert done["deleted"] is True and done["approvals"] == {"officer": officer, "supervisor": "sup.schmidt"}
+    assert not any(office.footage_present("test-cam", s) for s in rec["segments"])
+    trail = [(e["action"], e["by"]) for e in office.ok("audit")["entries"] if e["recording"] == rec["id"]]
+    assert trail == [("approve-delete", officer), ("approve-delete", "sup.schmidt"), ("delete", "sup.schmidt")]
+    assert office.ok("verify")["ok"]
+
+
+def test_a_held_recording_cannot_be_deleted(office):
+    rec, _ = recordings(office)
+    office.ok("hold", "--recording", rec["id"], "--reason", "affected-request", "--case", "Antrag 7", "--by", "anna")
+    before = office.audit_count()
+    code, err = office.run("delete", "--recording", rec["id"], "--by", rec["officer"])
+    assert code == 2 and "held" in err["stderr"] and office.audit_count() == before
+
+
+def test_export_opens_in_stock_tools_with_its_report(office, authority, tmp_path):
+    rec, _ = recordings(office)
+    out = tmp_path / "export" / "rec.mp4"
+    out.parent.mkdir()
+    result = office.ok("export", "--recording", rec["id"], "--identity", str(authority[0]), "--out", str(out),
+                       "--by", "anna")
+    probe = json.loads(subprocess.run(
+        [need("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,nb_read_frames,duration:format=format_name,duration", "-of", "json", str(out)],
+        check=True, capture_output=True, text=True).stdout)
+    stream = probe["streams"][0]
+    assert "mp4" in probe["format"]["format_name"] and stream["codec_name"] == "h264"
+    assert int(stream["nb_read_frames"]) == rec["frames"] == result["frames"]
+    assert abs(float(probe["format"]["duration"]) - result["duration_s"]) < 0.1
+    assert abs(result["duration_s"] - rec["duration_s"]) < 0.2
+    report = json.loads((tmp_path / "export" / "rec.report.json").read_text())
+    assert report["recording"]["all_signatures_verified"] and report["export"]["sha256"] == result["sha256"]
+    assert all(s["receipts"] and s["receipts"][0]["signature_verified"] for s in report["segments"])
+    assert rec["id"] in (tmp_path / "export" / "rec.report.html").read_text()
+    assert office.ok("audit")["entries"][-1]["action"] == "export"
+    # Bad input: nothing written, nothing recorded.
+    before = office.audit_count()
+    wrong = keys.create_authority(tmp_path / "other", name="other").identity
+    for args in (["--identity", str(wrong), "--out", str(tmp_path / "w.mp4")],
+                 ["--identity", str(authority[0]), "--out", str(out)],
+                 ["--identity", str(authority[0]), "--out", str(tmp_path / "w.avi")],
+                 ["--identity", str(tmp_path / "missing.key"), "--out", str(tmp_path / "w.mp4")]):
+        code, err = office.run("export", "--recording", rec["id"], *args, "--by", "anna")
+        assert code == 2, (args, err)
+    assert not (tmp_path / "w.mp4").exists() and office.audit_count() == before
+
+
+def test_bad_input_changes_nothing(office, tmp_path):
+    rec, _ = recordings(office)
+    before = office.audit_count()
+    for args in (["show", "--recording", "nope", "--by", "anna"],
+                 ["hold", "--recording", rec["id"], "--reason", "straf", "--case", " ", "--by", "anna"],
+                 ["hold", "--recording", "nope", "--reason", "straf", "--case", "x", "--by", "anna"],
+                 ["release", "--recording", rec["id"], "--reason", "owi", "--by", "anna"],
+                 ["delete", "--recording", "nope", "--by", "anna"],
+                 ["verify", "--recording", "nope"],
+                 ["audit", "--verify", "--expect", "garbage"]):
+        code, err = office.run(*args)
+        assert code == 2, (args, err)
+    with pytest.raises(SystemExit) as exc:  # argparse: a reason that is not one, a user name that is not one
+        office.run("hold", "--recording", rec["id"], "--reason", "because", "--case", "x", "--by", "anna")
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        office.run("show", "--recording", rec["id"], "--by", "a b")
+    code, err = office.run("show", "--recording", rec["id"], "--by", "anna", key=False)
+    assert code == 2 and "signing key" in err["stderr"]
+    other = keys.create_device_key(tmp_path / "k2", name="x").private
+    code = evidence_main(["--store", office.url, "--key", str(other), "show", "--recording", rec["id"], "--by", "a"])
+    assert code == 2 and office.audit_count() == before
+
+
+def test_audit_trail_tampering_is_detected(office, tmp_path):
+    rec, _ = recordings(office)
+    office.ok("show", "--recording", rec["id"], "--by", "anna")
+    office.ok("show", "--recording", rec["id"], "--by", "bert")
+    good = office.ok("audit", "--verify")
+    assert good["ok"] and good["count"] == 4
+    head = good["head"]
+    backend = office.store.backend
+    original = backend.read("audit/000000000003.cbor")
+    altered = original.replace(b"anna", b"anne")
+    assert altered != original
+    if office.backend == "fs":
+        path = Path(backend.where("audit/000000000003.cbor"))
+        path.chmod(0o644)
+        path.write_bytes(altered)
+    else:  # the office's credentials can write a newer version over it; the trail still shows it
+        s3_client(office.s3, "office").put_object(Bucket=office.store.bucket, Key="kod/audit/000000000003.cbor",
+                                                  Body=altered)
+    code, bad = office.run("audit", "--verify")
+    assert code == 1 and any("000000000003" in p for p in bad["problems"])
+    if office.backend == "fs":  # a record taken out of the middle, and one cut off the end
+        path.write_bytes(original)
+        assert office.ok("audit", "--verify")["ok"]
+        Path(backend.where("audit/000000000002.cbor")).unlink()
+        code, bad = office.run("audit", "--verify")
+        assert code == 1 and "records were deleted" in bad["problems"][0]
+        shutil.rmtree(Path(backend.where("audit")))
+        (Path(backend.where("audit"))).mkdir()
+        code, bad = office.run("audit", "--verify", "--expect", head)
+        assert code == 1 and "cut off" in bad["problems"][-1]
+
+
+def test_store_that_is_not_one(tmp_path, capsys, s3, monkeypatch):
+    key = keys.create_device_key(tmp_path / "k", name="office").private
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    for name, value in (("AWS_ENDPOINT_URL", s3), ("AWS_ACCESS_KEY_ID", "office"),
+                        ("AWS_SECRET_ACCESS_KEY", CREDENTIALS["office"]), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    for store in (str(tmp_path / "empty"), str(tmp_path / "missing"), str(tmp_path / "file"), "s3://no-such-bucket",
+                  "s3://", "ftp://x", "s3://b?x=1"):
+        capsys.readouterr()
+        assert evidence_main(["--store", store, "--key", str(key), "list"]) == 2, store
+        err = capsys.readouterr().err
+        assert err.startswith("bodycam-evidence: error:") and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cli_as_a_process_with_office_key_from_the_environment(tmp_path):
+    key = keys.create_device_key(tmp_path / "k", name="office").private
+    exe = Path(sys.executable).parent / "bodycam-evidence"
+    env = {**os.environ, "BODYCAM_OFFICE_KEY": str(key)}
+    run = subprocess.run([str(exe), "--store", str(tmp_path / "ev"), "init", "--supervisor", "s1"], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run([str(exe), "--store", str(tmp_path / "ev"), "list", "--json"], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and json.loads(run.stdout) == {"recordings": []}
+
+
+def test_s3_store_going_away_mid_offload_loses_nothing(env, identity, tmp_path, s3, bucket):
+    """The dock uploads through a relay that is cut mid-offload: the bay waits and retries,
+    nothing is receipted (nothing freed) while the store is away, then all arrives."""
+    relay = Relay(int(s3.rsplit(":", 1)[1]))
+    env.store = S3EvidenceStore(f"s3://{bucket}", client=s3_client(relay.endpoint, "dock"))
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    before = on_camera(sim)
+    during: list[list[str]] = []
+
+    def cut_then_restore() -> None:
+        while relay.upstream_bytes < 60_000:
+            threading.Event().wait(0.001)
+        relay.cut()
+        while relay.refused < 3:  # the dock keeps trying, with backoff
+            threading.Event().wait(0.005)
+        during.append(on_camera(sim))
+        relay.restore()
+
+    t = threading.Thread(target=cut_then_restore, daemon=True)
+    t.start()
+    try:
+        bay, _ = dock(env, sim)
+    finally:
+        relay.close()
+    assert during == [before], "nothing may be freed while the store is away"
+    assert bay.status.state == "done", bay.status
+    assert on_camera(sim) == []
+    direct = S3EvidenceStore(f"s3://{bucket}", client=s3_client(s3, "dock"))
+    assert direct.segments("test-cam") == sorted(int(n[:8]) for n in before if n.endswith(".manifest"))
