@@ -232,7 +232,7 @@ def _human(cmd: str, result: Any) -> str:
         lines.append("all recordings verified" if result["ok"] else "verification found problems")
         return "\n".join(lines)
     if cmd == "audit" and "entries" in result:
-        return "\n".join(f"{e['seq']:6} {iso(e['utc_us']):26} {e['action']:15} {str(e['by']):16} "
+        return "\n".join(f"{e['seq']:6} {iso(e['utc_us']):26} {e['action']:15} {e['by'] or e['signer']['id']:16} "
                          f"{e['recording'] or e['device'] or ''}" for e in result["entries"]) + f"\nhead {result['head']}"
     return "\n".join(f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in result.items())
 

@@ -89,9 +89,7 @@ class Office:
         for name in supervisors:
             check_user(name, "--supervisor")
         check_user(by)
-        prepare = getattr(self.store, "prepare", None)
-        if prepare is not None:
-            prepare(retention_days)
+        self.store.prepare(retention_days)
         self.store.register_key("office", "office", self.key.public_key())
         entry = self._record("init", by=by, details={"retention_days": retention_days,
                                                       "supervisors": sorted(set(supervisors))})

@@ -78,6 +78,9 @@ class EvidenceStore:
         self.backend = backend
         self.location = location
 
+    def prepare(self, retention_days: int) -> None:
+        """Make the store ready for evidence (the office's ``init``); idempotent."""
+
     # ------------------------------------------------------------------ what the dock writes
     def anchor(self, device_id: str) -> Anchor:
         try:

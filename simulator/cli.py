@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -285,16 +286,46 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keys, dock, cameras and evidence store (default run/demo; an earlier demo there "
                            "is replaced)")
     demo.add_argument("--devices", type=_ranged(int, 1, 8, "--devices"), default=3, help="cameras (1–8, default 3)")
+    demo.add_argument("--store", metavar="DIR|s3://BUCKET[/PREFIX]",
+                      help="the evidence store (default WORKDIR/evidence); S3 endpoint and credentials from the "
+                           "environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …), see: bodycam-sim s3-server")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
+    s3 = sub.add_parser("s3-server", help="run SeaweedFS on loopback for trying the S3 store (office and dock "
+                                          "identities); prints the environment to use, runs until Ctrl-C")
+    s3.add_argument("--dir", type=Path, default=Path("run/s3"), help="its data (default run/s3)")
     return parser
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from simulator.demo import DemoError, run_demo
+    if args.store is not None and "://" in args.store:
+        from evidence.s3 import parse_url
+        try:
+            parse_url(args.store)
+        except ValueError as exc:
+            raise UsageError(f"--store: {exc}") from None
     try:
-        return run_demo(args.workdir, args.devices)
+        return run_demo(args.workdir, args.devices, store=args.store)
     except DemoError as exc:
         raise UsageError(str(exc)) if "workdir" in str(exc) else EnvironmentProblem(str(exc)) from None
+
+
+def cmd_s3_server(args: argparse.Namespace, stop: StopSignals) -> int:
+    """SeaweedFS in the foreground: what to export, then wait for Ctrl-C or SIGTERM."""
+    from simulator.s3_server import CREDENTIALS, SeaweedS3
+    try:
+        server = SeaweedS3(args.dir)
+    except RuntimeError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+    with server:
+        print(f"S3 (SeaweedFS) at {server.endpoint}, data in {args.dir}. In another shell:\n"
+              f"  export AWS_ENDPOINT_URL={server.endpoint} AWS_DEFAULT_REGION=us-east-1\n"
+              f"  export AWS_ACCESS_KEY_ID=office AWS_SECRET_ACCESS_KEY={CREDENTIALS['office']}"
+              f"   # the office (Admin); the dock's: dock / {CREDENTIALS['dock']}\n"
+              f"  bodycam-sim demo --store s3://evidence\nCtrl-C stops it.", flush=True)
+        while stop.received is None and server.proc.poll() is None:
+            time.sleep(0.2)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "demo":
                 result = cmd_demo(args)
+            elif args.command == "s3-server":
+                return cmd_s3_server(args, stop)
             else:
                 result = cmd_record(args, stop) if args.command == "record" else cmd_device(args, stop)
         except UsageError as exc:

@@ -12,29 +12,36 @@ What happens, in order:
    watched directory, the dock's hotplug service starts a bay for it, and the bays
    run in parallel: authenticate, set the clock, assign the officer, offload, verify,
    store, receipt — the camera frees what the dock has stored;
-5. a summary: recordings, durations, officers, where they are, how to play one.
+5. the evidence office's view: the store (a directory, or ``--store s3://bucket`` on any
+   S3 with Object Lock) was initialised with ``bodycam-evidence init`` before the
+   shift; the summary lists and verifies the recordings from the store and says how to
+   export one as an MP4.
 
 >>> # summary = run_demo(Path("run/demo"), devices=3)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from common import age_format, keys, signed
-from common.manifest import read_manifest
+from common import keys
 from dock import config as dock_config
 from dock.hotplug import Dock
 from dock.registry import Registry
+from evidence import audit
+from evidence.errors import StoreUnavailable
+from evidence.office import Office
+from evidence.recordings import index
+from evidence.state import State
+from evidence.store import EvidenceStore, open_store
+from evidence.verify import verify
 from simulator.serial_link import PtyCable
 
 MARKER = ".bodycam-demo"
@@ -76,13 +83,33 @@ def prepare_workdir(workdir: Path) -> Path:
     return workdir
 
 
-def provision(workdir: Path, devices: int) -> dict[str, Any]:
+SUPERVISOR = "KOD-SL-1"
+
+
+def prepare_store(location: str, office_key: Path) -> EvidenceStore:
+    """The evidence office's ``init``: a fresh store (a directory, or an S3 bucket made with
+    Object Lock), the office key registered, the policy on record."""
+    try:
+        store = open_store(location)
+        store.prepare(14)  # idempotent: for S3 the bucket must exist before it can be looked into
+        if store.devices():
+            raise DemoError(f"the store {location} already holds evidence; name a fresh bucket, prefix or "
+                            "directory (e.g. s3://bucket/run2)")
+        Office(store, keys.load_signing_key(office_key), lambda: time.time_ns() // 1000).init(
+            14, [SUPERVISOR], by="evidence-office")
+    except (StoreUnavailable, ValueError) as exc:
+        raise DemoError(f"the evidence store {location} cannot be used: {exc}") from None
+    return store
+
+
+def provision(workdir: Path, devices: int, store: str) -> dict[str, Any]:
     """Keys, dock config, officers, enrolment, assignment, camera configs and scripts."""
     authority = keys.create_authority(workdir / "keys")
+    office = keys.create_device_key(workdir / "keys", name="office")
     dock_keys = keys.create_device_key(workdir / "dock" / "keys", name="dock")
     dock_toml = workdir / "dock" / "dock.toml"
     dock_toml.write_text('[dock]\nid = "dock-wache-1"\nkey = "keys/dock.key"\nstate = "state"\n'
-                         f'store = "{workdir / "evidence"}"\nwatch = "{workdir / "dev" / "serial" / "by-id"}"\n'
+                         f'store = "{store}"\nwatch = "{workdir / "dev" / "serial" / "by-id"}"\n'
                          '[transfer]\nwindow = 8\ntimeout_s = 20\n')
     registry = Registry(workdir / "dock" / "state")
     cams = []
@@ -101,14 +128,21 @@ def provision(workdir: Path, devices: int) -> dict[str, Any]:
             f'[link]\ndock_keys = ["{dock_keys.public}"]\n')
         (cam_dir / "shift.toml").write_text(_script(SCRIPTS[i % len(SCRIPTS)]))
         cams.append({"id": cam_id, "dir": cam_dir, "officer": officer_id, "public": dev.public})
-    return {"authority": authority, "dock_toml": dock_toml, "cams": cams}
+    return {"authority": authority, "office_key": office.private, "dock_toml": dock_toml, "cams": cams,
+            "store": store}
 
 
-def run_demo(workdir: Path, devices: int = 3, timeout_s: float = 120.0) -> dict[str, Any]:
+def run_demo(workdir: Path, devices: int = 3, timeout_s: float = 120.0, store: str | None = None
+             ) -> dict[str, Any]:
+    """A shift into ``store`` (default: WORKDIR/evidence; or ``s3://bucket[/prefix]``, with
+    credentials from the environment that may create a bucket with Object Lock)."""
     if shutil.which("socat") is None:
         raise DemoError("socat is not installed (apt-get install socat): it is the simulated USB cable")
+    if store is not None and "://" not in store:
+        store = str(Path(store).expanduser().absolute())
     workdir = prepare_workdir(workdir)
-    setup = provision(workdir, devices)
+    setup = provision(workdir, devices, store or str(workdir / "evidence"))
+    prepare_store(setup["store"], setup["office_key"])
     config = dock_config.load(setup["dock_toml"])
     dock = Dock(config)
     dock.start()
@@ -160,53 +194,32 @@ def run_demo(workdir: Path, devices: int = 3, timeout_s: float = 120.0) -> dict[
 
 def summarise(workdir: Path, setup: dict[str, Any], dock: Dock, results: dict[str, Any],
               elapsed: float) -> dict[str, Any]:
-    store = workdir / "evidence"
-    identity = keys.load_identity(setup["authority"].identity)
-    recordings: dict[str, dict[str, Any]] = {}
-    for cam in setup["cams"]:
-        key = keys.load_verify_key(cam["public"])
-        seg_dir = store / "devices" / cam["id"] / "segments"
-        by_rec: dict[str, list] = defaultdict(list)
-        for path in sorted(seg_dir.glob("*.manifest")):
-            try:
-                m = read_manifest(path.read_bytes(), key)
-                data = (seg_dir / m.file).read_bytes()
-                ok = age_format.recover(data, identity).complete if m.complete else True
-                ok = ok and hashlib.sha256(data).digest() == m.sha256
-            except (signed.SignatureError, age_format.AgeError, OSError):
-                continue
-            by_rec[m.recording_id].append((m, ok, seg_dir / m.file))
-        for rec_id, parts in by_rec.items():
-            parts.sort(key=lambda p: p[0].seq)
-            first = parts[0][0]
-            duration = sum((m.end_mono_us or m.start_mono_us) - m.start_mono_us for m, _, _ in parts) / 1e6
-            recordings[rec_id] = {
-                "id": rec_id, "device": cam["id"], "officer": first.officer_id, "announced": first.announced,
-                "segments": len(parts), "duration_s": round(duration, 1),
-                "verified": all(ok for _, ok, _ in parts) and _contiguous([m.seq for m, _, _ in parts]),
-                "start_utc": first.start_utc_us, "files": [str(f) for _, _, f in parts]}
+    """What the evidence office sees in the store now (the same for a directory and S3)."""
+    store = open_store(setup["store"])
+    state = State.fold(audit.entries(store))
+    verified = {r["id"]: r["ok"] for r in verify(store, state)["recordings"]}
+    recordings = [{"id": r.id, "device": r.device_id, "officer": r.officer_id, "announced": r.first.announced,
+                   "segments": len(r.segments), "duration_s": round((r.end_utc_us - r.start_utc_us) / 1e6, 1),
+                   "verified": verified.get(r.id, False), "start_utc": r.start_utc_us}
+                  for r in index(store).values()]
     bays = dock.status()["bays"]
-    first_rec = next(iter(recordings.values()), None)
-    play = None
-    if first_rec:
-        files = " ".join(first_rec["files"])
-        play = (f"for f in {files}; do age -d -i {setup['authority'].identity} \"$f\"; done > recording.ts && "
-                "ffprobe recording.ts   # or: ffplay recording.ts")
+    first = min(recordings, key=lambda r: (r["device"], r["start_utc"]), default=None)
+    cli = f"bodycam-evidence --store {setup['store']} --key {setup['office_key']}"
     return {
-        "workdir": str(workdir), "store": str(store), "identity": str(setup["authority"].identity),
-        "dock_config": str(setup["dock_toml"]), "elapsed_s": round(elapsed, 1),
-        "recordings": sorted(recordings.values(), key=lambda r: (r["device"], r["start_utc"])),
+        "workdir": str(workdir), "store": setup["store"], "identity": str(setup["authority"].identity),
+        "office_key": str(setup["office_key"]), "dock_config": str(setup["dock_toml"]),
+        "elapsed_s": round(elapsed, 1),
+        "recordings": sorted(recordings, key=lambda r: (r["device"], r["start_utc"])),
         "devices": [{"id": cam["id"], "officer": cam["officer"],
                      "segments_left": results.get(cam["id"], {}).get("segments_left"),
                      "bay": next((b["state"] for b in bays if b["device"] == cam["id"]), None)}
                     for cam in setup["cams"]],
-        "quarantine": sorted(str(p) for p in (store / "quarantine").rglob("*.reason.json")),
-        "play": play,
+        "quarantine": [store.backend.where(k) for k in store.backend.keys("quarantine") if k.endswith(".reason.json")],
+        "list": f"{cli} list",
+        "export": None if first is None else (
+            f"{cli} export --recording {first['id']} --identity {setup['authority'].identity} "
+            f"--out {first['id']}.mp4 --by $USER && ffprobe {first['id']}.mp4"),
     }
-
-
-def _contiguous(seqs: list[int]) -> bool:
-    return seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -221,5 +234,7 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"camera {d['id']} ({d['officer']}): bay {d['bay']}, {d['segments_left']} segments left on it")
     if s["quarantine"]:
         print("\nQUARANTINED (see the reasons):\n  " + "\n  ".join(s["quarantine"]))
-    print(f"\nDecrypt and play the first recording with stock tools (the evidence office's key is "
-          f"{s['identity']}):\n  {s['play']}")
+    print(f"\nThe evidence office's view (audit trail, holds, deletion):\n  {s['list']}")
+    if s["export"]:
+        print(f"Export the first recording as an MP4 with its evidence report, and play it with stock tools:\n"
+              f"  {s['export']}")

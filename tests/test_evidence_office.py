@@ -312,3 +312,22 @@ def test_s3_store_going_away_mid_offload_loses_nothing(env, identity, tmp_path, 
     assert on_camera(sim) == []
     direct = S3EvidenceStore(f"s3://{bucket}", client=s3_client(s3, "dock"))
     assert direct.segments("test-cam") == sorted(int(n[:8]) for n in before if n.endswith(".manifest"))
+
+
+def test_demo_shift_into_s3_initialised_by_the_office(tmp_path, s3):
+    """``bodycam-sim demo --store s3://bucket``: init (Object Lock) by the office, the shift
+    end into it, the summary read back from S3; a second run into the same store is refused."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3, "AWS_ACCESS_KEY_ID": "office",
+           "AWS_SECRET_ACCESS_KEY": CREDENTIALS["office"], "AWS_DEFAULT_REGION": "us-east-1"}
+    argv = [sys.executable, "-m", "simulator.cli", "demo", "--workdir", str(tmp_path / "demo"), "--devices", "2",
+            "--store", "s3://demo-shift/kod", "--json"]
+    done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["store"] == "s3://demo-shift/kod" and len(out["recordings"]) >= 2
+    assert all(r["verified"] for r in out["recordings"]) and [d["segments_left"] for d in out["devices"]] == [0, 0]
+    lock = s3_client(s3, "office").get_object_lock_configuration(Bucket="demo-shift")["ObjectLockConfiguration"]
+    assert lock["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 14}
+    again = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "already holds evidence" in again.stderr
