@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
     store = _open(args)
     office = Office(store, _load_key(args), lambda: time.time_ns() // 1000)
     cmd = args.command
+    if cmd in ("show", "hold", "release", "delete", "purge", "export"):
+        office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
         return 0, office.init(args.retention_days, args.supervisor, args.by)
     if cmd == "list":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 from common.fsutil import fsync_dir, write_atomic
@@ -70,7 +71,7 @@ class FsBackend:
                 data.unlink()
             return str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
         if isinstance(data, Path):
             os.replace(data, tmp)
         else:

@@ -64,6 +64,10 @@ class Office:
     def recordings(self) -> dict[str, Recording]:
         return index(self.store)
 
+    def check_key(self) -> None:
+        """Refused unless the signing key is an office key registered in this store."""
+        self._signing_key()
+
     def _signing_key(self) -> Ed25519PrivateKey:
         if self.key is None:
             raise Refused("this command is recorded in the audit trail and needs the office's signing key: "

@@ -22,8 +22,10 @@ from dock.verify_cli import main as verify_main
 from simulator.cli import main as sim_main
 
 from dock.cli import main as dock_main
+from evidence.cli import main as evidence_main
 
-CLIS = {"sim": sim_main, "device": device_main, "verify": verify_main, "keys": keys_main, "dock": dock_main}
+CLIS = {"sim": sim_main, "device": device_main, "verify": verify_main, "keys": keys_main, "dock": dock_main,
+        "evidence": evidence_main}
 SMALL_REC = ["--resolution", "160x120", "--fps", "10", "--pre-record", "0", "--record", "1",
              "--bitrate", "100000"]
 
@@ -60,6 +62,20 @@ def foreign_store(t: Path, good: Path) -> None:
     shutil.copytree(good / "store", t / "out" / "store")
     keys.create_authority(t / "other")
     keys.create_device_key(t / "other")
+
+
+def evidence_store(then: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
+    """{T}/ev initialised by the office, its key {T}/k/office.key."""
+    def setup(t: Path, good: Path) -> None:
+        key = keys.create_device_key(t / "k", name="office").private
+        assert evidence_main(["--store", str(t / "ev"), "--key", str(key), "init", "--supervisor", "s"]) == 0
+        if then:
+            then(t / "ev")
+    return setup
+
+
+def audit_garbage(ev: Path) -> None:
+    (ev / "audit" / "000000000002.cbor").write_bytes(b"\xff garbage")
 
 
 BINARY = bytes(range(256)) * 4
@@ -161,6 +177,36 @@ ROWS = [
     ("sim", ["demo", "--workdir", "{T}/w", "--devices", "9"], None, 2, "--devices"),
     ("sim", ["demo", "--workdir", "{T}/w"], write("w/precious.txt", "x"), 2, "not empty"),
     ("sim", ["demo", "--workdir", "{T}/w"], write("w", "x"), 2, "is a file"),
+    ("sim", ["demo", "--workdir", "{T}/w", "--store", "ftp://x"], None, 2, "--store"),
+    ("sim", ["demo", "--workdir", "{T}/w", "--store", "s3://"], None, 2, "--store"),
+    # --- bodycam-evidence
+    ("evidence", ["--store", "{T}/nothing", "list"], None, 2, "no evidence store"),
+    ("evidence", ["--store", "{T}", "list"], None, 2, "not an evidence store"),
+    ("evidence", ["--store", "ftp://x", "list"], None, 2, "unsupported store"),
+    ("evidence", ["--store", "s3://", "list"], None, 2, "not an S3 store URL"),
+    ("evidence", ["--store", "{T}/ev", "list", "--since", "yesterday"], evidence_store(), 2, "ISO 8601"),
+    ("evidence", ["--store", "{T}/ev", "show", "--recording", "x", "--by", "a"], evidence_store(), 2, "signing key"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{T}/k/office.key", "show", "--recording", "x", "--by", "a"],
+     evidence_store(), 2, "no recording"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{K}/authority.key", "show", "--recording", "x", "--by", "a"],
+     evidence_store(), 2, "age identity"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{T}/k/missing.key", "purge"], evidence_store(), 2, "no such file"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{K}/device.key", "purge"], evidence_store(), 2,
+     "not an office key"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{T}/k/office.key", "purge", "--now", "soon"], evidence_store(), 2,
+     "ISO 8601"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{T}/k/office.key", "purge", "--by", "a;rm"], evidence_store(), 2,
+     "user name"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{K}/device.key", "init", "--retention-days", "0"], None, 2,
+     "retention"),
+    ("evidence", ["--store", "{T}/ev", "init"], None, 2, "signing key"),
+    ("evidence", ["--store", "{T}/ev", "audit", "--verify", "--expect", "1:zz"], evidence_store(), 2, "SEQ:HEX"),
+    ("evidence", ["--store", "{T}/ev", "audit", "--expect", "1:00"], evidence_store(), 2, "--verify"),
+    ("evidence", ["--store", "{T}/ev", "audit", "--verify"], evidence_store(audit_garbage), 1, "000000000002"),
+    ("evidence", ["--store", "{T}/ev", "list"], evidence_store(audit_garbage), 1, "audit --verify"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{T}/k/office.key", "export", "--recording", "x", "--identity",
+                  "{K}/device.key", "--out", "{T}/x.mp4", "--by", "a"], evidence_store(), 2, "identity"),
+    ("evidence", ["--store", "{T}/ev", "frobnicate"], None, 2, "invalid choice"),
     # --- bodycam-dock
     ("dock", ["--config", "{T}/d.toml", "run", "--no-ui"], write("d.toml", "[dock]\nstore = 'ftp://x'\n"), 2, "dock.store"),
     ("dock", ["--config", "{T}/d.toml", "run", "--no-ui"], write("d.toml", "[dock]\nstore = 's3://'\n"), 2, "dock.store"),

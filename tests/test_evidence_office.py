@@ -331,3 +331,49 @@ def test_demo_shift_into_s3_initialised_by_the_office(tmp_path, s3):
     assert lock["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 14}
     again = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "already holds evidence" in again.stderr
+
+
+def test_interrupted_deletion_is_reported_and_finished_by_a_rerun(office, monkeypatch):
+    """Killed between the deletion record and the last destroyed segment: verify names the
+    leftover footage, and purge (or delete again) finishes the job."""
+    rec, _ = recordings(office)
+    office.ok("delete", "--recording", rec["id"], "--by", rec["officer"])
+    backend = type(office.store.backend)  # the CLI opens its own store: patch the class
+    real = backend.destroy
+    calls: list[str] = []
+
+    def dies_after_one(self, key: str) -> None:
+        if calls:
+            raise KeyboardInterrupt("killed")  # what SIGKILL leaves: nothing after this point ran
+        calls.append(key)
+        real(self, key)
+    monkeypatch.setattr(backend, "destroy", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        office.run("delete", "--recording", rec["id"], "--by", "sup.schmidt")
+    monkeypatch.setattr(backend, "destroy", real)
+    assert len(rec["segments"]) > 1 and len(calls) == 1
+    code, report = office.run("verify")
+    assert code == 1 and "still in the store" in " ".join(report["recordings"][0]["problems"])
+    assert office.ok("purge")["deleted"] == []  # not purged again: finished, quietly
+    assert office.ok("verify")["ok"]
+    assert not any(office.footage_present("test-cam", s) for s in rec["segments"])
+
+
+def test_concurrent_audit_appends_keep_one_unbroken_chain(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from evidence import audit
+    store = FsEvidenceStore(tmp_path / "ev")
+    signers = [Ed25519PrivateKey.generate() for _ in range(4)]
+    for i, k in enumerate(signers):
+        store.register_key("office", f"desk-{i}", k.public_key())
+
+    def writer(k) -> None:
+        for n in range(15):
+            audit.append(store, k, "view", by="x", recording=str(n), now_us=n)
+    threads = [threading.Thread(target=writer, args=(k,)) for k in signers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = audit.verify(store)
+    assert report.ok and report.count == 60, report.problems
