@@ -33,6 +33,7 @@ from common.manifest import read_manifest
 from evidence import audit
 from evidence.store import Anchor, EvidenceStore
 from dock.session import DockSession, Refused
+from dock.store_pipeline import StorePipeline
 
 
 @dataclass
@@ -81,7 +82,7 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
 
     prev_seq, prev_digest = anchor.seq, anchor.prev
     to_receipt: list[tuple[Any, str]] = []          # (manifest, location), sent once all is stored
-    storer = _Storer(store, report, dev)
+    storer = _Storer(store, report, dev, anchor)
     staged: _Staged | None = None
     try:
         for entry in entries:
@@ -115,7 +116,7 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
             report.bytes += m.size - staged.have
             prev_seq, prev_digest = seq, signed.digest(record)
             problem = None if chained else report.problems[-1]
-            storer.submit(_store_segment, store, report, dev, m, record, staged, prev_digest, problem, to_receipt)
+            storer.submit(_store_segment, storer, m, record, staged, prev_digest, problem, to_receipt)
     finally:
         try:
             storer.close()
@@ -163,12 +164,15 @@ class _Staged:
 
 
 class _Storer:
-    """One background thread that stages, verifies and stores segments in order, so the
-    link keeps moving while the store writes and fsyncs. The first error stops it and is
+    """One background thread that stages and verifies segments in order, so the link keeps
+    moving while the store works; storing itself runs in a :class:`StorePipeline`
+    (two segments at once), finished in seq order. The first error stops it and is
     re-raised to the caller."""
 
-    def __init__(self, store: EvidenceStore, report: OffloadReport, dev: str) -> None:
+    def __init__(self, store: EvidenceStore, report: OffloadReport, dev: str, anchor: Anchor) -> None:
         self.store, self.report, self.dev = store, report, dev
+        self.anchor = anchor                      # as stored; advanced over the stored prefix only
+        self.pipeline = StorePipeline(2, name=f"put:{dev}")
         self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=256)  # ≤ 16 MiB of chunks
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"store:{dev}", daemon=True)
@@ -187,6 +191,13 @@ class _Storer:
                     fn(*args)
                 except BaseException as exc:
                     self._error = exc
+        try:
+            if self._error is None:
+                self.pipeline.drain()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self.pipeline.close()
 
     def close(self) -> None:
         self._queue.put(None)
@@ -194,20 +205,30 @@ class _Storer:
         if self._error is not None:
             raise self._error
 
+    def advance(self, seq: int, manifest_digest: bytes) -> None:
+        self.anchor = _anchor(self.anchor, seq, manifest_digest)
+        self.store.set_anchor(self.dev, self.anchor)
 
-def _store_segment(store: EvidenceStore, report: OffloadReport, dev: str, m: Any, record: bytes,
-                   staged: _Staged, manifest_digest: bytes, problem: str | None,
-                   to_receipt: list[tuple[Any, str]]) -> None:
+
+def _store_segment(storer: _Storer, m: Any, record: bytes, staged: _Staged, manifest_digest: bytes,
+                   problem: str | None, to_receipt: list[tuple[Any, str]]) -> None:
+    store, report, dev = storer.store, storer.report, storer.dev
     digest, part = staged.close(), staged.path
     if digest != m.sha256 or part.stat().st_size != m.size:
-        _quarantine(store, report, dev, m.file, part, "segment does not match the SHA-256/size in its manifest")
-    elif problem is not None:
-        _quarantine(store, report, dev, m.file, part, problem)
+        problem = "segment does not match the SHA-256/size in its manifest"
+    if problem is not None:
+        work = partial(_quarantine, store, report, dev, m.file, part, problem)
+
+        def then(_: Any) -> None:
+            storer.advance(m.seq, manifest_digest)
     else:
-        location = store.put_segment(dev, m.seq, record, part)
-        report.stored.append(m.seq)
-        to_receipt.append((m, location))
-    store.set_anchor(dev, _anchor(store.anchor(dev), m.seq, manifest_digest))
+        work = partial(store.put_segment, dev, m.seq, record, part)
+
+        def then(location: Any) -> None:
+            report.stored.append(m.seq)
+            to_receipt.append((m, location))
+            storer.advance(m.seq, manifest_digest)
+    storer.pipeline.submit(work, then)
 
 
 def _record_ingest(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, key: Any,
