@@ -9,7 +9,9 @@ pieces carry the camera's absolute timestamps, so they join end to end; PyAV
 camera's own bits.
 
 Beside ``OUT.mp4`` go ``OUT.report.json`` and ``OUT.report.html``: hashes, signatures,
-device, officer, dock, receipts, clock offsets, truncated segments, the audit entries.
+device, officer, dock, receipts, clock offsets, truncated segments, the audit entries,
+and whatever ``verify`` finds wrong with the recording (a missing segment is exported
+around, never hidden: the report names the gap).
 The export is recorded in the audit trail before the files take their names, so no
 export exists that the trail does not show.
 """
@@ -33,6 +35,7 @@ from evidence import audit
 from evidence.office import Office, Refused, check_user
 from evidence.recordings import Recording, find, iso
 from evidence.store import EvidenceStore
+from evidence.verify import verify
 
 
 def export(office: Office, recording_id: str, identity: bytes, out: Path, by: str) -> dict[str, Any]:
@@ -47,6 +50,7 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
     rec, state = find(office.recordings(), recording_id), office.state()
     if rec.id in state.deleted:
         raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); nothing to export")
+    problems = verify(store, state, rec.id)["recordings"][0]["problems"]  # gaps, chain breaks: in the report
     receipts = _receipts(store, rec.device_id)
     segments: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
@@ -55,11 +59,15 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
             for s in rec.segments:
                 segments.append(_segment(store, rec, s, identity, ts, receipts))
         mp4 = Path(tmp) / "export.mp4"
+        if not any(seg["included"] for seg in segments):
+            raise Refused(f"no footage of {rec.id} can be exported: "
+                          + "; ".join(f"segment {seg['seq']}: {seg['excluded_reason']}" for seg in segments))
         streams = _remux(joined, mp4, rec.first.audio)
         digest = hashlib.sha256(mp4.read_bytes()).hexdigest()
         entry = office._record("export", by=by, device=rec.device_id, recording=rec.id,
                                details={"file": out.name, "sha256": digest, "segments": [s.seq for s in rec.segments]})
         report = _report(store, office, rec, segments, out, digest, mp4.stat().st_size, streams, by, entry)
+        report["recording"]["verification_problems"] = problems
         (Path(tmp) / "report.json").write_text(json.dumps(report, indent=2))
         (Path(tmp) / "report.html").write_text(_html(report))
         for name, target in (("report.json", _beside(out, ".report.json")), ("report.html", _beside(out, ".report.html")),
@@ -68,6 +76,7 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
     return {"recording": rec.id, "out": str(out), "sha256": digest, "report_json": str(_beside(out, ".report.json")),
             "report_html": str(_beside(out, ".report.html")), "duration_s": report["export"]["duration_s"],
             "frames": report["export"]["video_frames"], "truncated": report["recording"]["truncated"],
+            "excluded_segments": report["recording"]["excluded_segments"], "verification_problems": problems,
             "audit_seq": entry.seq}
 
 
@@ -110,14 +119,15 @@ def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes, ts: 
             signature = "verified"
         except signed.SignatureError as exc:
             signature = f"does not verify: {exc}"
+    base = {"seq": s.seq, "index": m.index, "file": m.file, "size": m.size, "sha256": m.sha256.hex(),
+            "manifest_sha256": signed.digest(s.record).hex(), "signature": signature,
+            "start_utc": iso(m.start_utc_us), "frames": m.frames, "receipts": receipts.get(s.seq, [])}
     try:
         data = store.footage(rec.device_id, s.seq)
     except FileNotFoundError:
-        raise Refused(f"the footage of segment {s.seq} of {rec.id} is not in the store; run verify") from None
-    actual = hashlib.sha256(data).digest()
-    if actual != m.sha256:
-        raise Refused(f"segment {s.seq} of {rec.id} does not match the SHA-256 in its manifest; it is not "
-                      "exported (run verify)")
+        return {**base, "included": False, "excluded_reason": "footage not in the store"}
+    if hashlib.sha256(data).digest() != m.sha256:
+        return {**base, "included": False, "excluded_reason": "does not match the SHA-256 in its manifest"}
     try:
         got = age_format.recover(data, identity)
     except age_format.AgeError as exc:
@@ -125,12 +135,10 @@ def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes, ts: 
     ts.write(got.plaintext)
     clock = m.clock or {}
     return {
-        "seq": s.seq, "index": m.index, "file": m.file, "size": m.size, "sha256": m.sha256.hex(),
-        "sha256_matches": True, "manifest_sha256": signed.digest(s.record).hex(), "signature": signature,
+        **base, "included": True, "sha256_matches": True,
         "complete": m.complete, "decrypted_complete": got.complete, "truncated": not (m.complete and got.complete),
         "truncated_reason": got.reason or (None if m.complete else "sealed after an interruption (power cut)"),
-        "start_utc": iso(m.start_utc_us), "end_utc": iso(m.end_utc_us) if m.end_utc_us is not None else None,
-        "frames": m.frames, "audio_packets": m.audio_packets,
+        "end_utc": iso(m.end_utc_us) if m.end_utc_us is not None else None, "audio_packets": m.audio_packets,
         "clock": {"offset_us": clock.get("offset_us"), "synced_utc": iso(clock["synced_utc_us"])
                   if isinstance(clock.get("synced_utc_us"), int) else None, "dock_id": clock.get("dock_id")},
         "receipts": receipts.get(s.seq, []),
@@ -197,6 +205,7 @@ def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list
             "announced": m.announced, "pre_record_s": m.pre_record_s, "truncated": rec.truncated,
             "segments": len(rec.segments), "frames_in_manifests": rec.frames,
             "all_signatures_verified": all(s["signature"] == "verified" for s in segments),
+            "excluded_segments": [s["seq"] for s in segments if not s["included"]],
         },
         "segments": segments,
         "export": {
@@ -214,6 +223,12 @@ def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list
     }
 
 
+def _state(s: dict[str, Any]) -> str:
+    if not s["included"]:
+        return "<b>NOT EXPORTED</b>: " + html.escape(s["excluded_reason"])
+    return "<b>truncated</b>: " + html.escape(str(s["truncated_reason"])) if s["truncated"] else "complete"
+
+
 def _receipt_text(receipts: list[dict[str, Any]]) -> str:
     return ", ".join(f"{c['dock_id']} {c['stored_utc']}" + ("" if c["signature_verified"] else " (unverified)")
                      for c in receipts) or "none"
@@ -223,10 +238,10 @@ def _html(report: dict[str, Any]) -> str:
     e = html.escape
     r, x = report["recording"], report["export"]
     rows = "".join(
-        f"<tr><td>{s['seq']}</td><td>{e(s['start_utc'])}</td><td>{e(str(s['end_utc']))}</td><td>{s['frames']}</td>"
+        f"<tr><td>{s['seq']}</td><td>{e(s['start_utc'])}</td><td>{e(str(s.get('end_utc')))}</td><td>{s['frames']}</td>"
         f"<td><code>{e(s['sha256'])}</code></td><td>{e(s['signature'])}</td>"
-        f"<td>{'<b>truncated</b>: ' + e(str(s['truncated_reason'])) if s['truncated'] else 'complete'}</td>"
-        f"<td>{e(str(s['clock']['offset_us']))}</td>"
+        f"<td>{_state(s)}</td>"
+        f"<td>{e(str(s.get('clock', {}).get('offset_us')))}</td>"
         f"<td>{e(_receipt_text(s['receipts']))}</td></tr>"
         for s in report["segments"])
     trail = "".join(f"<tr><td>{a['seq']}</td><td>{e(iso(a['utc_us']))}</td><td>{e(a['action'])}</td>"
@@ -237,6 +252,7 @@ def _html(report: dict[str, Any]) -> str:
              ("Announced", "yes" if r["announced"] else "no (imminent danger)"),
              ("All signatures verified", "yes" if r["all_signatures_verified"] else "NO"),
              ("Truncated segments", "yes" if r["truncated"] else "none"),
+             ("Verification problems", "; ".join(r["verification_problems"]) or "none"),
              ("Export file", x["file"]), ("Export SHA-256", x["sha256"]), ("Duration", f"{x['duration_s']} s"),
              ("Video", f"{x['video_codec']} {x['width']}×{x['height']}, {x['video_frames']} frames"),
              ("Audio", f"{x['audio_codec']}, {x['audio_packets']} packets" if x["audio_codec"] else "none"),

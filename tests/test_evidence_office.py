@@ -187,6 +187,17 @@ def test_export_opens_in_stock_tools_with_its_report(office, authority, tmp_path
     assert all(s["receipts"] and s["receipts"][0]["signature_verified"] for s in report["segments"])
     assert rec["id"] in (tmp_path / "export" / "rec.report.html").read_text()
     assert office.ok("audit")["entries"][-1]["action"] == "export"
+    assert result["verification_problems"] == [] and result["excluded_segments"] == []
+    # A segment lost from the store: the rest is exported, and the report names the gap.
+    admin = office.store if office.backend == "fs" else S3EvidenceStore(office.url, client=s3_client(office.s3,
+                                                                                                     "office"))
+    lost = rec["segments"][1]
+    admin.backend.destroy(admin.footage_key("test-cam", lost))
+    gap = office.ok("export", "--recording", rec["id"], "--identity", str(authority[0]), "--out",
+                    str(tmp_path / "export" / "gap.mp4"), "--by", "anna")
+    assert gap["excluded_segments"] == [lost] and gap["frames"] < result["frames"]
+    assert any("footage missing" in p for p in gap["verification_problems"])
+    assert "NOT EXPORTED" in (tmp_path / "export" / "gap.report.html").read_text()
     # Bad input: nothing written, nothing recorded.
     before = office.audit_count()
     wrong = keys.create_authority(tmp_path / "other", name="other").identity
