@@ -7,11 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
-DEBIAN_TOOLS=(age ffmpeg espeak-ng socat)
+DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium)
 
 setup() {
     local missing=()
-    for tool in age ffprobe espeak-ng socat; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    for tool in age ffprobe espeak-ng socat chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
     if ((${#missing[@]})); then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "dev.sh: installing Debian tools (${DEBIAN_TOOLS[*]})" >&2

@@ -127,6 +127,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, required=True, help="FILE.mp4 (reports go beside it)")
     c.add_argument("--by", type=_user, required=True)
 
+    c = sub.add_parser("serve", parents=[common], help="the Sichtung web console (docs/console.md)")
+    c.add_argument("--identity", type=Path, required=True, help="the evidence office's age identity")
+    c.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    c.add_argument("--port", type=int, default=8080)
+
+    c = sub.add_parser("users", parents=[common], help="console users: add (or change) one, list them")
+    c.add_argument("users_command", choices=["add", "list"])
+    c.add_argument("--id", help="user id (an officer's id for the officer role)")
+    c.add_argument("--role", choices=["clerk", "supervisor", "officer", "dpo"])
+    c.add_argument("--by", type=_user, default=me)
+
     c = sub.add_parser("audit", parents=[common], help="the audit trail")
     c.add_argument("--verify", action="store_true", help="check numbering, chaining and signatures")
     c.add_argument("--expect", metavar="SEQ:HEX", help="a head printed earlier that must still be in the trail")
@@ -206,6 +217,10 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
         except keys.KeyFileError as exc:
             raise Refused(f"--identity: {exc}") from None
         return 0, export(office, args.recording, identity, args.out, args.by)
+    if cmd == "users":
+        return _users(args, office)
+    if cmd == "serve":
+        return _serve(args, office)
     # audit
     if args.verify:
         try:
@@ -217,6 +232,44 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
         raise Refused("--expect goes with --verify")
     report = audit.verify(store)
     return 0, {"entries": [e.to_json(report.signers) for e in audit.entries(store)], "head": report.head}
+
+
+def _read_password(user_id: str) -> str:
+    """From standard input when it is not a terminal (scripts), else prompted twice."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {user_id}: ")
+    if getpass.getpass("again: ") != first:
+        raise Refused("the two passwords differ; nothing changed")
+    return first
+
+
+def _users(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
+    from evidence.users import Users
+    if args.users_command == "list":
+        return 0, {"users": [{"id": u.id, "role": u.role} for u in Users(office.store).all()]}
+    if not args.id or not args.role:
+        raise Refused("users add needs --id and --role")
+    office.check_key()
+    return 0, office.set_user(args.id, args.role, _read_password(args.id), args.by)
+
+
+def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
+    import waitress
+    from evidence.console import create_app
+    if not 1 <= args.port <= 65535:
+        raise Refused(f"--port must be 1…65535, got {args.port}")
+    try:
+        identity = keys.load_identity(args.identity)
+    except FileNotFoundError:
+        raise Refused(f"--identity {args.identity}: no such file") from None
+    except keys.KeyFileError as exc:
+        raise Refused(f"--identity: {exc}") from None
+    office.check_key()
+    app = create_app(office.store, office.key, identity)
+    print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    waitress.serve(app, host=args.host, port=args.port, threads=8, ident="bodycam")
+    return 0, {"served": f"{args.host}:{args.port}"}
 
 
 def _human(cmd: str, result: Any) -> str:

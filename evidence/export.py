@@ -51,18 +51,9 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
     if rec.id in state.deleted:
         raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); nothing to export")
     problems = verify(store, state, rec.id)["recordings"][0]["problems"]  # gaps, chain breaks: in the report
-    receipts = _receipts(store, rec.device_id)
-    segments: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        joined = Path(tmp) / "joined.ts"
-        with open(joined, "wb") as ts:
-            for s in rec.segments:
-                segments.append(_segment(store, rec, s, identity, ts, receipts))
         mp4 = Path(tmp) / "export.mp4"
-        if not any(seg["included"] for seg in segments):
-            raise Refused(f"no footage of {rec.id} can be exported: "
-                          + "; ".join(f"segment {seg['seq']}: {seg['excluded_reason']}" for seg in segments))
-        streams = _remux(joined, mp4, rec.first.audio)
+        segments, streams = render(store, rec, identity, mp4)
         digest = hashlib.sha256(mp4.read_bytes()).hexdigest()
         entry = office._record("export", by=by, device=rec.device_id, recording=rec.id,
                                details={"file": out.name, "sha256": digest, "segments": [s.seq for s in rec.segments]})
@@ -78,6 +69,26 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
             "frames": report["export"]["video_frames"], "truncated": report["recording"]["truncated"],
             "excluded_segments": report["recording"]["excluded_segments"], "verification_problems": problems,
             "audit_seq": entry.seq}
+
+
+def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path) -> tuple[list[dict[str, Any]],
+                                                                                   dict[str, Any]]:
+    """Check, decrypt, join and remux ``rec`` into ``mp4``: (per-segment facts, stream facts).
+    Refused if no segment can be included."""
+    receipts = _receipts(store, rec.device_id)
+    segments: list[dict[str, Any]] = []
+    joined = mp4.with_name(mp4.name + ".ts")
+    try:
+        with open(joined, "wb") as ts:
+            for s in rec.segments:
+                segments.append(_segment(store, rec, s, identity, ts, receipts))
+        if not any(seg["included"] for seg in segments):
+            raise Refused(f"no footage of {rec.id} can be exported: "
+                          + "; ".join(f"segment {seg['seq']}: {seg['excluded_reason']}" for seg in segments))
+        streams = _remux(joined, mp4, rec.first.audio)
+    finally:
+        joined.unlink(missing_ok=True)
+    return segments, streams
 
 
 def _beside(out: Path, suffix: str) -> Path:

