@@ -2,6 +2,7 @@
 # One entry point for people and CI. Each command sets itself up first:
 #   ./dev.sh sim [bodycam-sim arguments]        main job: a shift of 3 cameras, docked and offloaded
 #   ./dev.sh test [pytest options]              run the test suite
+#   ./dev.sh console                            the Sichtung web console on the demo's store (demo logins)
 #   ./dev.sh bench [write|activation|offload|upload]  run the benchmarks (all but upload by default)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
@@ -39,6 +40,17 @@ case "$cmd" in
         if [ $# -eq 0 ]; then set -- demo --workdir run/demo; fi
         exec "$VENV/bin/bodycam-sim" "$@" ;;
     test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    console)
+        setup
+        [ -e run/demo/.bodycam-demo ] || "$VENV/bin/bodycam-sim" demo --workdir run/demo
+        ev=("$VENV/bin/bodycam-evidence" --store run/demo/evidence --key run/demo/keys/office.key)
+        for login in "sichtung clerk" "leitung supervisor" "dsb dpo" "KOD-101 officer"; do
+            read -r id role <<<"$login"
+            echo "demo-passwort-$id" | "${ev[@]}" users add --id "$id" --role "$role" --by demo >/dev/null
+        done
+        echo "Demo logins (password: demo-passwort-<login>): sichtung (clerk), leitung (supervisor)," \
+             "dsb (data-protection officer), KOD-101 (officer)"
+        exec "${ev[@]}" serve --identity run/demo/keys/authority.key "$@" ;;
     bench)
         setup
         what="${1:-all}"; shift || true
@@ -51,5 +63,5 @@ case "$cmd" in
                  && exec "$VENV/bin/python" bench/offload.py ;;
             *) echo "dev.sh bench: write | activation | offload | upload" >&2; exit 2 ;;
         esac ;;
-    *) sed -n '2,7p' "$0"; exit 2 ;;
+    *) sed -n '2,8p' "$0"; exit 2 ;;
 esac
