@@ -75,7 +75,7 @@ def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path) -> 
                                                                                    dict[str, Any]]:
     """Check, decrypt, join and remux ``rec`` into ``mp4``: (per-segment facts, stream facts).
     Refused if no segment can be included."""
-    receipts = _receipts(store, rec.device_id)
+    receipts = receipts_of(store, rec.device_id)
     segments: list[dict[str, Any]] = []
     joined = mp4.with_name(mp4.name + ".ts")
     try:
@@ -95,7 +95,9 @@ def _beside(out: Path, suffix: str) -> Path:
     return out.with_name(out.stem + suffix)
 
 
-def _receipts(store: EvidenceStore, device_id: str) -> dict[int, list[dict[str, Any]]]:
+def receipts_of(store: EvidenceStore, device_id: str) -> dict[int, list[dict[str, Any]]]:
+    """The dock's custody receipts of the device's segments, by seq, each with whether its
+    signature verifies with the dock key registered in the store."""
     by_seq: dict[int, list[dict[str, Any]]] = {}
     for record in store.receipts(device_id):
         try:

@@ -130,6 +130,15 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         page.click("#hold")
         assert "gesichert" in page.inner_text("#status") and "AZ 4711/26" in page.inner_text("#status")
         page.screenshot(path=shots / "3-held.png", full_page=True)
+        # Exports it: MP4 and evidence report to download.
+        page.click("#export")
+        links = page.locator("#downloads a")
+        assert links.count() == 3
+        page.screenshot(path=shots / "3b-export.png", full_page=True)
+        mp4 = next(h for h in (links.nth(i).get_attribute("href") for i in range(3)) if h.endswith(".mp4"))
+        got = page.request.get(console.url + mp4)
+        assert got.status == 200 and got.body()[4:8] == b"ftyp"
+        page.goto(f"{console.url}/recordings/{announced}")
         # A clerk cannot approve a deletion, even with a valid form token.
         token = page.get_attribute("input[name=csrf_token]", "value")
         refused = page.request.post(f"{console.url}/recordings/{emergency}/delete", form={"csrf_token": token})
@@ -161,7 +170,7 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         page.goto(f"{console.url}/audit?lang=en")
         assert "intact" in page.inner_text("#audit-status")
         actions = page.locator("#audit td.action").all_inner_texts()
-        for step in ("ingest", "view", "hold", "approve-delete", "delete"):
+        for step in ("ingest", "view", "hold", "export", "approve-delete", "delete"):
             assert step in actions, (step, actions)
         assert actions.count("approve-delete") == 2
         page.screenshot(path=shots / "6-audit.png", full_page=True)
@@ -225,6 +234,18 @@ def test_ids_are_checked_and_officers_see_only_their_own(console):
     o = session_for(console, "KOD-99", "other-password-1")
     assert console.recordings[0] not in o.get(console.url + "/").text
     assert o.get(f"{console.url}/recordings/{console.recordings[0]}").status_code == 404
+
+
+def test_login_never_redirects_off_site(console):
+    s = requests.Session()
+    for target in ("//evil.example/", "/\\evil.example", "https://evil.example", "/%2F%2Fevil.example"):
+        page = s.get(f"{console.url}/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        r = s.post(f"{console.url}/login", params={"next": target},
+                   data={"csrf_token": token, "user": "anna", "password": PASSWORDS["anna"]}, allow_redirects=False)
+        assert r.status_code == 302 and r.headers["Location"] == "/", (target, r.headers["Location"])
+        s.post(f"{console.url}/logout", data={"csrf_token": re.search(
+            r'name="csrf_token" value="([^"]+)"', s.get(console.url + "/").text).group(1)})
 
 
 def test_login_is_throttled(console):

@@ -35,7 +35,7 @@ from evidence import audit, events
 from evidence.console.i18n import LANGS, text
 from evidence.errors import LockedError, StoreUnavailable
 from evidence.export import export as run_export
-from evidence.export import render
+from evidence.export import receipts_of, render
 from evidence.office import Office, Refused
 from evidence.recordings import Recording, index, iso
 from evidence.state import HOLD_REASONS, State
@@ -43,6 +43,7 @@ from evidence.store import EvidenceStore
 from evidence.users import Users
 from evidence.verify import verify
 
+LOCAL_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)?")
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ROLES_REVIEW = ("clerk", "supervisor", "officer")
 FAILS_ALLOWED, FAIL_WINDOW_S = 5, 900
@@ -191,7 +192,7 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
                 session.update(user=found.id, role=found.role, lang=lang, seen=[])
                 session.permanent = True
                 target = request.args.get("next", "")
-                return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+                return redirect(target if LOCAL_PATH.fullmatch(target) else "/")  # never off-site
         return render_template("login.html", error=error), (401 if error else 200)
 
     @app.post("/logout")
@@ -235,16 +236,11 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
         record("view", rec, what="page")
         ev = events.for_recording(store, rec)
         check = verify(store, state, rec.id)["recordings"][0]
-        sigs = {}
-        for s in rec.segments:
-            known = store.public_key(s.manifest.device_key)
-            sigs[s.seq] = known is not None and known[0] == "device"
+        flagged = {int(m) for p in check["problems"] for m in re.findall(r"^segments? (\d+)", p)}
         trail = [e for e in audit.entries(store) if e.recording == rec.id]
-        receipts = {}
-        from evidence.export import _receipts
-        receipts = _receipts(store, rec.device_id)
+        receipts = receipts_of(store, rec.device_id)
         return render_template("recording.html", rec=rec, state=state, ev=ev, check=check, trail=trail,
-                               receipts=receipts, deleted=state.deleted.get(rec.id),
+                               receipts=receipts, flagged=flagged, deleted=state.deleted.get(rec.id),
                                holds=state.holds.get(rec.id, []), approvals=state.approvals.get(rec.id, {}),
                                days=max(0, int((rec.expires_utc_us(state.retention_days) - now_us())
                                                 // 86_400_000_000)),
