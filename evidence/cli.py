@@ -210,13 +210,7 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
     if cmd == "delete":
         return 0, office.delete(args.recording, args.by)
     if cmd == "export":
-        try:
-            identity = keys.load_identity(args.identity)
-        except FileNotFoundError:
-            raise Refused(f"--identity {args.identity}: no such file") from None
-        except keys.KeyFileError as exc:
-            raise Refused(f"--identity: {exc}") from None
-        return 0, export(office, args.recording, identity, args.out, args.by)
+        return 0, export(office, args.recording, _identity(args.identity), args.out, args.by)
     if cmd == "users":
         return _users(args, office)
     if cmd == "serve":
@@ -232,6 +226,15 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
         raise Refused("--expect goes with --verify")
     report = audit.verify(store)
     return 0, {"entries": [e.to_json(report.signers) for e in audit.entries(store)], "head": report.head}
+
+
+def _identity(path: Path) -> bytes:
+    try:
+        return keys.load_identity(path)
+    except FileNotFoundError:
+        raise Refused(f"--identity {path}: no such file") from None
+    except keys.KeyFileError as exc:
+        raise Refused(f"--identity: {exc}") from None
 
 
 def _read_password(user_id: str) -> str:
@@ -259,12 +262,7 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     from evidence.console import create_app
     if not 1 <= args.port <= 65535:
         raise Refused(f"--port must be 1…65535, got {args.port}")
-    try:
-        identity = keys.load_identity(args.identity)
-    except FileNotFoundError:
-        raise Refused(f"--identity {args.identity}: no such file") from None
-    except keys.KeyFileError as exc:
-        raise Refused(f"--identity: {exc}") from None
+    identity = _identity(args.identity)
     office.check_key()
     app = create_app(office.store, office.key, identity)
     print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
