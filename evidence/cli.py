@@ -29,6 +29,8 @@ import datetime as dt
 import getpass
 import json
 import os
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -266,7 +268,13 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     office.check_key()
     app = create_app(office.store, office.key, identity)
     print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=8, ident="bodycam")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # systemd's stop: clean up like Ctrl-C
+    try:
+        waitress.serve(app, host=args.host, port=args.port, threads=8, ident="bodycam")
+    except KeyboardInterrupt:
+        pass
+    finally:  # decrypted footage does not outlive the console
+        shutil.rmtree(app.extensions["bodycam"]["cache"], ignore_errors=True)
     return 0, {"served": f"{args.host}:{args.port}"}
 
 

@@ -259,3 +259,39 @@ def test_login_is_throttled(console):
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = s.post(f"{console.url}/login", data={"csrf_token": token, "user": "anna", "password": PASSWORDS["anna"]})
     assert r.status_code == 429  # even the right password, until the window has passed
+
+
+def test_serve_as_a_process_stops_cleanly_on_sigterm(console, tmp_path, authority):
+    """`bodycam-evidence serve`: answers, and SIGTERM (systemd's stop) ends it with exit 0
+    and its cache of decrypted footage removed."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = next(console.store.root.parent.glob("office-keys/office.key"))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "bodycam-evidence"), "--store", str(console.store.root),
+                             "--key", str(key), "serve", "--identity", str(authority[0]), "--port", str(port)],
+                            env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert requests.get(f"http://127.0.0.1:{port}/login", timeout=2).status_code == 200
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        assert [p.name.startswith("bodycam-console-") for p in tmp.iterdir()] == [True]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert list(tmp.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
