@@ -45,11 +45,13 @@ def device_events(store: EvidenceStore, device_id: str) -> tuple[list[dict[str, 
     return sorted(out, key=lambda b: b.get("seq", 0)), problems
 
 
-def for_recording(store: EvidenceStore, rec: Recording) -> RecordingEvents:
+def for_recording(store: EvidenceStore, rec: Recording,
+                  loaded: tuple[list[dict[str, Any]], list[str]] | None = None) -> RecordingEvents:
     """Events of the recording: those naming it, and those while it ran (by the camera's
     monotonic clock). Marker offsets count from the start of the exported video (the first
-    segment's first pts, on the same clock)."""
-    events, problems = device_events(store, rec.device_id)
+    segment's first pts, on the same clock). ``loaded``: the device's events, read once for
+    many recordings."""
+    events, problems = loaded if loaded is not None else device_events(store, rec.device_id)
     first = rec.first
     last = rec.segments[-1].manifest
     start, end = first.start_mono_us, (last.end_mono_us or last.start_mono_us)

@@ -295,3 +295,18 @@ def test_serve_as_a_process_stops_cleanly_on_sigterm(console, tmp_path, authorit
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_throttle_forgets_old_failures_and_stays_bounded():
+    from evidence.console import FAIL_WINDOW_S, FAILS_ALLOWED, Throttle
+    now = [0.0]
+    t = Throttle(clock=lambda: now[0])
+    for _ in range(FAILS_ALLOWED):
+        t.fail("user:a")
+    assert t.blocked("user:a") and not t.blocked("user:b")
+    now[0] += FAIL_WINDOW_S + 1
+    assert not t.blocked("user:a")
+    for i in range(10_050):  # an attacker trying made-up user ids
+        t.fail(f"user:{i}")
+        now[0] += 0.2
+    assert len(t._fails) < 10_050

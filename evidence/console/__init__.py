@@ -77,8 +77,12 @@ class Throttle:
 
     def fail(self, *keys: str) -> None:
         with self._lock:
+            now = self.clock()
+            if len(self._fails) > 10_000:  # made-up user ids must not grow this without bound
+                for k in [k for k, q in self._fails.items() if not q or now - q[-1] > FAIL_WINDOW_S]:
+                    del self._fails[k]
             for k in keys:
-                self._fails[k].append(self.clock())
+                self._fails[k].append(now)
 
     def clear(self, *keys: str) -> None:
         with self._lock:
@@ -208,6 +212,7 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
         now = now_us()
         f = {k: request.args.get(k, "").strip() for k in ("officer", "device", "date", "held", "due")}
         rows = []
+        loaded: dict[str, Any] = {}  # each device's event log read once per page
         for rec in index(store).values():
             if g.role == "officer" and rec.officer_id != g.user:
                 continue
@@ -225,7 +230,9 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
                 continue
             if f["due"].isdigit() and (row["holds"] or row["deleted"] or days > int(f["due"])):
                 continue
-            row["markers"] = len(events.for_recording(store, rec).markers)
+            if rec.device_id not in loaded:
+                loaded[rec.device_id] = events.device_events(store, rec.device_id)
+            row["markers"] = len(events.for_recording(store, rec, loaded[rec.device_id]).markers)
             rows.append(row)
         return render_template("recordings.html", rows=rows, f=f)
 
