@@ -1,4 +1,4 @@
-"""The Sichtung console: a real shift in a real store, the server on loopback (waitress),
+"""The Sichtung console: a real shift in a real store, the server on loopback,
 and Debian's chromium driven by Playwright — log in, find, play, seek, hold, four-eyes
 deletion, the audit page; plus HTTP-level checks of sessions, ids and headers.
 
@@ -62,13 +62,17 @@ def console(env, identity, authority, tmp_path, capsys):
         finally:
             sys.stdin = old
     app = create_app(env.store, keys.load_signing_key(key), authority[1], cache_dir=tmp_path / "cache")
-    import waitress
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-    t = threading.Thread(target=server.run, daemon=True)
+    # werkzeug's threaded server here: it stops cleanly from another thread (waitress, which
+    # `serve` runs, has no such call; it is tested as a process below).
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
-    yield Console(f"http://127.0.0.1:{server.effective_port}", env.store, officer, [r["id"] for r in rows],
+    yield Console(f"http://127.0.0.1:{server.server_port}", env.store, officer, [r["id"] for r in rows],
                   tmp_path / "screens")
-    server.close()
+    server.shutdown()
+    t.join(10)
+    server.server_close()
 
 
 def chromium_path() -> str:
