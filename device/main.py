@@ -26,6 +26,7 @@ from common.link import Link, LinkClosed, open_port
 from device.identity import DeviceIdentity
 from device.link_service import load_dock_keys
 from device.power import MainsPower, PowerSource, SysfsBattery
+from device.service_notify import ServiceNotifier
 from device.runtime import DeviceRuntime, State
 from device.segment_store import SegmentStore, StoreError
 
@@ -57,7 +58,8 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
     port = Link(open_port(config.link.port)) if config.link.port else None
     return DeviceRuntime(config, identity, camera, hardware, clock,
                          SegmentStore(device_config.resolve(config, d.store), identity), power,
-                         audio=AplaySink(), cue_wav=cue, link=port, dock_keys=dock_keys)
+                         audio=AplaySink(), cue_wav=cue, link=port, dock_keys=dock_keys,
+                         service=ServiceNotifier.from_env())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

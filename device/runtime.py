@@ -32,6 +32,7 @@ from common.clock import AdjustableClock, Clock
 from common.link import Link
 from device.button import Gesture, PressRecogniser
 from device.camera import Camera, EncodedPacket
+from device.service_notify import ServiceNotifier
 from device.config import Config
 from device.event_log import EventLog
 from device.hardware import AudioSink, Hardware, Sounder, wav_duration_us
@@ -73,7 +74,8 @@ class DeviceRuntime:
     def __init__(self, config: Config, identity: DeviceIdentity, camera: Camera, hardware: Hardware,
                  clock: Clock, store: SegmentStore, power: PowerSource, *,
                  audio: AudioSink | None = None, cue_wav: Path | None = None,
-                 link: Link | None = None, dock_keys: dict[str, Ed25519PublicKey] | None = None) -> None:
+                 link: Link | None = None, dock_keys: dict[str, Ed25519PublicKey] | None = None,
+                 service: ServiceNotifier | None = None) -> None:
         """``link``: the port a dock talks on (served by :class:`LinkService` from every tick);
         ``dock_keys``: the enrolled docks, by key fingerprint."""
         self.clock = AdjustableClock(clock)  # UTC as corrected by the dock; pts untouched
@@ -100,6 +102,7 @@ class DeviceRuntime:
         self.recordings: list[RecordingSummary] = []
         self.warnings: set[str] = set()
         self.error: str | None = None
+        self.service = service or ServiceNotifier(None)   # systemd's READY/WATCHDOG, if under systemd
         self.led_timeline: list[dict[str, Any]] = []
         self.boot_us = clock.monotonic_us()
         self._edges: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
@@ -165,6 +168,7 @@ class DeviceRuntime:
         returns, so the service manager can restart the process and the camera with it.
         """
         self.boot()
+        self.service.ready(f"{self.state.name}: {self.identity.device_id}")
         packets = self.camera.packets()
         try:
             while self.state != State.SHUTDOWN:
@@ -179,7 +183,9 @@ class DeviceRuntime:
                     self._fail("camera_failure", f"{type(exc).__name__}: {exc}")
                     break
                 self.feed(packet)
+                self.service.alive()  # only while packets flow: a hung camera stops the pings
         finally:
+            self.service.stopping(f"{self.state.name}{': ' + self.error if self.error else ''}")
             self.stop_recording("shutdown")
             self.events.close()
         return self.state

@@ -360,3 +360,46 @@ def test_corrupt_journal_at_boot_is_error_not_a_crash(tmp_path, identity):
     assert sim.runtime.state != State.RECORDING and not sim.runtime.recordings
     assert "seal_failed" in [e["kind"] for e in sim.runtime.events.entries]
     sim.runtime.close()
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(sim_factory, tmp_path):
+    """Type=notify and WatchdogSec: a real AF_UNIX datagram socket stands where systemd's is,
+    read as systemd does (concurrently); a socket nobody reads never stalls the loop."""
+    import socket
+    import threading
+    from device.service_notify import ServiceNotifier
+    path = tmp_path / "notify"
+    got: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(0.5)
+
+        def read() -> None:
+            try:
+                while True:
+                    got.append(server.recv(4096).decode())
+            except (TimeoutError, OSError):
+                pass
+        reader = threading.Thread(target=read)
+        reader.start()
+        sim = sim_factory()
+        rt = sim.runtime
+        rt.service = ServiceNotifier.from_env({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000"})
+        real_packets = rt.camera.packets
+
+        def some():
+            for i, p in enumerate(real_packets()):
+                if i == 30 * 4:
+                    return
+                yield p
+        rt.camera.packets = some  # type: ignore[method-assign]
+        rt.run()
+        reader.join()
+    assert got[0].startswith("READY=1\nSTATUS=") and got[-1].startswith("STOPPING=1")
+    assert "WATCHDOG=1" in got[1:-1]
+    # Nobody reading: the buffer fills, pings are dropped, the loop goes on.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as deaf:
+        deaf.bind(str(tmp_path / "deaf"))
+        n = ServiceNotifier(str(tmp_path / "deaf"), watchdog_usec=1)
+        results = [n.send("WATCHDOG=1") for _ in range(5000)]
+    assert results[0] and not results[-1]
