@@ -8,11 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
-DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium)
+DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium alsa-utils shellcheck systemd openssl)
 
 setup() {
     local missing=()
-    for tool in age ffprobe espeak-ng socat chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    for tool in age ffprobe espeak-ng socat chromium aplay shellcheck systemd-analyze openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
     if ((${#missing[@]})); then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "dev.sh: installing Debian tools (${DEBIAN_TOOLS[*]})" >&2
@@ -23,7 +23,8 @@ setup() {
         fi
     fi
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    local stamp
+    stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
     if [ ! -e "$stamp" ]; then
         echo "dev.sh: installing the package into $VENV" >&2
         "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true

@@ -90,11 +90,16 @@ def available_backends() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def open_camera(config: CameraConfig, **kwargs: Any) -> Camera:
-    """Instantiate the backend named by ``config.backend`` (an entry point)."""
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == config.backend]
+def camera_factory(backend: str) -> Any:
+    """The class registered for ``backend`` (an entry point). A backend may offer a
+    ``probe() -> str`` static method that finds its hardware without starting it."""
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == backend]
     if not matches:
-        raise CameraError(f"unknown camera backend {config.backend!r}; installed: "
+        raise CameraError(f"unknown camera backend {backend!r}; installed: "
                           f"{', '.join(available_backends()) or 'none (is the package installed?)'}")
-    factory = matches[0].load()
-    return factory(config, **kwargs)
+    return matches[0].load()
+
+
+def open_camera(config: CameraConfig, **kwargs: Any) -> Camera:
+    """Instantiate the backend named by ``config.backend``."""
+    return camera_factory(config.backend)(config, **kwargs)

@@ -18,16 +18,25 @@ What :class:`FrameSink` guarantees (tested without a Pi, tests/test_camera_picam
 * the encoder thread is never blocked: a full queue drops the frame and counts it;
 * a camera that stops delivering frames for ``stall_s`` raises :class:`CameraError`
   from :meth:`packets` — the runtime then enters ERROR (amber LED, error tone) and
-  the service manager restarts the process.
+  the service manager restarts the process. Audio packets do not count: a live
+  microphone cannot hide a dead camera.
+
+The microphone (:mod:`device.microphone`, ALSA through PyAV, AAC) runs in its own thread
+and puts its packets on the same queue (:meth:`FrameSink.put_audio`), already on the same
+clock. A microphone that fails is logged and the camera records video alone.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from typing import Any, Callable, Iterator
 
-from device.camera import CameraConfig, CameraError, EncodedPacket, VideoParams
+from device.camera import AudioParams, CameraConfig, CameraError, EncodedPacket, VideoParams
+
+log = logging.getLogger(__name__)
 
 
 class FrameSink:
@@ -75,18 +84,32 @@ class FrameSink:
         except queue.Full:
             self.dropped_full += 1
 
+    def put_audio(self, packet: EncodedPacket) -> None:
+        """Called by the microphone's thread; never blocks (a full queue drops and counts)."""
+        if self._closed.is_set():
+            return
+        try:
+            self._queue.put_nowait(packet)
+        except queue.Full:
+            self.dropped_full += 1
+
     def packets(self) -> Iterator[EncodedPacket]:
-        """Packets until :meth:`close`; :class:`CameraError` if none arrives for ``stall_s``."""
+        """Packets until :meth:`close`; :class:`CameraError` if no *video* arrives for ``stall_s``."""
+        last_video = time.monotonic()
         while True:
+            wait = last_video + self.stall_s - time.monotonic()
             try:
-                packet = self._queue.get(timeout=self.stall_s)
+                packet = self._queue.get(timeout=max(wait, 0.001))
             except queue.Empty:
-                if self._closed.is_set():
-                    return
+                packet = None if self._closed.is_set() else False
+            if packet is False or (packet is not None and packet.kind == "audio"
+                                   and time.monotonic() - last_video > self.stall_s):
                 raise CameraError(f"no frame from the camera for {self.stall_s:g} s (camera cable, "
                                   "libcamera or the encoder failed); restarting the camera service") from None
             if packet is None:
                 return
+            if packet.kind == "video":
+                last_video = time.monotonic()
             yield packet
 
     def drain(self) -> list[EncodedPacket]:
@@ -123,11 +146,12 @@ class Picamera2Camera:
             raise CameraError("the picamera2 backend needs a Raspberry Pi with libcamera "
                               "(apt install python3-picamera2); use backend 'sim' elsewhere") from exc
         self.video: VideoParams = config.video
-        self.audio = None  # the microphone is captured separately and joined by pts
         now_us = clock.monotonic_us if clock is not None else _monotonic_us
         self.sink = FrameSink(now_us, maxsize=config.video.fps * 4,
                               stall_s=float(config.options.get("stall_s", 3.0)))
         sink = self.sink
+        self.microphone = _open_microphone(config, now_us, sink)
+        self.audio: AudioParams | None = self.microphone.params if self.microphone else None
 
         class _SinkOutput(Output):  # type: ignore[misc, valid-type]
             def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
@@ -142,18 +166,50 @@ class Picamera2Camera:
             self._encoder = H264Encoder(bitrate=v.bitrate, repeat=True, iperiod=v.gop_frames)
             self._cam.start_recording(self._encoder, _SinkOutput())
         except Exception as exc:  # libcamera: no camera connected, camera busy, …
+            if self.microphone is not None:
+                self.microphone.close()
             raise CameraError(f"the camera could not be started ({type(exc).__name__}: {exc}); is the "
                               "camera cable seated and the camera enabled (rpicam-hello --list-cameras)?") from exc
+
+    @staticmethod
+    def probe() -> str:
+        """Find the camera without starting it (``bodycam-device --check``)."""
+        try:
+            from picamera2 import Picamera2  # noqa: PLC0415
+        except ImportError as exc:
+            raise CameraError("picamera2 is not installed or libcamera is missing (apt install "
+                              "python3-picamera2; the venv needs --system-site-packages)") from exc
+        cameras = Picamera2.global_camera_info()
+        if not cameras:
+            raise CameraError("no camera found: is the ribbon cable seated (contacts the right way round) "
+                              "and does rpicam-hello --list-cameras see it?")
+        return ", ".join(f"{c.get('Model', '?')} at {c.get('Location', c.get('Id', '?'))}" for c in cameras)
 
     def packets(self) -> Iterator[EncodedPacket]:
         return self.sink.packets()
 
     def close(self) -> None:
         self.sink.close()
+        if self.microphone is not None:
+            self.microphone.close()
         try:
             self._cam.stop_recording()
         finally:
             self._cam.close()
+
+
+def _open_microphone(config: CameraConfig, now_us: Callable[[], int], sink: FrameSink) -> Any:
+    """The microphone if audio is configured and it opens; else None (video alone, logged)."""
+    if config.audio is None:
+        return None
+    from device.microphone import Microphone, MicrophoneError  # noqa: PLC0415
+    try:
+        return Microphone(config.audio, now_us, sink.put_audio,
+                          device=str(config.options.get("audio_device", "default")),
+                          fmt=str(config.options.get("audio_format", "alsa")))  # another PyAV input in tests
+    except MicrophoneError as exc:
+        log.error("%s; the camera records video without sound", exc)
+        return None
 
 
 def _monotonic_us() -> int:

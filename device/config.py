@@ -50,6 +50,7 @@ class CameraSection:
     bitrate: int = field(default=4_000_000, metadata=_range(50_000, 100_000_000))
     gop_seconds: float = field(default=1.0, metadata=_range(0.1, 10))
     audio: bool = True
+    audio_device: str = "default"    # ALSA capture device (arecord -L), e.g. "plughw:CARD=Device"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
     identity = DeviceIdentity.load(d.id, device_config.resolve(config, d.key), d.recipients, d.officer_id or None)
     video = VideoParams(width=c.width, height=c.height, fps=c.fps, bitrate=c.bitrate,
                         gop_frames=max(1, round(c.fps * c.gop_seconds)))
-    camera = open_camera(CameraConfig(c.backend, video, AudioParams() if c.audio else None), clock=clock)
+    camera = open_camera(CameraConfig(c.backend, video, AudioParams() if c.audio else None,
+                                      options={"audio_device": c.audio_device}), clock=clock)
     power: PowerSource = (SysfsBattery(Path(config.power.battery_capacity_file))
                           if config.power.battery_capacity_file else MainsPower())
     cue = render_cue(config.cues.announcement, config.cues.voice, device_config.resolve(config, config.cues.wav))
@@ -65,14 +66,30 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bodycam-device", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true",
+                      help="report what is missing to record (keys, store space, camera, pins, microphone, "
+                           "sound, dock link) in plain words and exit: 0 ready, 1 not ready")
+    what.add_argument("--render-cue", action="store_true",
+                      help="render the spoken announcement ([cues]) with espeak-ng and exit (run at install)")
+    parser.add_argument("--json", action="store_true", help="with --check: the findings as JSON")
     args = parser.parse_args(argv)
     try:
         config = device_config.load(args.config)
     except device_config.ConfigError as exc:
         parser.error(str(exc))
     if args.check:
-        print(f"{args.config}: ok")
+        from device.check import report, run_checks
+        return report(args.config, run_checks(config), args.json)
+    if args.render_cue:
+        cues = config.cues
+        wav = render_cue(cues.announcement, cues.voice, device_config.resolve(config, cues.wav))
+        if wav is None:
+            print("bodycam-device: error: the announcement could not be rendered: is espeak-ng installed "
+                  f"(apt install espeak-ng) and voice {cues.voice!r} available (espeak-ng --voices)?",
+                  file=sys.stderr)
+            return 1
+        print(f"{wav}: {cues.announcement!r} ({cues.voice})")
         return 0
     try:
         runtime = build_runtime(config, SystemClock())

@@ -174,3 +174,101 @@ def test_real_camera_delivers_keyframe_first_packets():  # pragma: no cover - on
     finally:
         cam.close()
     assert packets[0].keyframe and all(b.pts_us > a.pts_us for a, b in zip(packets, packets[1:]))
+
+
+class _StandInPicamera2:
+    """The slice of ``picamera2.Picamera2`` the backend uses; its "encoder" runs in a thread
+    and calls the output with real H.264 at the sensor's pace, as picamera2's does."""
+
+    frames: list = []
+
+    def __init__(self) -> None:
+        self.config = None
+        self._stop = threading.Event()
+
+    def create_video_configuration(self, main, controls):
+        return {"main": main, "controls": controls}
+
+    def configure(self, config) -> None:
+        self.config = config
+
+    def start_recording(self, encoder, output) -> None:
+        self.encoder = encoder
+
+        def run() -> None:
+            t0 = time.monotonic()
+            for p in self.frames:
+                if self._stop.wait(max(0.0, t0 + p.pts_us / 1e6 - time.monotonic())):
+                    return
+                output.outputframe(memoryview(p.data), p.keyframe, SENSOR_EPOCH_US + p.pts_us)
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    def stop_recording(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def global_camera_info():
+        return [{"Model": "imx708", "Location": 2, "Id": "/base/soc/i2c0mux/i2c@1/imx708@1a"}]
+
+
+@pytest.fixture
+def stand_in_picamera2(monkeypatch):
+    import sys
+    import types
+    pkg = types.ModuleType("picamera2")
+    pkg.Picamera2 = _StandInPicamera2
+    encoders = types.ModuleType("picamera2.encoders")
+    encoders.H264Encoder = lambda **kw: types.SimpleNamespace(**kw)
+    outputs = types.ModuleType("picamera2.outputs")
+    outputs.Output = object
+    for name, mod in (("picamera2", pkg), ("picamera2.encoders", encoders), ("picamera2.outputs", outputs)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    _StandInPicamera2.frames = real_frames(2.5)
+    return _StandInPicamera2
+
+
+def test_the_backend_joins_camera_and_microphone_on_one_clock(stand_in_picamera2, tmp_path):
+    """Picamera2Camera as the runtime opens it (stand-in picamera2, a paced tone for the ALSA
+    microphone): the packets mux into one TS whose audio and video start together."""
+    from common.clock import SystemClock
+    from device.camera import AudioParams
+    cam = Picamera2Camera(CameraConfig("picamera2", VideoParams(width=320, height=240, fps=15, gop_frames=15),
+                                       AudioParams(), options={"audio_device": "sine=frequency=1000,arealtime",
+                                                               "audio_format": "lavfi"}),
+                          clock=SystemClock())
+    assert cam.audio is not None and cam.audio.extradata
+    assert cam._cam.encoder.repeat is True and cam._cam.encoder.iperiod == 15  # SPS/PPS on every keyframe
+    got = []
+    try:
+        for p in cam.packets():
+            got.append(p)
+            if p.kind == "video" and p.pts_us - got[0].pts_us > 2_000_000:
+                break
+    finally:
+        cam.close()
+    video = [p for p in got if p.kind == "video"]
+    audio = [p for p in got if p.kind == "audio" and p.pts_us >= video[0].pts_us]
+    assert video[0].keyframe and len(audio) > 60
+    ts = tmp_path / "joined.ts"
+    with ts.open("wb") as f:
+        mux = TsMuxer(f, cam.video, cam.audio)
+        for p in sorted([*video, *audio], key=lambda p: p.pts_us):
+            mux.mux(p)
+        mux.close()
+    with av.open(str(ts)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        starts = {s.type: s.start_time * s.time_base for s in (v, a)}
+        assert abs(float(starts["video"] - starts["audio"])) < 0.1     # in sync to a tenth of a second
+        assert sum(1 for _ in c.decode(audio=0)) > 60
+
+
+def test_the_backend_probe_names_the_camera(stand_in_picamera2):
+    assert "imx708" in Picamera2Camera.probe()
+    stand_in_picamera2.global_camera_info = staticmethod(lambda: [])
+    with pytest.raises(CameraError, match="ribbon cable"):
+        Picamera2Camera.probe()

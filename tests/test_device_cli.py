@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,9 +89,6 @@ def test_scripted_device_json_contract(tmp_path):
 def test_bodycam_device_check_and_refusals(tmp_path):
     good = tmp_path / "ok.toml"
     good.write_text("[recording]\npre_record_seconds = 30\n")
-    ok = subprocess.run([sys.executable, "-m", "device.main", "--config", str(good), "--check"],
-                        capture_output=True, text=True)
-    assert ok.returncode == 0 and "ok" in ok.stdout
     no_recipient = subprocess.run([sys.executable, "-m", "device.main", "--config", str(good)],
                                   capture_output=True, text=True, env={"GPIOZERO_PIN_FACTORY": "mock",
                                                                         "PATH": "/usr/bin:/bin"})
@@ -117,3 +115,95 @@ def test_relative_out_means_what_it_says(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run" / "shift" / "run").exists()
     names = sorted(p.name for p in (tmp_path / "run" / "shift" / "store" / "segments").glob("*.manifest"))
     assert names == ["00000001.manifest", "00000002.manifest"]  # one chain across both runs
+
+
+CHECK_ENV = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
+
+
+def check(config: Path, env: dict | None = None) -> tuple[int, dict]:
+    proc = subprocess.run([sys.executable, "-m", "device.main", "--config", str(config), "--check", "--json"],
+                          capture_output=True, text=True, env=env or CHECK_ENV)
+    assert proc.returncode in (0, 1), proc.stderr
+    out = json.loads(proc.stdout)
+    return proc.returncode, {f["what"]: (f["level"], f["message"]) for f in out["findings"]}
+
+
+def ready_camera(tmp_path: Path) -> Path:
+    from common import keys
+    authority = keys.create_authority(tmp_path / "keys")
+    keys.create_device_key(tmp_path / "keys")
+    dock = keys.create_device_key(tmp_path / "keys", name="dock")
+    port = tmp_path / "ttyGS0"
+    port.touch()
+    cfg = tmp_path / "bodycam.toml"
+    cfg.write_text(SMALL_CAMERA + f'''
+[device]
+key = "keys/device.key"
+recipients = ["{authority.recipient}"]
+[link]
+port = "{port}"
+dock_keys = ["{dock.public}"]
+''')
+    return cfg
+
+
+def test_check_reports_a_ready_camera_and_each_missing_thing_in_plain_words(tmp_path):
+    cfg = ready_camera(tmp_path)
+    code, found = check(cfg)
+    assert code == 0, found
+    assert {k for k, (level, _) in found.items() if level == "problem"} == set()
+    assert {"keys", "recipient", "store", "camera", "pins", "microphone", "announce", "dock link",
+            "dock keys"} <= found.keys()
+    human = subprocess.run([sys.executable, "-m", "device.main", "--config", str(cfg), "--check"],
+                           capture_output=True, text=True, env=CHECK_ENV)
+    assert human.returncode == 0 and "Ready to record" in human.stdout
+
+    # the key is gone, the pins cannot be had, the link is missing, the disk is (by the limits) full
+    (tmp_path / "keys/device.key").rename(tmp_path / "keys/elsewhere.key")
+    (tmp_path / "ttyGS0").unlink()
+    text = cfg.read_text().replace("[device]", "[storage]\nwarn_free_mb = 1048576\nfull_free_mb = 1048575\n[device]")
+    cfg.write_text(text.replace('recipients = ["age1', 'recipients = []\n# ["age1'))
+    env = {k: v for k, v in CHECK_ENV.items() if not k.startswith("GPIOZERO")}
+    env["GPIOZERO_PIN_FACTORY"] = "mock"   # mock pins without PWM: the buzzer cannot be driven
+    code, found = check(cfg, env)
+    assert code == 1
+    assert found["keys"][0] == "problem" and "is missing" in found["keys"][1] and "flash.sh" in found["keys"][1]
+    assert found["recipient"][0] == "problem" and "age1" in found["recipient"][1]
+    assert found["store"][0] == "problem" and "MB free" in found["store"][1] and "dock it" in found["store"][1]
+    assert found["pins"][0] == "problem" and "gpio group" in found["pins"][1]
+    assert found["dock link"][0] == "warning" and "bodycam-gadget.service" in found["dock link"][1]
+    human = subprocess.run([sys.executable, "-m", "device.main", "--config", str(cfg), "--check"],
+                           capture_output=True, text=True, env=env)
+    assert human.returncode == 1 and "4 problem(s): this camera cannot record" in human.stdout
+
+
+def test_check_notices_a_store_from_another_device_key(tmp_path):
+    """A replaced device.key would make the camera refuse its store at boot: --check says so first."""
+    from simulator.cli import main as sim_main
+    cfg = ready_camera(tmp_path)
+    script = tmp_path / "s.toml"
+    script.write_text("[[steps]]\nat = 2\naction = 'double'\n[[steps]]\nat = 4\naction = 'hold'\nseconds = 3.2\n")
+    assert sim_main(["device", "--out", str(tmp_path), "--config", str(cfg), "--keys", str(tmp_path / "keys"),
+                     "--script", str(script), "--json"]) == 0
+    assert check(cfg)[0] == 0
+    from common import keys
+    (tmp_path / "keys/device.key").unlink()
+    keys.create_device_key(tmp_path / "keys")
+    code, found = check(cfg)
+    assert code == 1 and found["keys"][0] == "problem" and "signed by another device key" in found["keys"][1]
+
+
+def test_render_cue_writes_the_announcement_once(tmp_path):
+    cfg = tmp_path / "bodycam.toml"
+    cfg.write_text('[cues]\nannouncement = "Achtung, Kamera"\nwav = "cues/a.wav"\n')
+    run = [sys.executable, "-m", "device.main", "--config", str(cfg), "--render-cue"]
+    first = subprocess.run(run, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    import wave
+    with wave.open(str(tmp_path / "cues/a.wav")) as w:
+        assert w.getnframes() / w.getframerate() > 0.5
+    no_espeak = subprocess.run(run, capture_output=True, text=True, env={"PATH": "/nonexistent"})
+    assert no_espeak.returncode == 0  # already rendered for this text: nothing to do
+    cfg.write_text('[cues]\nannouncement = "Achtung, neue Ansage"\nwav = "cues/a.wav"\n')
+    refused = subprocess.run(run, capture_output=True, text=True, env={"PATH": "/nonexistent"})
+    assert refused.returncode == 1 and "apt install espeak-ng" in refused.stderr

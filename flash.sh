@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# flash.sh: provision an open bodycam camera or docking station.
+#
+#   flash.sh camera --recipient FILE|age1… --dock-key PEM [--dock-key PEM …] [--device-id ID]
+#                   [--officer ID] (--root DIR [--boot DIR] | --ssh [USER@]HOST) [--dry-run]
+#   flash.sh dock   [--dock-id ID] [--store DIR|s3://BUCKET[/PREFIX]]
+#                   (--root DIR | --ssh [USER@]HOST) [--dry-run]
+#
+# --root DIR   a mounted SD card's root filesystem (Raspberry Pi OS); the rest (Debian packages,
+#              the Python venv, the spoken cue) is finished by bodycam-install.service at first
+#              boot. --boot DIR is its boot partition (default DIR/boot/firmware).
+# --root /     on the target itself: everything is installed and started now.
+# --ssh HOST   copies this directory to HOST and runs flash.sh there with --root / (sudo).
+# --dry-run    prints what would change and changes nothing.
+#
+# Idempotent: a second run with the same arguments changes nothing; keys are generated once
+# and never overwritten. Exit codes: 0 done, 1 failed on the way, 2 bad arguments or an
+# unsupported target. Needs bash, GNU tar, gzip, openssl and systemd-sysusers (Debian: systemd).
+set -euo pipefail
+
+SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PREFIX=/opt/bodycam
+PROG=flash.sh
+
+usage() {
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
+}
+bad() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for the options." >&2; exit 2; }
+fail() { echo "$PROG: error: $*" >&2; exit 1; }
+note() { echo "$PROG: $*"; }
+
+# ---------------------------------------------------------------- arguments
+ROLE=""; ROOT=""; BOOT=""; SSH_HOST=""; RECIPIENT=""; DEVICE_ID=""; OFFICER=""; DOCK_ID=""
+STORE=""; DRY_RUN=0
+DOCK_KEYS=()
+
+[ $# -gt 0 ] || { usage >&2; bad "the first argument must be 'camera' or 'dock'"; }
+case "$1" in
+    camera|dock) ROLE=$1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) bad "the first argument must be 'camera' or 'dock', not '$1'" ;;
+esac
+need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then bad "$1 needs a value"; fi; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --root) need_value "$@"; ROOT=$2; shift 2 ;;
+        --boot) need_value "$@"; BOOT=$2; shift 2 ;;
+        --ssh) need_value "$@"; SSH_HOST=$2; shift 2 ;;
+        --recipient) need_value "$@"; RECIPIENT=$2; shift 2 ;;
+        --dock-key) need_value "$@"; DOCK_KEYS+=("$2"); shift 2 ;;
+        --device-id) need_value "$@"; DEVICE_ID=$2; shift 2 ;;
+        --officer) need_value "$@"; OFFICER=$2; shift 2 ;;
+        --dock-id) need_value "$@"; DOCK_ID=$2; shift 2 ;;
+        --store) need_value "$@"; STORE=$2; shift 2 ;;
+        --dry-run) DRY_RUN=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) bad "unknown option '$1'" ;;
+    esac
+done
+
+[ -n "$ROOT" ] || [ -n "$SSH_HOST" ] || bad "say where to install: --root DIR (a mounted SD card, or / on the target) or --ssh HOST"
+[ -z "$ROOT" ] || [ -z "$SSH_HOST" ] || bad "--root and --ssh exclude each other"
+[ -z "$BOOT" ] || [ -n "$ROOT" ] || bad "--boot goes with --root"
+ID_RE='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+if [ "$ROLE" = camera ]; then
+    [ -n "$RECIPIENT" ] || bad "a camera needs --recipient: the evidence office's age1… recipient or its file (bodycam-keys authority)"
+    [ ${#DOCK_KEYS[@]} -gt 0 ] || bad "a camera needs --dock-key: the dock's public key PEM (flash.sh dock prints it); repeat for several docks"
+    [ -z "$DOCK_ID" ] || bad "--dock-id is for 'flash.sh dock'"
+    [ -z "$STORE" ] || bad "--store is for 'flash.sh dock'"
+    [ -z "$DEVICE_ID" ] || [[ "$DEVICE_ID" =~ $ID_RE ]] || bad "--device-id '$DEVICE_ID': use 1–64 letters, digits, '.', '_' or '-'"
+    [ -z "$OFFICER" ] || [[ "$OFFICER" =~ $ID_RE ]] || bad "--officer '$OFFICER': use 1–64 letters, digits, '.', '_' or '-'"
+else
+    if [ -n "$RECIPIENT$DEVICE_ID$OFFICER" ] || [ ${#DOCK_KEYS[@]} -gt 0 ]; then
+        bad "--recipient, --dock-key, --device-id and --officer are for 'flash.sh camera'"
+    fi
+    [ -z "$BOOT" ] || bad "--boot is for 'flash.sh camera' (the USB gadget)"
+    [ -z "$DOCK_ID" ] || [[ "$DOCK_ID" =~ $ID_RE ]] || bad "--dock-id '$DOCK_ID': use 1–64 letters, digits, '.', '_' or '-'"
+    STORE=${STORE:-/srv/evidence}
+    if [[ "$STORE" == s3://* ]]; then
+        [[ "$STORE" =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^[:space:]]*)?$ ]] || bad "--store '$STORE' is not s3://BUCKET[/PREFIX]"
+    else
+        if [[ "$STORE" != /* || "$STORE" == *[[:space:]]* || "$STORE" == *..* ]]; then
+            bad "--store must be an absolute path (no spaces, no '..') or s3://BUCKET[/PREFIX]"
+        fi
+    fi
+fi
+
+for tool in openssl tar gzip sha256sum; do
+    command -v "$tool" >/dev/null || fail "'$tool' is missing on this machine (Debian: apt install $tool)"
+done
+
+# Input files are checked before anything is touched.
+if [ "$ROLE" = camera ]; then
+    AGE_RE='^age1[02-9ac-hj-np-z]{58}$'
+    if [[ "$RECIPIENT" =~ $AGE_RE ]]; then
+        RECIPIENT_VALUE=$RECIPIENT
+    elif [ -f "$RECIPIENT" ]; then
+        RECIPIENT_VALUE=$(grep -v '^#' "$RECIPIENT" | grep -m1 -oE '^age1[02-9ac-hj-np-z]{58}$' || true)
+        [ -n "$RECIPIENT_VALUE" ] || bad "--recipient $RECIPIENT holds no age1… recipient (it must be the .pub file, never the identity)"
+    else
+        bad "--recipient '$RECIPIENT' is neither an age1… recipient nor a readable file"
+    fi
+    for pem in "${DOCK_KEYS[@]}"; do
+        [ -f "$pem" ] || bad "--dock-key $pem: no such file"
+        if ! openssl pkey -pubin -in "$pem" -noout -text 2>/dev/null | grep -q '^ED25519 Public-Key'; then
+            bad "--dock-key $pem is not an Ed25519 public key PEM (the dock's dock.pub.pem)"
+        fi
+    done
+fi
+
+# ---------------------------------------------------------------- over ssh
+if [ -n "$SSH_HOST" ]; then
+    [[ "$SSH_HOST" =~ ^([A-Za-z0-9._-]+@)?[A-Za-z0-9._:-]+$ ]] || bad "--ssh '$SSH_HOST' is not [USER@]HOST"
+    command -v ssh >/dev/null || fail "'ssh' is missing on this machine (Debian: apt install openssh-client)"
+    stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
+    remote=/tmp/bodycam-flash
+    args=("$ROLE" --root /)
+    mkdir -p "$stage/inputs"
+    if [ "$ROLE" = camera ]; then
+        args+=(--recipient "$RECIPIENT_VALUE")
+        i=0
+        for pem in "${DOCK_KEYS[@]}"; do
+            cp "$pem" "$stage/inputs/dock-$i.pub.pem"; args+=(--dock-key "$remote/inputs/dock-$i.pub.pem"); i=$((i + 1))
+        done
+        [ -z "$DEVICE_ID" ] || args+=(--device-id "$DEVICE_ID")
+        [ -z "$OFFICER" ] || args+=(--officer "$OFFICER")
+    else
+        [ -z "$DOCK_ID" ] || args+=(--dock-id "$DOCK_ID")
+        args+=(--store "$STORE")
+    fi
+    tree=(flash.sh pyproject.toml README.md common device dock evidence simulator deploy docs)
+    quoted=$(printf '%q ' "${args[@]}")
+    if [ "$DRY_RUN" = 1 ]; then
+        note "dry run: would copy ${tree[*]} and the key files to $SSH_HOST:$remote"
+        note "dry run: would run there: sudo bash $remote/flash.sh ${quoted}(with --dry-run first if you want to see the changes)"
+        exit 0
+    fi
+    note "copying to $SSH_HOST:$remote"
+    # shellcheck disable=SC2029 # $remote and $quoted are meant to expand here, on this side
+    { ssh "$SSH_HOST" "rm -rf $remote && mkdir -p $remote" \
+        && tar -C "$SELF_DIR" --exclude=__pycache__ --exclude='*.egg-info' -cf - "${tree[@]}" \
+           | ssh "$SSH_HOST" "tar -C $remote -xf -" \
+        && tar -C "$stage" -cf - inputs | ssh "$SSH_HOST" "tar -C $remote -xf -"; } \
+        || fail "could not copy to $SSH_HOST (is it reachable with ssh, and is /tmp writable there?)"
+    rc=0
+    # shellcheck disable=SC2029
+    ssh -t "$SSH_HOST" "sudo bash $remote/flash.sh $quoted; rc=\$?; rm -rf $remote; exit \$rc" || rc=$?
+    exit "$rc"
+fi
+
+# ---------------------------------------------------------------- into a root filesystem
+[ -d "$ROOT" ] || bad "--root $ROOT is not a directory"
+ROOT=$(cd "$ROOT" && pwd)
+R=${ROOT%/}          # "" for the running system, so "$R/etc" is /etc
+[ -r "$R/etc/os-release" ] || bad "unsupported target: $ROOT/etc/os-release is missing (is it a mounted root filesystem?)"
+# read, not sourced: the target's files are data, not code to run here
+os_id=$(sed -n 's/^\(ID\|ID_LIKE\)=//p' "$R/etc/os-release" | tr -d '"' | tr '\n' ' ')
+[[ " $os_id " == *" debian "* || " $os_id " == *" raspbian "* ]] \
+    || bad "unsupported target: $ROOT runs '$os_id'; Raspberry Pi OS or Debian (Bookworm or later) is needed"
+[ "$(id -u)" = 0 ] || [ "$DRY_RUN" = 1 ] || fail "run as root (sudo): files on the target belong to root and to the service users"
+command -v systemd-sysusers >/dev/null || fail "'systemd-sysusers' is missing on this machine (Debian: apt install systemd)"
+
+CHANGED=0
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+
+changed() { CHANGED=$((CHANGED + 1)); if [ "$DRY_RUN" = 1 ]; then echo "would $*"; else echo "  $*"; fi; }
+
+# Numeric ids from the *target's* user database (the host's may differ or lack the users).
+uid_of() { [ "$1" = root ] && { echo 0; return; }; awk -F: -v n="$1" '$1 == n {print $3}' "$R/etc/passwd" 2>/dev/null; }
+gid_of() { [ "$1" = root ] && { echo 0; return; }; awk -F: -v n="$1" '$1 == n {print $3}' "$R/etc/group" 2>/dev/null; }
+
+# fix_meta PATH MODE USER GROUP: owner and mode as given (counted only if they differ).
+fix_meta() {
+    local path=$1 mode=$2 u g
+    u=$(uid_of "$3"); g=$(gid_of "$4")
+    if [ -z "$u" ] || [ -z "$g" ]; then
+        [ "$DRY_RUN" = 1 ] || fail "user $3 or group $4 is missing in $ROOT/etc/passwd"
+        changed "set ${path#"$R"} to $mode $3:$4"; return
+    fi
+    [ -e "$path" ] || { changed "set ${path#"$R"} to $mode $3:$4"; return; }
+    if [ "$(stat -c '%a %u %g' "$path")" != "$mode $u $g" ]; then
+        changed "set ${path#"$R"} to $mode $3:$4"
+        [ "$DRY_RUN" = 1 ] || { chown -h "$u:$g" "$path"; chmod "$mode" "$path"; }
+    fi
+}
+
+# put_dir PATH MODE USER GROUP
+put_dir() {
+    local path=$R$1
+    if [ ! -d "$path" ]; then
+        changed "create ${1}/"
+        [ "$DRY_RUN" = 1 ] && return
+        mkdir -p "$path"
+    fi
+    fix_meta "$path" "$2" "$3" "$4"
+}
+
+# put_file SRC PATH MODE USER GROUP: the content of SRC at PATH, replaced atomically if it differs.
+put_file() {
+    local src=$1 path=$R$2
+    if [ ! -f "$path" ] || ! cmp -s "$src" "$path"; then
+        changed "$([ -e "$path" ] && echo update || echo install) $2"
+        if [ "$DRY_RUN" = 0 ]; then
+            cp "$src" "$path.flash-tmp"
+            chmod "$3" "$path.flash-tmp"
+            mv -f "$path.flash-tmp" "$path"
+        fi
+    fi
+    if [ "$DRY_RUN" = 0 ] || [ -e "$path" ]; then fix_meta "$path" "$3" "$4" "$5"; fi
+}
+
+# put_text PATH MODE USER GROUP <<< content
+put_text() { cat > "$TMP/text"; put_file "$TMP/text" "$@"; }
+
+# put_link TARGET PATH
+put_link() {
+    local path=$R$2
+    [ "$(readlink "$path" 2>/dev/null)" = "$1" ] && return
+    changed "link $2 -> $1"
+    [ "$DRY_RUN" = 1 ] || { mkdir -p "$(dirname "$path")"; ln -sfn "$1" "$path"; }
+}
+
+# remove PATH
+remove() {
+    [ -e "$R$1" ] || [ -L "$R$1" ] || return 0
+    changed "remove $1"
+    [ "$DRY_RUN" = 1 ] || rm -f "$R$1"
+}
+
+toml_string() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
+
+# ---------------------------------------------------------------- common to both roles
+if [ "$ROLE" = camera ]; then SVC_USER=bodycam; STATE=/var/lib/bodycam; else SVC_USER=bodycam-dock; STATE=/var/lib/bodycam-dock; fi
+
+note "provisioning a $ROLE into $ROOT$([ "$DRY_RUN" = 1 ] && echo ' (dry run: nothing is changed)')"
+
+put_dir /usr/lib/sysusers.d 755 root root
+put_file "$SELF_DIR/deploy/sysusers.d/$SVC_USER.conf" "/usr/lib/sysusers.d/$SVC_USER.conf" 644 root root
+# users_missing: the user or one of its group memberships from the sysusers.d file is not there yet
+users_missing() {
+    local kind name group
+    while read -r kind name group _; do
+        case "$kind" in
+            u) [ -n "$(uid_of "$name")" ] || return 0 ;;
+            m) awk -F: -v g="$group" -v u="$name" '$1 == g { n = split($4, m, ","); for (i = 1; i <= n; i++) if (m[i] == u) f = 1 }
+                   END { exit !f }' "$R/etc/group" 2>/dev/null || return 0 ;;
+        esac
+    done < "$SELF_DIR/deploy/sysusers.d/$SVC_USER.conf"
+    return 1
+}
+if users_missing; then
+    changed "create user $SVC_USER and its group memberships"
+    if [ "$DRY_RUN" = 0 ]; then
+        systemd-sysusers --root="$ROOT" "$R/usr/lib/sysusers.d/$SVC_USER.conf" >/dev/null \
+            || fail "systemd-sysusers could not create the user $SVC_USER in $ROOT"
+    fi
+fi
+
+put_dir /etc/bodycam 750 root "$SVC_USER"
+put_dir "$STATE" 700 "$SVC_USER" "$SVC_USER"
+put_dir $PREFIX 755 root root
+for d in bin src share; do put_dir "$PREFIX/$d" 755 root root; done
+put_text "$PREFIX/role" 644 root root <<< "$ROLE"
+put_file "$SELF_DIR/deploy/bin/bodycam-install" "$PREFIX/bin/bodycam-install" 755 root root
+put_file "$SELF_DIR/docs/hardware.md" "$PREFIX/share/hardware.md" 644 root root
+
+# The package as a reproducible source archive (same tree → same bytes, so a rerun changes nothing).
+(cd "$SELF_DIR" && tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --mode=go-w \
+    --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --transform 's,^,open-bodycam/,' \
+    -cf - pyproject.toml README.md common device dock evidence simulator) | gzip -n > "$TMP/src.tar.gz"
+if [ ! -f "$R$PREFIX/src/open-bodycam.tar.gz" ] || ! cmp -s "$TMP/src.tar.gz" "$R$PREFIX/src/open-bodycam.tar.gz"; then
+    remove "$PREFIX/venv/.installed"   # a new version: bodycam-install installs it
+fi
+put_file "$TMP/src.tar.gz" "$PREFIX/src/open-bodycam.tar.gz" 644 root root
+
+# new_key NAME: an Ed25519 key (PKCS#8 PEM) made once, owned by the service user; public key beside it.
+new_key() {
+    local key=/etc/bodycam/$1.key pub=/etc/bodycam/$1.pub.pem
+    if [ ! -s "$R$key" ]; then
+        changed "generate the signing key $key"
+        if [ "$DRY_RUN" = 1 ]; then return; fi
+        (umask 077 && openssl genpkey -algorithm ed25519 -out "$R$key.flash-tmp" 2>/dev/null) \
+            || fail "openssl could not generate an Ed25519 key (OpenSSL 1.1.1 or later is needed)"
+        sync -f "$R$key.flash-tmp" 2>/dev/null || true
+        mv "$R$key.flash-tmp" "$R$key"
+    fi
+    fix_meta "$R$key" 600 "$SVC_USER" "$SVC_USER"
+    openssl pkey -in "$R$key" -pubout -out "$TMP/pub.pem" 2>/dev/null || fail "$ROOT$key is not a readable private key"
+    put_file "$TMP/pub.pem" "$pub" 644 root root
+}
+# fingerprint PEM: SHA-256 of the raw 32-byte public key (as manifests and the dock name signers).
+fingerprint() { openssl pkey -pubin -in "$1" -outform DER | tail -c 32 | sha256sum | cut -d' ' -f1; }
+
+put_dir /etc/systemd/system 755 root root
+put_dir /etc/systemd/system/multi-user.target.wants 755 root root
+enable_unit() {
+    put_file "$SELF_DIR/deploy/systemd/$1" "/etc/systemd/system/$1" 644 root root
+    put_link "/etc/systemd/system/$1" "/etc/systemd/system/multi-user.target.wants/$1"
+}
+enable_unit bodycam-install.service
+
+# ---------------------------------------------------------------- camera
+if [ "$ROLE" = camera ]; then
+    new_key device
+    if [ "$DRY_RUN" = 1 ] && [ ! -s "$R/etc/bodycam/device.key" ]; then fp="(new key)"; else fp=$(fingerprint "$R/etc/bodycam/device.pub.pem"); fi
+    if [ -z "$DEVICE_ID" ] && [ -r "$R/etc/bodycam/gadget.env" ]; then
+        DEVICE_ID=$(sed -n 's/^DEVICE_ID=//p' "$R/etc/bodycam/gadget.env")
+    fi
+    DEVICE_ID=${DEVICE_ID:-cam-${fp:0:8}}
+    [[ "$DEVICE_ID" =~ $ID_RE ]] || DEVICE_ID=cam-new
+
+    put_dir /etc/bodycam/docks 750 root bodycam
+    dock_lines=""
+    declare -A wanted=()
+    for pem in "${DOCK_KEYS[@]}"; do
+        name="$(fingerprint "$pem" | cut -c1-16).pub.pem"
+        wanted[$name]=1
+        openssl pkey -pubin -in "$pem" -out "$TMP/dock.pem" 2>/dev/null
+        put_file "$TMP/dock.pem" "/etc/bodycam/docks/$name" 644 root root
+        dock_lines+="    $(toml_string "/etc/bodycam/docks/$name"),"$'\n'
+    done
+    for existing in "$R"/etc/bodycam/docks/*.pub.pem; do
+        [ -e "$existing" ] || continue
+        [ -n "${wanted[$(basename "$existing")]:-}" ] || remove "/etc/bodycam/docks/$(basename "$existing")"
+    done
+
+    put_text /etc/bodycam/bodycam.toml 640 root bodycam <<EOF
+# open bodycam camera, written by flash.sh (running it again rewrites this file).
+# Every setting and its range: device/config.py; the wiring: $PREFIX/share/hardware.md.
+
+[device]
+id = $(toml_string "$DEVICE_ID")
+officer_id = $(toml_string "$OFFICER")
+key = "/etc/bodycam/device.key"
+recipients = [$(toml_string "$RECIPIENT_VALUE")]   # the evidence office; the camera cannot read its own footage
+store = "$STATE/store"
+
+[camera]
+backend = "picamera2"
+audio = true
+
+[cues]
+wav = "$STATE/cues/announce.wav"    # rendered with espeak-ng by bodycam-install
+
+[pins]                               # BCM numbers, see the wiring table
+button = 17
+red = 22
+green = 27
+amber = 23
+buzzer = 18
+
+[link]
+port = "/dev/ttyGS0"                 # USB gadget serial (bodycam-gadget.service)
+dock_keys = [
+$dock_lines]
+EOF
+    put_text /etc/bodycam/gadget.env 644 root root <<< "DEVICE_ID=$DEVICE_ID"
+    put_file "$SELF_DIR/deploy/bin/bodycam-gadget" "$PREFIX/bin/bodycam-gadget" 755 root root
+    put_dir /etc/modules-load.d 755 root root
+    put_text /etc/modules-load.d/bodycam.conf 644 root root <<'EOF'
+# USB gadget serial for the dock link (bodycam-gadget.service)
+dwc2
+libcomposite
+EOF
+    enable_unit bodycam-gadget.service
+    enable_unit bodycam-device.service
+    put_link /dev/null /etc/systemd/system/serial-getty@ttyGS0.service   # no login on the dock link
+
+    # The dwc2 overlay lives on the boot partition (its own mount when the card is in a reader).
+    BOOT=${BOOT:-$R/boot/firmware}
+    [ -f "$BOOT/config.txt" ] || { [ "$BOOT" = "$R/boot/firmware" ] && [ -f "$R/boot/config.txt" ] && BOOT=$R/boot; }
+    if [ -f "$BOOT/config.txt" ]; then
+        if ! grep -qE '^dtoverlay=dwc2(,|$)' "$BOOT/config.txt"; then
+            changed "add dtoverlay=dwc2,dr_mode=peripheral to $BOOT/config.txt"
+            if [ "$DRY_RUN" = 0 ]; then
+                cp -p "$BOOT/config.txt" "$BOOT/config.txt.flash-tmp"
+                printf '\n[all]\n# open bodycam: USB gadget serial for the dock link\ndtoverlay=dwc2,dr_mode=peripheral\n' \
+                    >> "$BOOT/config.txt.flash-tmp"
+                mv -f "$BOOT/config.txt.flash-tmp" "$BOOT/config.txt"
+            fi
+        fi
+    else
+        echo "$PROG: warning: no config.txt in $BOOT: add 'dtoverlay=dwc2,dr_mode=peripheral' to the boot" \
+             "partition's config.txt yourself, or run again with --boot DIR" >&2
+    fi
+
+# ---------------------------------------------------------------- dock
+else
+    new_key dock
+    if [ -z "$DOCK_ID" ] && [ -r "$R/etc/bodycam/dock.toml" ]; then
+        DOCK_ID=$(sed -n 's/^id = "\(.*\)"$/\1/p' "$R/etc/bodycam/dock.toml" | head -n 1)
+    fi
+    if [ -z "$DOCK_ID" ]; then
+        if [ "$DRY_RUN" = 1 ] && [ ! -s "$R/etc/bodycam/dock.pub.pem" ]; then DOCK_ID=dock-new
+        else DOCK_ID=dock-$(fingerprint "$R/etc/bodycam/dock.pub.pem" | cut -c1-8); fi
+    fi
+    put_text /etc/bodycam/dock.toml 640 root bodycam-dock <<EOF
+# open bodycam docking station, written by flash.sh (running it again rewrites this file).
+# Every setting and its range: dock/config.py.
+
+[dock]
+id = $(toml_string "$DOCK_ID")
+key = "/etc/bodycam/dock.key"
+state = "$STATE"
+store = $(toml_string "$STORE")
+watch = "/dev/serial/by-id"
+EOF
+    put_dir /etc/systemd/system/bodycam-dock.service.d 755 root root
+    if [[ "$STORE" == s3://* ]]; then
+        remove /etc/systemd/system/bodycam-dock.service.d/store.conf
+        if [ ! -e "$R/etc/bodycam/dock.env" ]; then
+            put_text /etc/bodycam/dock.env 600 root root <<'EOF'
+# S3 credentials of the dock's identity (docs/s3.md): fill in, then systemctl restart bodycam-dock
+AWS_ACCESS_KEY_ID=
+AWS_SECRET_ACCESS_KEY=
+AWS_ENDPOINT_URL=
+EOF
+        fi
+    else
+        put_dir "$STORE" 750 bodycam-dock bodycam-dock
+        put_text /etc/systemd/system/bodycam-dock.service.d/store.conf 644 root root <<EOF
+# written by flash.sh: the filesystem evidence store is the only place the dock writes to
+[Service]
+ReadWritePaths=$STORE
+EOF
+    fi
+    enable_unit bodycam-dock.service
+fi
+
+# ---------------------------------------------------------------- finish
+if [ -z "$R" ] && [ "$DRY_RUN" = 0 ]; then
+    note "installing packages and the Python environment on this machine"
+    "$PREFIX/bin/bodycam-install"
+    systemctl daemon-reload
+    if [ "$ROLE" = camera ]; then systemctl restart bodycam-gadget.service bodycam-device.service
+    else systemctl restart bodycam-dock.service; fi
+elif [ -n "$R" ]; then
+    note "the packages and the Python environment are installed at first boot (bodycam-install.service, needs network)"
+fi
+
+echo
+if [ "$DRY_RUN" = 1 ]; then
+    note "dry run: $CHANGED change(s) would be made"
+    exit 0
+fi
+note "$CHANGED change(s)"
+key_name=$([ "$ROLE" = camera ] && echo device || echo dock)
+echo
+echo "Public key of this $ROLE ($ROOT/etc/bodycam/$key_name.pub.pem, fingerprint $(fingerprint "$R/etc/bodycam/$key_name.pub.pem")):"
+cat "$R/etc/bodycam/$key_name.pub.pem"
+if [ "$ROLE" = camera ]; then
+    echo "Enrol it at each dock (copy the file there):  bodycam-dock enroll --device-id $DEVICE_ID --key $key_name.pub.pem"
+else
+    echo "Give it to every camera: flash.sh camera … --dock-key $key_name.pub.pem"
+fi

@@ -1,0 +1,326 @@
+"""flash.sh provisions a camera and a dock into a fake Raspberry Pi OS root; the units,
+the gadget script and the staged package are checked with the real tools (shellcheck,
+systemd-analyze verify, systemd-sysusers, openssl, pip)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from common import keys
+from device import config as device_config
+from dock import config as dock_config
+
+REPO = Path(__file__).resolve().parents[1]
+FLASH = REPO / "flash.sh"
+SCRIPTS = [FLASH, REPO / "deploy/bin/bodycam-gadget", REPO / "deploy/bin/bodycam-install"]
+
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="flash.sh sets owners in the target root: run as root")
+
+# What a Raspberry Pi OS Bookworm root has before we touch it (the groups with their Pi OS ids).
+PASSWD = "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000:,,,:/home/pi:/bin/bash\n"
+GROUP = "root:x:0:\ndialout:x:20:pi\naudio:x:29:pi\nvideo:x:44:pi\ngpio:x:997:pi\npi:x:1000:\n"
+
+
+@pytest.fixture
+def pi_root(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/os-release").write_text('PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\nID=raspbian\n'
+                                         'ID_LIKE=debian\nVERSION_CODENAME=bookworm\n')
+    (root / "etc/passwd").write_text(PASSWD)
+    (root / "etc/group").write_text(GROUP)
+    for name in ("shadow", "gshadow"):
+        (root / "etc" / name).write_text("")
+        (root / "etc" / name).chmod(0o640)
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/config.txt").write_text("[all]\ncamera_auto_detect=1\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def office(tmp_path_factory) -> dict[str, Path | str]:
+    d = tmp_path_factory.mktemp("office")
+    a = keys.create_authority(d)
+    dock = keys.create_device_key(d, name="dock")
+    dock2 = keys.create_device_key(d, name="dock2")
+    return {"recipient_file": a.recipient_file, "recipient": a.recipient, "identity": a.identity,
+            "dock": dock.public, "dock2": dock2.public, "dock_private": dock.private}
+
+
+def flash(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", str(FLASH), *map(str, args)], capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path with its type, mode, owner, content hash and mtime: a rerun must change none."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else \
+            (os.readlink(p) if p.is_symlink() else "")
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, digest, st.st_mtime_ns)
+    return out
+
+
+def ids(root: Path, name: str) -> tuple[int, int]:
+    user = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines()
+                if line.startswith(name + ":"))
+    return int(user[2]), int(user[3])
+
+
+def meta(path: Path) -> tuple[int, int, int]:
+    st = path.lstat()
+    return st.st_mode & 0o7777, st.st_uid, st.st_gid
+
+
+def camera(root: Path, office: dict, *extra: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    return flash("camera", "--root", root, "--recipient", office["recipient_file"], "--dock-key", office["dock"],
+                 *extra, check=check)
+
+
+def test_scripts_are_shellcheck_clean():
+    assert shutil.which("shellcheck"), "shellcheck is installed by dev.sh (Debian package shellcheck)"
+    proc = subprocess.run(["shellcheck", *map(str, SCRIPTS)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_camera_into_a_pi_root_and_a_second_run_changes_nothing(pi_root, office):
+    first = camera(pi_root, office, "--officer", "KOD-101")
+    uid, gid = ids(pi_root, "bodycam")
+    etc = pi_root / "etc/bodycam"
+    assert meta(etc) == (0o750, 0, gid)
+    assert meta(etc / "device.key") == (0o600, uid, gid)
+    assert meta(etc / "device.pub.pem") == (0o644, 0, 0)
+    assert meta(etc / "bodycam.toml") == (0o640, 0, gid)
+    assert meta(pi_root / "var/lib/bodycam") == (0o700, uid, gid)
+    assert meta(pi_root / "opt/bodycam/bin/bodycam-gadget")[0] == 0o755
+    # the service user is in the groups Pi OS gives camera, GPIO, sound and serial access
+    groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in
+              (pi_root / "etc/group").read_text().splitlines()}
+    assert all("bodycam" in groups[g] for g in ("video", "gpio", "audio", "dialout"))
+
+    # the key is a real Ed25519 key; its fingerprint is printed for enrolment and names the camera
+    key = keys.load_signing_key(etc / "device.key")
+    fp = keys.fingerprint(key.public_key())
+    assert fp in first.stdout and "bodycam-dock enroll --device-id cam-" + fp[:8] in first.stdout
+    cfg = device_config.load(etc / "bodycam.toml")
+    assert cfg.device.id == "cam-" + fp[:8] and cfg.device.officer_id == "KOD-101"
+    assert cfg.device.recipients == [office["recipient"]]
+    assert cfg.camera.backend == "picamera2" and cfg.link.port == "/dev/ttyGS0"
+    (dock_key,) = cfg.link.dock_keys
+    assert (pi_root / dock_key.lstrip("/")).read_bytes() == Path(office["dock"]).read_bytes()
+    assert (etc / "gadget.env").read_text() == f"DEVICE_ID=cam-{fp[:8]}\n"
+
+    units = pi_root / "etc/systemd/system"
+    for unit in ("bodycam-device.service", "bodycam-gadget.service", "bodycam-install.service"):
+        assert meta(units / unit) == (0o644, 0, 0)
+        assert os.readlink(units / "multi-user.target.wants" / unit) == f"/etc/systemd/system/{unit}"
+    assert os.readlink(units / "serial-getty@ttyGS0.service") == "/dev/null"
+    assert (pi_root / "etc/modules-load.d/bodycam.conf").read_text().split()[-2:] == ["dwc2", "libcomposite"]
+    assert "\ndtoverlay=dwc2,dr_mode=peripheral\n" in (pi_root / "boot/firmware/config.txt").read_text()
+
+    before = snapshot(pi_root)
+    again = camera(pi_root, office, "--officer", "KOD-101")
+    assert "flash.sh: 0 change(s)" in again.stdout
+    assert snapshot(pi_root) == before
+    assert (pi_root / "boot/firmware/config.txt").read_text().count("dtoverlay=dwc2") == 1
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(pi_root, office):
+    before = snapshot(pi_root)
+    dry = camera(pi_root, office, "--dry-run")
+    assert snapshot(pi_root) == before
+    assert "would generate the signing key /etc/bodycam/device.key" in dry.stdout
+    assert "would install /etc/systemd/system/bodycam-device.service" in dry.stdout
+    camera(pi_root, office)
+    assert "0 change(s) would be made" in camera(pi_root, office, "--dry-run").stdout
+
+
+def test_a_new_dock_or_recipient_is_taken_in_and_the_device_key_is_never_replaced(pi_root, office, tmp_path):
+    camera(pi_root, office, "--device-id", "kod-cam-07")
+    key = (pi_root / "etc/bodycam/device.key").read_bytes()
+    (pi_root / "etc/bodycam/device.key").chmod(0o644)           # someone loosened it
+    other = keys.create_authority(tmp_path, name="new-office")
+    out = flash("camera", "--root", pi_root, "--recipient", other.recipient, "--dock-key", office["dock2"])
+    assert "set /etc/bodycam/device.key to 600" in out.stdout
+    assert (pi_root / "etc/bodycam/device.key").read_bytes() == key
+    cfg = device_config.load(pi_root / "etc/bodycam/bodycam.toml")
+    assert cfg.device.id == "kod-cam-07"                         # kept from the first run
+    assert cfg.device.recipients == [other.recipient]
+    docks = sorted(p.name for p in (pi_root / "etc/bodycam/docks").iterdir())
+    assert len(docks) == 1 and cfg.link.dock_keys == [f"/etc/bodycam/docks/{docks[0]}"]
+    assert (pi_root / "etc/bodycam/docks" / docks[0]).read_bytes() == Path(office["dock2"]).read_bytes()
+
+
+def test_dock_into_a_root_filesystem_and_s3(pi_root):
+    flash("dock", "--root", pi_root, "--dock-id", "dock-rathaus-1")
+    uid, gid = ids(pi_root, "bodycam-dock")
+    etc = pi_root / "etc/bodycam"
+    assert meta(etc / "dock.key") == (0o600, uid, gid)
+    assert meta(etc / "dock.toml") == (0o640, 0, gid)
+    assert meta(pi_root / "srv/evidence") == (0o750, uid, gid)
+    assert meta(pi_root / "var/lib/bodycam-dock") == (0o700, uid, gid)
+    cfg = dock_config.load(etc / "dock.toml")
+    assert (cfg.dock.id, cfg.dock.store, cfg.dock.key) == ("dock-rathaus-1", "/srv/evidence", "/etc/bodycam/dock.key")
+    keys.load_signing_key(etc / "dock.key")
+    dropin = pi_root / "etc/systemd/system/bodycam-dock.service.d/store.conf"
+    assert "ReadWritePaths=/srv/evidence" in dropin.read_text()
+    before = snapshot(pi_root)
+    assert "0 change(s)" in flash("dock", "--root", pi_root).stdout  # the id is kept from the config
+    assert snapshot(pi_root) == before
+
+    flash("dock", "--root", pi_root, "--store", "s3://kod-evidence/ordnungsamt")
+    assert dock_config.load(etc / "dock.toml").dock.store == "s3://kod-evidence/ordnungsamt"
+    assert meta(etc / "dock.env") == (0o600, 0, 0) and "AWS_ACCESS_KEY_ID=" in (etc / "dock.env").read_text()
+    assert not dropin.exists()
+    (etc / "dock.env").write_text("AWS_ACCESS_KEY_ID=dock\n")        # the technician's credentials stay
+    flash("dock", "--root", pi_root, "--store", "s3://kod-evidence/ordnungsamt")
+    assert (etc / "dock.env").read_text() == "AWS_ACCESS_KEY_ID=dock\n"
+
+
+def _verify_units(root: Path, units: list[str], tmp_path: Path) -> None:
+    """systemd-analyze verify, inside the root, with the venv that first boot builds from the staged source."""
+    assert shutil.which("systemd-analyze"), "systemd-analyze is installed by dev.sh (Debian package systemd)"
+    (root / "usr/lib/systemd").mkdir(parents=True, exist_ok=True)
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    str(root / "opt/bodycam/src/open-bodycam.tar.gz"), "-w", str(wheels)],
+                   check=True, capture_output=True)
+    (wheel,) = wheels.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "evidence/console/templates/base.html" in names and "device/microphone.py" in names
+    assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
+    venv = root / "opt/bodycam/venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True)
+    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}",
+                           *[f"/etc/systemd/system/{u}" for u in units]], capture_output=True, text=True)
+    # verify exits 0 even for unknown keys ("…, ignoring"): any output at all is a finding
+    assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
+
+
+def test_units_pass_systemd_analyze_verify(pi_root, office, tmp_path):
+    camera(pi_root, office)
+    flash("dock", "--root", pi_root)  # one root holding both roles: all four units in one verify
+    _verify_units(pi_root, ["bodycam-device.service", "bodycam-gadget.service", "bodycam-install.service",
+                            "bodycam-dock.service"], tmp_path)
+    unit = (pi_root / "etc/systemd/system/bodycam-device.service").read_text()
+    for line in ("Type=notify", "WatchdogSec=10", "Restart=always", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 "PrivateTmp=yes", "IPAddressDeny=any", "DevicePolicy=closed"):
+        assert line in unit.splitlines()
+
+
+def test_verify_does_catch_a_broken_unit(pi_root, office, tmp_path):
+    """The check above can fail: a misspelt directive is reported."""
+    camera(pi_root, office)
+    unit = pi_root / "etc/systemd/system/bodycam-device.service"
+    unit.write_text(unit.read_text().replace("WatchdogSec=10", "WatchdogSecs=10"))
+    with pytest.raises(AssertionError, match="Unknown key 'WatchdogSecs'"):
+        _verify_units(pi_root, ["bodycam-device.service"], tmp_path)
+
+
+BAD = [
+    ([], "must be 'camera' or 'dock'"),
+    (["toaster", "--root", "{root}"], "must be 'camera' or 'dock'"),
+    (["camera", "--root", "{root}", "--dock-key", "{dock}"], "needs --recipient"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}"], "needs --dock-key"),
+    (["camera", "--root", "{root}", "--recipient", "age1nope", "--dock-key", "{dock}"], "neither an age1"),
+    (["camera", "--root", "{root}", "--recipient", "{identity}", "--dock-key", "{dock}"], "never the identity"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{identity}"], "not an Ed25519"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{dock_private}"], "not an Ed25519"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "/nonexistent.pem"], "no such file"),
+    (["camera", "--recipient", "{recipient}", "--dock-key", "{dock}"], "say where to install"),
+    (["camera", "--root", "{root}", "--ssh", "pi@cam", "--recipient", "{recipient}", "--dock-key", "{dock}"],
+     "exclude each other"),
+    (["camera", "--root", "{root}/nope", "--recipient", "{recipient}", "--dock-key", "{dock}"], "not a directory"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{dock}", "--device-id", "a b"],
+     "--device-id 'a b'"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{dock}", "--device-id"],
+     "--device-id needs a value"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{dock}", "--store", "/x"],
+     "--store is for"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{dock}", "--colour", "red"],
+     "unknown option '--colour'"),
+    (["dock", "--root", "{root}", "--store", "evidence"], "absolute path"),
+    (["dock", "--root", "{root}", "--store", "/srv/../etc"], "absolute path"),
+    (["dock", "--root", "{root}", "--store", "s3://Bad_Bucket"], "not s3://BUCKET"),
+    (["dock", "--root", "{root}", "--recipient", "{recipient}"], "are for 'flash.sh camera'"),
+    (["dock", "--ssh", "pi@cam;reboot"], "is not [USER@]HOST"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a[:1] + a[-2:])[:40] for a, _ in BAD])
+def test_bad_arguments_exit_2_and_touch_nothing(pi_root, office, args, message):
+    values = {"root": str(pi_root), **{k: str(v) for k, v in office.items()}}
+    values["recipient"] = str(office["recipient_file"])
+    before = snapshot(pi_root)
+    proc = flash(*[a.format(**values) for a in args], check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert snapshot(pi_root) == before
+
+
+@pytest.mark.parametrize("os_release, message", [
+    (None, "os-release is missing"),
+    ('ID=fedora\nID_LIKE="rhel centos"\n', "unsupported target"),
+])
+def test_unsupported_targets_exit_2(pi_root, office, os_release, message):
+    if os_release is None:
+        (pi_root / "etc/os-release").unlink()
+    else:
+        (pi_root / "etc/os-release").write_text(os_release)
+    before = snapshot(pi_root)
+    proc = camera(pi_root, office, check=False)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert snapshot(pi_root) == before
+
+
+def test_ssh_dry_run_prints_the_plan_without_connecting(office):
+    proc = flash("camera", "--ssh", "pi@kod-cam-07.local", "--recipient", office["recipient"],
+                 "--dock-key", office["dock"], "--device-id", "kod-cam-07", "--dry-run")
+    assert "pi@kod-cam-07.local:/tmp/bodycam-flash" in proc.stdout
+    assert "sudo bash /tmp/bodycam-flash/flash.sh camera --root /" in proc.stdout
+    assert "--device-id kod-cam-07" in proc.stdout
+
+
+def test_gadget_script_names_the_serial_port_after_the_device(tmp_path):
+    configfs, udc = tmp_path / "config", tmp_path / "udc"
+    (configfs / "usb_gadget").mkdir(parents=True)
+    udc.mkdir()
+    env = tmp_path / "gadget.env"
+    env.write_text("DEVICE_ID=kod-cam-07\n")
+    run_env = {**os.environ, "BODYCAM_GADGET_ENV": str(env), "BODYCAM_CONFIGFS": str(configfs),
+               "BODYCAM_UDC_DIR": str(udc), "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    (tmp_path / "modprobe").write_text("#!/bin/sh\nexit 0\n")  # the kernel's module loader is not ours to call
+    (tmp_path / "modprobe").chmod(0o755)
+    gadget = [str(REPO / "deploy/bin/bodycam-gadget")]
+    no_udc = subprocess.run([*gadget, "start"], env=run_env, capture_output=True, text=True)
+    assert no_udc.returncode == 1 and "dtoverlay=dwc2" in no_udc.stderr
+    (udc / "3f980000.usb").mkdir()
+    started = subprocess.run([*gadget, "start"], env=run_env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    g = configfs / "usb_gadget/bodycam"
+    assert (g / "strings/0x409/serialnumber").read_text() == "kod-cam-07\n"
+    assert (g / "UDC").read_text() == "3f980000.usb\n"
+    assert (g / "idVendor").read_text() == "0x1d6b\n"
+    assert os.readlink(g / "configs/c.1/acm.usb0") == str(g / "functions/acm.usb0")
+    again = subprocess.run([*gadget, "start"], env=run_env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already bound" in again.stdout
+    assert subprocess.run([*gadget, "status"], env=run_env, capture_output=True, text=True).stdout == \
+        "bound: 3f980000.usb\n"
+    env.write_text("")
+    missing = subprocess.run([*gadget, "start"], env=run_env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "no DEVICE_ID" in missing.stderr
