@@ -77,10 +77,11 @@ else
     [ -z "$DOCK_ID" ] || [[ "$DOCK_ID" =~ $ID_RE ]] || bad "--dock-id '$DOCK_ID': use 1–64 letters, digits, '.', '_' or '-'"
     STORE=${STORE:-/srv/evidence}
     if [[ "$STORE" == s3://* ]]; then
-        [[ "$STORE" =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^[:space:]]*)?$ ]] || bad "--store '$STORE' is not s3://BUCKET[/PREFIX]"
+        [[ "$STORE" =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$ ]] || bad "--store '$STORE' is not s3://BUCKET[/PREFIX]"
     else
-        if [[ "$STORE" != /* || "$STORE" == *[[:space:]]* || "$STORE" == *..* ]]; then
-            bad "--store must be an absolute path (no spaces, no '..') or s3://BUCKET[/PREFIX]"
+        # plain characters only: the path goes into TOML and into a unit file (where % is special)
+        if [[ ! "$STORE" =~ ^/[A-Za-z0-9._/-]+$ || "$STORE" == *..* ]]; then
+            bad "--store must be an absolute path of letters, digits, '.', '_', '-' and '/' (no '..'), or s3://BUCKET[/PREFIX]"
         fi
     fi
 fi
@@ -443,6 +444,7 @@ if [ "$DRY_RUN" = 1 ]; then
     note "dry run: $CHANGED change(s) would be made"
     exit 0
 fi
+sync   # a card is pulled from the reader next: everything written must be on it
 note "$CHANGED change(s)"
 key_name=$([ "$ROLE" = camera ] && echo device || echo dock)
 echo

@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -257,6 +259,8 @@ BAD = [
     (["dock", "--root", "{root}", "--store", "evidence"], "absolute path"),
     (["dock", "--root", "{root}", "--store", "/srv/../etc"], "absolute path"),
     (["dock", "--root", "{root}", "--store", "s3://Bad_Bucket"], "not s3://BUCKET"),
+    (["dock", "--root", "{root}", "--store", "/srv/%h/evidence"], "absolute path"),
+    (["dock", "--root", "{root}", "--store", 's3://bucket/"x'], "not s3://BUCKET"),
     (["dock", "--root", "{root}", "--recipient", "{recipient}"], "are for 'flash.sh camera'"),
     (["dock", "--ssh", "pi@cam;reboot"], "is not [USER@]HOST"),
 ]
@@ -324,3 +328,37 @@ def test_gadget_script_names_the_serial_port_after_the_device(tmp_path):
     env.write_text("")
     missing = subprocess.run([*gadget, "start"], env=run_env, capture_output=True, text=True)
     assert missing.returncode == 1 and "no DEVICE_ID" in missing.stderr
+
+
+@pytest.mark.parametrize("kill_after_s", [0.02, 0.05, 0.1, 0.15, 0.2, 0.3])
+def test_killed_mid_run_a_rerun_finishes_cleanly(pi_root, office, kill_after_s):
+    """SIGKILL at any moment (a pulled cable, a closed laptop): the next run completes, leaves no
+    temporary files, and the key it generated, if any, is kept whole."""
+    args = ["bash", str(FLASH), "camera", "--root", str(pi_root), "--recipient", str(office["recipient_file"]),
+            "--dock-key", str(office["dock"])]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(kill_after_s)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    key = pi_root / "etc/bodycam/device.key"
+    kept = key.read_bytes() if key.exists() else None
+    camera(pi_root, office)
+    assert "0 change(s)" in camera(pi_root, office).stdout
+    assert not [p for p in pi_root.rglob("*flash-tmp*")]
+    keys.load_signing_key(key)
+    if kept:
+        assert key.read_bytes() == kept
+    assert meta(key)[0] == 0o600
+
+
+@pytest.mark.parametrize("unit, threshold", [("bodycam-device.service", 20), ("bodycam-dock.service", 20),
+                                             ("bodycam-gadget.service", 40)])
+def test_units_stay_sandboxed(unit, threshold, tmp_path):
+    """systemd's own exposure score (0 best … 100): the camera and dock services stay at 'OK'."""
+    shutil.copy(REPO / "deploy/systemd" / unit, tmp_path / unit)
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--threshold={threshold}",
+                           "--no-pager", str(tmp_path / unit)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-400:] + proc.stderr
