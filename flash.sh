@@ -2,7 +2,8 @@
 # flash.sh: provision an open bodycam camera or docking station.
 #
 #   flash.sh camera --recipient FILE|age1… --dock-key PEM [--dock-key PEM …] [--device-id ID]
-#                   [--officer ID] (--root DIR [--boot DIR] | --ssh [USER@]HOST) [--dry-run]
+#                   [--officer ID] [--audio-device ALSA|none] (--root DIR [--boot DIR] | --ssh [USER@]HOST)
+#                   [--dry-run]
 #   flash.sh dock   [--dock-id ID] [--store DIR|s3://BUCKET[/PREFIX]]
 #                   (--root DIR | --ssh [USER@]HOST) [--dry-run]
 #
@@ -23,7 +24,7 @@ PREFIX=/opt/bodycam
 PROG=flash.sh
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
 }
 bad() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for the options." >&2; exit 2; }
 fail() { echo "$PROG: error: $*" >&2; exit 1; }
@@ -31,7 +32,7 @@ note() { echo "$PROG: $*"; }
 
 # ---------------------------------------------------------------- arguments
 ROLE=""; ROOT=""; BOOT=""; SSH_HOST=""; RECIPIENT=""; DEVICE_ID=""; OFFICER=""; DOCK_ID=""
-STORE=""; DRY_RUN=0
+STORE=""; AUDIO_DEVICE=default; DRY_RUN=0
 DOCK_KEYS=()
 
 [ $# -gt 0 ] || { usage >&2; bad "the first argument must be 'camera' or 'dock'"; }
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
         --dock-key) need_value "$@"; DOCK_KEYS+=("$2"); shift 2 ;;
         --device-id) need_value "$@"; DEVICE_ID=$2; shift 2 ;;
         --officer) need_value "$@"; OFFICER=$2; shift 2 ;;
+        --audio-device) need_value "$@"; AUDIO_DEVICE=$2; shift 2 ;;
         --dock-id) need_value "$@"; DOCK_ID=$2; shift 2 ;;
         --store) need_value "$@"; STORE=$2; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
@@ -69,9 +71,10 @@ if [ "$ROLE" = camera ]; then
     [ -z "$STORE" ] || bad "--store is for 'flash.sh dock'"
     [ -z "$DEVICE_ID" ] || [[ "$DEVICE_ID" =~ $ID_RE ]] || bad "--device-id '$DEVICE_ID': use 1–64 letters, digits, '.', '_' or '-'"
     [ -z "$OFFICER" ] || [[ "$OFFICER" =~ $ID_RE ]] || bad "--officer '$OFFICER': use 1–64 letters, digits, '.', '_' or '-'"
+    [[ "$AUDIO_DEVICE" =~ ^[A-Za-z0-9:=,._-]{1,64}$ ]] || bad "--audio-device '$AUDIO_DEVICE' is not an ALSA device name (arecord -L), or 'none'"
 else
-    if [ -n "$RECIPIENT$DEVICE_ID$OFFICER" ] || [ ${#DOCK_KEYS[@]} -gt 0 ]; then
-        bad "--recipient, --dock-key, --device-id and --officer are for 'flash.sh camera'"
+    if [ -n "$RECIPIENT$DEVICE_ID$OFFICER" ] || [ ${#DOCK_KEYS[@]} -gt 0 ] || [ "$AUDIO_DEVICE" != default ]; then
+        bad "--recipient, --dock-key, --device-id, --officer and --audio-device are for 'flash.sh camera'"
     fi
     [ -z "$BOOT" ] || bad "--boot is for 'flash.sh camera' (the USB gadget)"
     [ -z "$DOCK_ID" ] || [[ "$DOCK_ID" =~ $ID_RE ]] || bad "--dock-id '$DOCK_ID': use 1–64 letters, digits, '.', '_' or '-'"
@@ -125,6 +128,7 @@ if [ -n "$SSH_HOST" ]; then
         done
         [ -z "$DEVICE_ID" ] || args+=(--device-id "$DEVICE_ID")
         [ -z "$OFFICER" ] || args+=(--officer "$OFFICER")
+        args+=(--audio-device "$AUDIO_DEVICE")
     else
         [ -z "$DOCK_ID" ] || args+=(--dock-id "$DOCK_ID")
         args+=(--store "$STORE")
@@ -338,7 +342,8 @@ store = "$STATE/store"
 
 [camera]
 backend = "picamera2"
-audio = true
+audio = $([ "$AUDIO_DEVICE" = none ] && echo false || echo true)
+audio_device = $(toml_string "$([ "$AUDIO_DEVICE" = none ] && echo default || echo "$AUDIO_DEVICE")")   # arecord -L
 
 [cues]
 wav = "$STATE/cues/announce.wav"    # rendered with espeak-ng by bodycam-install

@@ -98,7 +98,7 @@ def test_scripts_are_shellcheck_clean():
 
 
 def test_camera_into_a_pi_root_and_a_second_run_changes_nothing(pi_root, office):
-    first = camera(pi_root, office, "--officer", "KOD-101")
+    first = camera(pi_root, office, "--officer", "KOD-101", "--audio-device", "plughw:CARD=Device,DEV=0")
     uid, gid = ids(pi_root, "bodycam")
     etc = pi_root / "etc/bodycam"
     assert meta(etc) == (0o750, 0, gid)
@@ -120,6 +120,7 @@ def test_camera_into_a_pi_root_and_a_second_run_changes_nothing(pi_root, office)
     assert cfg.device.id == "cam-" + fp[:8] and cfg.device.officer_id == "KOD-101"
     assert cfg.device.recipients == [office["recipient"]]
     assert cfg.camera.backend == "picamera2" and cfg.link.port == "/dev/ttyGS0"
+    assert cfg.camera.audio and cfg.camera.audio_device == "plughw:CARD=Device,DEV=0"
     (dock_key,) = cfg.link.dock_keys
     assert (pi_root / dock_key.lstrip("/")).read_bytes() == Path(office["dock"]).read_bytes()
     assert (etc / "gadget.env").read_text() == f"DEVICE_ID=cam-{fp[:8]}\n"
@@ -133,7 +134,7 @@ def test_camera_into_a_pi_root_and_a_second_run_changes_nothing(pi_root, office)
     assert "\ndtoverlay=dwc2,dr_mode=peripheral\n" in (pi_root / "boot/firmware/config.txt").read_text()
 
     before = snapshot(pi_root)
-    again = camera(pi_root, office, "--officer", "KOD-101")
+    again = camera(pi_root, office, "--officer", "KOD-101", "--audio-device", "plughw:CARD=Device,DEV=0")
     assert "flash.sh: 0 change(s)" in again.stdout
     assert snapshot(pi_root) == before
     assert (pi_root / "boot/firmware/config.txt").read_text().count("dtoverlay=dwc2") == 1
@@ -159,6 +160,10 @@ def test_a_new_dock_or_recipient_is_taken_in_and_the_device_key_is_never_replace
     assert (pi_root / "etc/bodycam/device.key").read_bytes() == key
     cfg = device_config.load(pi_root / "etc/bodycam/bodycam.toml")
     assert cfg.device.id == "kod-cam-07"                         # kept from the first run
+    assert cfg.camera.audio  # a rerun without --audio-device: the default
+    flash("camera", "--root", pi_root, "--recipient", other.recipient, "--dock-key", office["dock2"],
+          "--audio-device", "none")
+    assert not device_config.load(pi_root / "etc/bodycam/bodycam.toml").camera.audio
     assert cfg.device.recipients == [other.recipient]
     docks = sorted(p.name for p in (pi_root / "etc/bodycam/docks").iterdir())
     assert len(docks) == 1 and cfg.link.dock_keys == [f"/etc/bodycam/docks/{docks[0]}"]
@@ -263,6 +268,9 @@ BAD = [
     (["dock", "--root", "{root}", "--store", 's3://bucket/"x'], "not s3://BUCKET"),
     (["dock", "--root", "{root}", "--recipient", "{recipient}"], "are for 'flash.sh camera'"),
     (["dock", "--ssh", "pi@cam;reboot"], "is not [USER@]HOST"),
+    (["camera", "--root", "{root}", "--recipient", "{recipient}", "--dock-key", "{dock}", "--audio-device", "hw:0\"x"],
+     "not an ALSA device name"),
+    (["dock", "--root", "{root}", "--audio-device", "hw:1"], "are for 'flash.sh camera'"),
 ]
 
 
