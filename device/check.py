@@ -28,6 +28,7 @@ from typing import Callable, Literal
 from common import keys, signed
 from device import config as device_config
 from device.camera import CameraConfig, CameraError, VideoParams, camera_factory
+from common.chain_head import read_head
 from device.segment_store import HEAD_FILE
 
 Level = Literal["ok", "warning", "problem"]
@@ -77,13 +78,22 @@ def check_keys(config: device_config.Config) -> list[Finding]:
         out.append(Finding("keys", "warning", f"the device key {path} is readable by others (mode {mode:04o}); "
                            f"chmod 600 {path}"))
     head = device_config.resolve(config, d.store) / HEAD_FILE
-    kid = signed.kid_of(head.read_bytes()) if head.exists() else None
-    if kid is not None and kid.hex() != fingerprint:
-        out.append(Finding("keys", "problem", f"the store {head.parent} was signed by another device key "
-                           f"({kid.hex()[:16]}…, this key is {fingerprint[:16]}…); put the store's own key "
-                           "back, or dock the camera and give the new key a new store"))
-    else:
-        out.append(Finding("keys", "ok", f"device key {path} (fingerprint {fingerprint[:16]}…)"))
+    if head.exists():  # what the store checks at boot, without rolling anything forward
+        data = head.read_bytes()
+        try:
+            read_head(data, key.public_key())
+        except signed.SignatureError as exc:
+            kid = signed.kid_of(data)
+            if kid is not None and kid.hex() != fingerprint:
+                out.append(Finding("keys", "problem", f"the store {head.parent} was signed by another device "
+                                   f"key ({kid.hex()[:16]}…, this key is {fingerprint[:16]}…); put the store's "
+                                   "own key back, or dock the camera and give the new key a new store"))
+            else:
+                out.append(Finding("chain", "problem", f"{head} is corrupt or altered ({exc}); the camera "
+                                   "cannot continue its chain. Do not delete it: dock the camera so the footage "
+                                   "is taken off and checked"))
+            return out
+    out.append(Finding("keys", "ok", f"device key {path} (fingerprint {fingerprint[:16]}…)"))
     return out
 
 
@@ -143,12 +153,11 @@ def check_pins(config: device_config.Config) -> list[Finding]:
 
 
 def check_sound(config: device_config.Config) -> list[Finding]:
+    from device.hardware import cue_is_current
     cues = config.cues
     wav = device_config.resolve(config, cues.wav)
-    meta = wav.with_name(wav.name + ".meta")
     out = []
-    wanted = json.dumps({"text": cues.announcement, "voice": cues.voice}, sort_keys=True)
-    if wav.exists() and meta.exists() and meta.read_text() == wanted:
+    if cue_is_current(cues.announcement, cues.voice, wav):
         out.append(Finding("announce", "ok", f"{cues.announcement!r} rendered at {wav}"))
     elif shutil.which("espeak-ng"):
         out.append(Finding("announce", "ok", f"{cues.announcement!r} is rendered with espeak-ng at start"))

@@ -134,6 +134,19 @@ def wav_duration_us(path: Path) -> int:
         return int(w.getnframes() * 1_000_000 / w.getframerate())
 
 
+def _cue_meta(text: str, voice: str, path: Path) -> tuple[Path, str]:
+    return path.with_name(path.name + ".meta"), json.dumps({"text": text, "voice": voice}, sort_keys=True)
+
+
+def cue_is_current(text: str, voice: str, path: Path) -> bool:
+    """Is ``path`` the rendering of exactly this text and voice?"""
+    meta, wanted = _cue_meta(text, voice, path)
+    try:
+        return path.exists() and meta.read_text() == wanted
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def render_cue(text: str, voice: str, path: Path) -> Path | None:
     """Render the spoken announcement with espeak-ng (``-w``: ``--stdout`` writes a broken
     WAV length). Returns None when espeak-ng is missing or fails: the caller falls back
@@ -142,10 +155,9 @@ def render_cue(text: str, voice: str, path: Path) -> Path | None:
     The rendering is cached at ``path``; ``path.meta`` records the text and voice it was
     rendered from, so a changed announcement is rendered again (the event log states the
     text, and the camera must say exactly that)."""
-    meta = path.with_name(path.name + ".meta")
-    wanted = json.dumps({"text": text, "voice": voice}, sort_keys=True)
-    if path.exists() and meta.exists() and meta.read_text() == wanted:
+    if cue_is_current(text, voice, path):
         return path
+    meta, wanted = _cue_meta(text, voice, path)
     exe = shutil.which("espeak-ng")
     if exe is None:
         return None

@@ -187,10 +187,19 @@ def test_check_notices_a_store_from_another_device_key(tmp_path):
                      "--script", str(script), "--json"]) == 0
     assert check(cfg)[0] == 0
     from common import keys
+    original = (tmp_path / "keys/device.key").read_bytes()
     (tmp_path / "keys/device.key").unlink()
     keys.create_device_key(tmp_path / "keys")
     code, found = check(cfg)
     assert code == 1 and found["keys"][0] == "problem" and "signed by another device key" in found["keys"][1]
+    (tmp_path / "keys/device.key").write_bytes(original)  # the store's own key again
+    assert check(cfg)[0] == 0
+    head = tmp_path / "store/chain-head.cbor"
+    record = head.read_bytes()
+    for damaged in (record[:-7], record[:-5] + bytes([record[-5] ^ 1]) + record[-4:], b""):
+        head.write_bytes(damaged)  # cut back, a flipped bit, emptied: boot would refuse it, so does --check
+        code, found = check(cfg)
+        assert code == 1 and found["chain"][0] == "problem" and "corrupt or altered" in found["chain"][1]
 
 
 def test_render_cue_writes_the_announcement_once(tmp_path):
@@ -204,6 +213,8 @@ def test_render_cue_writes_the_announcement_once(tmp_path):
         assert w.getnframes() / w.getframerate() > 0.5
     no_espeak = subprocess.run(run, capture_output=True, text=True, env={"PATH": "/nonexistent"})
     assert no_espeak.returncode == 0  # already rendered for this text: nothing to do
+    (tmp_path / "cues/a.wav.meta").write_bytes(b"\xff\xfe")  # a garbled meta file: rendered again, no crash
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
     cfg.write_text('[cues]\nannouncement = "Achtung, neue Ansage"\nwav = "cues/a.wav"\n')
     refused = subprocess.run(run, capture_output=True, text=True, env={"PATH": "/nonexistent"})
     assert refused.returncode == 1 and "apt install espeak-ng" in refused.stderr
