@@ -206,9 +206,10 @@ put_file() {
     if [ ! -f "$path" ] || ! cmp -s "$src" "$path"; then
         changed "$([ -e "$path" ] && echo update || echo install) $2"
         if [ "$DRY_RUN" = 0 ]; then
-            cp "$src" "$path.flash-tmp"
-            chmod "$3" "$path.flash-tmp"
-            mv -f "$path.flash-tmp" "$path"
+            if ! { cp "$src" "$path.flash-tmp" && chmod "$3" "$path.flash-tmp" && mv -f "$path.flash-tmp" "$path"; }; then
+                rm -f "$path.flash-tmp"
+                fail "cannot write $2 into $ROOT (is it full or read-only? df -h $ROOT); nothing half-written was left, run again when fixed"
+            fi
         fi
     fi
     if [ "$DRY_RUN" = 0 ] || [ -e "$path" ]; then fix_meta "$path" "$3" "$4" "$5"; fi
@@ -285,7 +286,7 @@ new_key() {
         changed "generate the signing key $key"
         if [ "$DRY_RUN" = 1 ]; then return; fi
         (umask 077 && openssl genpkey -algorithm ed25519 -out "$R$key.flash-tmp" 2>/dev/null) \
-            || fail "openssl could not generate an Ed25519 key (OpenSSL 1.1.1 or later is needed)"
+            || { rm -f "$R$key.flash-tmp"; fail "openssl could not write an Ed25519 key to $ROOT$key (disk full? OpenSSL 1.1.1 or later is needed)"; }
         sync -f "$R$key.flash-tmp" 2>/dev/null || true
         mv "$R$key.flash-tmp" "$R$key"
     fi

@@ -370,3 +370,23 @@ def test_units_stay_sandboxed(unit, threshold, tmp_path):
     proc = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--threshold={threshold}",
                            "--no-pager", str(tmp_path / unit)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-400:] + proc.stderr
+
+
+def test_a_full_card_fails_clearly_leaves_nothing_half_written_and_a_rerun_finishes(tmp_path, office):
+    """A real full filesystem (a 60 KiB tmpfs), then the same one made larger."""
+    mnt = tmp_path / "card"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mnt / "etc").mkdir()
+        (mnt / "etc/os-release").write_text("ID=raspbian\nID_LIKE=debian\n")
+        full = camera(mnt, office, check=False)
+        assert full.returncode == 1 and "is it full or read-only?" in full.stderr
+        assert not list(mnt.rglob("*flash-tmp*"))
+        subprocess.run(["mount", "-o", "remount,size=20m", str(mnt)], check=True)
+        camera(mnt, office)
+        assert "0 change(s)" in camera(mnt, office).stdout
+        keys.load_signing_key(mnt / "etc/bodycam/device.key")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
