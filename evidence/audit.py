@@ -125,29 +125,91 @@ def entries(store: EvidenceStore) -> list[Entry]:
     return out
 
 
+@dataclass(frozen=True)
+class Head:
+    """The last record of the trail: its number and SHA-256 (the next record's ``prev``)."""
+    seq: int = 0
+    digest: bytes | None = None
+
+    def text(self) -> str | None:
+        return f"{self.seq}:{self.digest.hex()}" if self.seq and self.digest else None
+
+
+def _exists(store: EvidenceStore, seq: int) -> bool:
+    return store.backend.exists(_key(seq))
+
+
+def last_seq(store: EvidenceStore, after: int = 0) -> int:
+    """The number of the trail's last record, given that record ``after`` exists (0: none
+    known). The trail has no gaps (records are only ever added at the end, write-once), so
+    an exponential probe forward from ``after`` and a binary search find the end in
+    O(log n) lookups, whatever the trail's length: no listing."""
+    if not _exists(store, after + 1):
+        return after
+    lo, step = after + 1, 1
+    while _exists(store, lo + step):  # lo exists; double until a number that does not
+        lo, step = lo + step, step * 2
+    hi = lo + step                    # does not exist
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _exists(store, mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def read(store: EvidenceStore, seq: int) -> tuple[Entry, bytes]:
+    """Record ``seq``, decoded (not signature-checked) and its bytes; FileNotFoundError if
+    it is not there, ``SignatureError`` naming it if it cannot be decoded."""
+    record = store.backend.read(_key(seq))
+    try:
+        return _entry(_decode(record, seq), record), record
+    except signed.SignatureError as exc:
+        raise signed.SignatureError(f"audit record {_key(seq)}: {exc}; run: bodycam-evidence audit --verify") from None
+
+
+def head(store: EvidenceStore) -> Head:
+    """The end of the trail, from the head this process saw last (``store.audit_head``)
+    forward: a few lookups, never a listing of the trail."""
+    known = store.audit_head
+    seq = last_seq(store, known.seq if known is not None and _exists(store, known.seq) else 0)
+    if known is not None and seq == known.seq:
+        return known
+    found = Head(seq, signed.digest(store.backend.read(_key(seq))) if seq else None)
+    store.audit_head = found
+    return found
+
+
 def append(store: EvidenceStore, key: Ed25519PrivateKey, action: str, *, by: str | None = None,
            device: str | None = None, recording: str | None = None, details: dict[str, Any] | None = None,
            now_us: int) -> Entry:
-    """Append one record after the current end of the trail; retries when another writer
-    took the same number first."""
+    """Append one record after the end of the trail.
+
+    Starts from the head this process knows (one write when nobody else appended in
+    between); when another writer took that number, it reads the winner's record and
+    moves forward, so concurrent writers (docks, consoles, CLIs) keep one linear trail.
+    The cost does not grow with the trail."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     kid = bytes.fromhex(fingerprint(key.public_key()))
-    for _ in range(50):
-        existing = records(store)
-        seq, prev = 1, None
-        if existing:
-            seq = existing[-1][0] + 1
-            prev = signed.digest(store.backend.read(existing[-1][1]))
-        body = {"type": "audit", "v": 1, "seq": seq, "prev": prev, "utc_us": now_us, "action": action, "by": by,
-                "device": device, "recording": recording, "details": details or {}}
+    at = store.audit_head if store.audit_head is not None else head(store)
+    for _ in range(200):
+        seq = at.seq + 1
+        body = {"type": "audit", "v": 1, "seq": seq, "prev": at.digest, "utc_us": now_us, "action": action,
+                "by": by, "device": device, "recording": recording, "details": details or {}}
         record = signed.sign(body, key, kid)
         try:
             store.backend.put_once(_key(seq), record, signed.digest(record))
         except (StoreConflict, FileExistsError):
-            continue  # another writer appended seq first
+            # Another writer appended ``seq`` first: chain on from the end of the trail
+            # (its record, or further when several writers came in between).
+            end = last_seq(store, seq) if _exists(store, seq) else last_seq(store, at.seq)
+            at = Head(end, signed.digest(store.backend.read(_key(end))) if end else None)
+            continue
+        store.audit_head = Head(seq, signed.digest(record))
         return _entry(body, record)
-    raise StoreConflict("could not append to the audit trail: 50 other writers came first")
+    raise StoreConflict("could not append to the audit trail: 200 other writers came first")
 
 
 @dataclass

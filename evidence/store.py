@@ -29,7 +29,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -77,6 +77,7 @@ class EvidenceStore:
     def __init__(self, backend: Backend, location: str) -> None:
         self.backend = backend
         self.location = location
+        self.audit_head: Any = None  # evidence.audit.Head last seen by this process: appends start there
 
     def prepare(self, retention_days: int) -> None:
         """Make the store ready for evidence (the office's ``init``); idempotent."""
