@@ -2,15 +2,22 @@
 
     bodycam-evidence --store STORE --key office.key init --supervisor NAME [--retention-days 14]
     bodycam-evidence --store STORE list [--officer X] [--device X] [--since DATE] [--until DATE] [--held|--not-held]
+                     [--case AZ] [--reason R] [--due-days N] [--sort S] [--limit N] [--after CURSOR]
+    bodycam-evidence --store STORE case --case AZ                       every recording held under an Aktenzeichen
     bodycam-evidence --store STORE show --recording ID --by USER
-    bodycam-evidence --store STORE verify [--recording ID]
+    bodycam-evidence --store STORE verify [--recording ID | --since DATE] [--restart]
+    bodycam-evidence --store STORE reindex [--status]
     bodycam-evidence --store STORE purge [--now ISO]
     bodycam-evidence --store STORE hold --recording ID --reason owi|straf|gefahrenabwehr|affected-request \\
                      --case REF --by USER
     bodycam-evidence --store STORE release --recording ID --reason … --by USER
     bodycam-evidence --store STORE delete --recording ID --by USER      (officer, then supervisor)
     bodycam-evidence --store STORE export --recording ID --identity FILE --out FILE.mp4 --by USER
-    bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]]
+    bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]] [--limit N] [--before SEQ]
+
+Every command reads through the office's index of the store (--index DIR or
+$BODYCAM_INDEX; default STORE.index beside a directory store, the user's cache for S3),
+which it brings up to date first: only what is new is read from the store.
 
 STORE is a directory or s3://bucket[/prefix] (endpoint and credentials the usual boto3 way:
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles; the office's, which
@@ -25,6 +32,7 @@ Exit codes: 0 done; 1 the store is unreachable or verification found problems;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
 import json
@@ -34,17 +42,19 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from common import keys, signed
 from evidence import audit
 from evidence.errors import LockedError, NotAStore, StoreConflict, StoreUnavailable
 from evidence.export import export
+from evidence.index import BadQuery, Filters, Index, IndexBusy, IndexCorrupt
+from evidence.index.query import SORTS
 from evidence.office import Office, Refused, check_user
 from evidence.recordings import UnknownRecording, iso
 from evidence.state import DEFAULT_RETENTION_DAYS, HOLD_REASONS
 from evidence.store import EvidenceStore, FsEvidenceStore, open_store
-from evidence.verify import verify
+from evidence.verify import verify_all, verify_recording, verify_since
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +72,12 @@ def _utc(text: str) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"not a count (1…1000000): {text!r}")
+    return int(text)
+
+
 def _user(text: str) -> str:
     try:
         return check_user(text)
@@ -77,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="directory or s3://bucket[/prefix]")
     p.add_argument("--key", type=Path, default=os.environ.get("BODYCAM_OFFICE_KEY"),
                    help="the office's Ed25519 signing key (default $BODYCAM_OFFICE_KEY)")
+    p.add_argument("--index", type=Path, default=None,
+                   help="the office's index directory (default $BODYCAM_INDEX, or beside the store)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     me = getpass.getuser()
@@ -95,13 +113,28 @@ def _parser() -> argparse.ArgumentParser:
     held = c.add_mutually_exclusive_group()
     held.add_argument("--held", action="store_true", default=None, dest="held")
     held.add_argument("--not-held", action="store_false", dest="held")
+    c.add_argument("--case", default="", help="held under this Aktenzeichen (part of it is enough)")
+    c.add_argument("--reason", choices=sorted(HOLD_REASONS), help="held for this reason")
+    c.add_argument("--due-days", type=_count, help="not held, deleted within N days")
+    c.add_argument("--sort", default="start_asc", choices=sorted(SORTS), help="default: oldest first")
+    c.add_argument("--limit", type=_count, default=1000, help="rows at most (default 1000); --after for more")
+    c.add_argument("--after", help="the cursor a previous list printed as 'next'")
+
+    c = sub.add_parser("case", parents=[common], help="every recording held under one Aktenzeichen")
+    c.add_argument("--case", required=True, help="the Aktenzeichen (case reference)")
+
+    c = sub.add_parser("reindex", parents=[common], help="rebuild the index from the store alone (resumable)")
+    c.add_argument("--status", action="store_true", help="only show the index's state")
 
     c = sub.add_parser("show", parents=[common], help="one recording in full (recorded as a view)")
     c.add_argument("--recording", required=True)
     c.add_argument("--by", type=_user, required=True)
 
-    c = sub.add_parser("verify", parents=[common], help="hashes, signatures, chain continuity")
-    c.add_argument("--recording")
+    c = sub.add_parser("verify", parents=[common], help="hashes, signatures, chain continuity, the index")
+    scope = c.add_mutually_exclusive_group()
+    scope.add_argument("--recording")
+    scope.add_argument("--since", type=_utc, help="only what was docked since then (the daily check)")
+    c.add_argument("--restart", action="store_true", help="start a full verification over (default: resume)")
 
     c = sub.add_parser("purge", parents=[common], help="delete what is past retention and not held")
     c.add_argument("--now", type=_utc, help="the time to judge expiry by (default: now)")
@@ -143,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("audit", parents=[common], help="the audit trail")
     c.add_argument("--verify", action="store_true", help="check numbering, chaining and signatures")
     c.add_argument("--expect", metavar="SEQ:HEX", help="a head printed earlier that must still be in the trail")
+    c.add_argument("--limit", type=_count, default=100, help="entries at most, newest first (default 100)")
+    c.add_argument("--before", type=_count, help="entries before this sequence number")
     return p
 
 
@@ -179,32 +214,48 @@ def _load_key(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> tuple[int, Any]:
     store = _open(args)
-    office = Office(store, _load_key(args), lambda: time.time_ns() // 1000)
+    now = lambda: time.time_ns() // 1000  # noqa: E731
+    office = Office(store, _load_key(args), now, Index(store, args.index, now_us=now))
     cmd = args.command
     if cmd in ("show", "hold", "release", "delete", "purge", "export"):
         office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
         return 0, office.init(args.retention_days, args.supervisor, args.by)
+    if cmd == "reindex":
+        if args.status:
+            return 0, office.idx().status()
+        with _progress("Index") as progress:
+            report = office.idx().rebuild(progress)
+        return 0, {**office.idx().status(), "read": report.to_json()}
+    if cmd in ("list", "case", "show", "verify", "purge", "hold", "release", "delete", "export", "audit") and not (
+            cmd == "audit" and args.verify):
+        with _progress("Index") as progress:
+            report = office.idx().refresh(progress)
+        for problem in report.problems[:20]:
+            print(f"bodycam-evidence: warning: {problem}", file=sys.stderr)
     if cmd == "list":
-        state = office.state()
-        rows = [r.summary(state) for r in office.recordings().values()
-                if (args.officer is None or r.officer_id == args.officer)
-                and (args.device is None or r.device_id == args.device)
-                and (args.since is None or r.start_utc_us >= args.since.timestamp() * 1e6)
-                and (args.until is None or r.start_utc_us < args.until.timestamp() * 1e6)
-                and (args.held is None or state.held(r.id) == args.held)]
-        return 0, {"recordings": rows}
+        return _list(args, office.idx())
+    if cmd == "case":
+        page = office.idx().case(args.case)
+        return 0, {"case": args.case, "recordings": office.idx().summaries(page.rows)}
     if cmd == "show":
         return 0, office.show(args.recording, args.by)
     if cmd == "verify":
-        if args.recording is not None:
-            from evidence.recordings import find
-            find(office.recordings(), args.recording)
-        result = verify(store, office.state(), args.recording)
+        with _progress("Prüfung") as progress:
+            if args.recording is not None:
+                rec, state = office.find(args.recording)
+                one = verify_recording(office.idx(), rec, state, use_cache=False)
+                general = office.idx().problems()
+                result = {"ok": one["ok"] and not general, "recordings": [
+                    {k: one[k] for k in ("id", "ok", "deleted", "problems")}], "problems": general}
+            elif args.since is not None:
+                result = verify_since(office.idx(), int(args.since.timestamp() * 1e6), progress=progress)
+            else:
+                result = verify_all(office.idx(), progress=progress, restart=args.restart)
         return (0 if result["ok"] else 1), result
     if cmd == "purge":
-        now = args.now.timestamp() if args.now else time.time()
-        return 0, office.purge(int(now * 1e6), args.by)
+        now_s = args.now.timestamp() if args.now else time.time()
+        return 0, office.purge(int(now_s * 1e6), args.by)
     if cmd == "hold":
         return 0, office.hold(args.recording, args.reason, args.case, args.by)
     if cmd == "release":
@@ -226,8 +277,54 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
         return (0 if report.ok else 1), report.to_json()
     if args.expect:
         raise Refused("--expect goes with --verify")
-    report = audit.verify(store)
-    return 0, {"entries": [e.to_json(report.signers) for e in audit.entries(store)], "head": report.head}
+    page = office.idx().audit_page(before=args.before, limit=args.limit)
+    signers = office.idx().signers()
+    entries = [office_entry.to_json(signers) for office_entry in map(_entry, reversed(page.rows))]
+    head = office.idx().meta()
+    return 0, {"entries": entries, "head": f"{head['audit_seq']}:{head['audit_digest']}" if head["audit_digest"] else None,
+               "total": page.total, "before": int(page.next) if page.next else None}
+
+
+def _entry(row: dict[str, Any]) -> audit.Entry:
+    from evidence.index.query import entry
+    return entry(row)  # type: ignore[arg-type]
+
+
+def _list(args: argparse.Namespace, index: Index) -> tuple[int, Any]:
+    f = Filters(officer=args.officer or "", device=args.device or "", held=args.held, case=args.case,
+                reason=args.reason or "", due_days=args.due_days,
+                since_us=int(args.since.timestamp() * 1e6) if args.since else None,
+                until_us=int(args.until.timestamp() * 1e6) if args.until else None)
+    try:
+        page = index.page(f, sort=args.sort, after=args.after, limit=args.limit)
+    except BadQuery as exc:
+        raise Refused(str(exc)) from None
+    problems = index.problems(20)
+    return (1 if problems else 0), {"recordings": index.summaries(page.rows), "total": page.total,
+                                    "next": page.next, "problems": problems}
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar on a terminal (rich), nothing when the output goes to a file."""
+    if not sys.stderr.isatty():
+        yield lambda phase, done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, console=_stderr_console()) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{what}: {phase}", total=total or None)
+            bar.update(tasks[phase], completed=done, total=total or None)
+        yield update
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+    return Console(stderr=True)
 
 
 def _identity(path: Path) -> bytes:
@@ -266,7 +363,7 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
         raise Refused(f"--port must be 1…65535, got {args.port}")
     identity = _identity(args.identity)
     office.check_key()
-    app = create_app(office.store, office.key, identity)
+    app = create_app(office.store, office.key, identity, index=office.idx())
     print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # systemd's stop: clean up like Ctrl-C
     try:
@@ -274,7 +371,8 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     except KeyboardInterrupt:
         pass
     finally:  # decrypted footage does not outlive the console
-        shutil.rmtree(app.extensions["bodycam"]["cache"], ignore_errors=True)
+        app.extensions["bodycam"].stop.set()
+        shutil.rmtree(app.extensions["bodycam"].cache, ignore_errors=True)
     return 0, {"served": f"{args.host}:{args.port}"}
 
 
@@ -285,7 +383,13 @@ def _human(cmd: str, result: Any) -> str:
             state = "deleted" if r["deleted"] else ("held" if r["held"] else f"expires {r['expires_utc']}")
             lines.append(f"{r['id']:48} {str(r['officer']):14} {r['start_utc']:26} {r['duration_s']:7.1f} {state}"
                          + (" truncated" if r["truncated"] else ""))
+        if result.get("next"):
+            lines.append(f"({len(result['recordings'])} of {result['total']}; more with --after {result['next']})")
+        lines += [f"PROBLEM  {p}" for p in result.get("problems", [])]
         return "\n".join(lines)
+    if cmd == "case":
+        return _human("list", {"recordings": result["recordings"]}) if result["recordings"] else \
+            f"no recording is held under {result['case']!r}"
     if cmd == "verify":
         lines = [f"{'ok' if r['ok'] else 'PROBLEMS':8} {r['id']}" + (" (deleted)" if r["deleted"] else "") + "".join(f"\n         - {p}" for p in r["problems"])
                  for r in result["recordings"]]
@@ -302,10 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code, result = run(args)
-    except (Refused, UnknownRecording, NotAStore) as exc:
+    except (Refused, UnknownRecording, NotAStore, BadQuery) as exc:
         print(f"bodycam-evidence: error: {exc.args[0]}", file=sys.stderr)
         return 2
-    except (StoreUnavailable, LockedError, StoreConflict) as exc:
+    except (StoreUnavailable, LockedError, StoreConflict, IndexBusy, IndexCorrupt) as exc:
         print(f"bodycam-evidence: error: {exc}", file=sys.stderr)
         return 1
     except signed.SignatureError as exc:

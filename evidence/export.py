@@ -33,9 +33,9 @@ from common import age_format, signed
 from common.manifest import read_manifest
 from evidence import audit
 from evidence.office import Office, Refused, check_user
-from evidence.recordings import Recording, find, iso
+from evidence.recordings import Recording, iso
 from evidence.store import EvidenceStore
-from evidence.verify import verify
+from evidence.verify import verify_recording
 
 
 def export(office: Office, recording_id: str, identity: bytes, out: Path, by: str) -> dict[str, Any]:
@@ -47,16 +47,18 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
     if out.exists():
         raise Refused(f"--out {out} exists; an export never overwrites a file")
     store = office.store
-    rec, state = find(office.recordings(), recording_id), office.state()
+    rec, state = office.find(recording_id)
     if rec.id in state.deleted:
         raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); nothing to export")
-    problems = verify(store, state, rec.id)["recordings"][0]["problems"]  # gaps, chain breaks: in the report
+    problems = verify_recording(office.idx(), rec, state, use_cache=False)["problems"]  # gaps, chain breaks: reported
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         mp4 = Path(tmp) / "export.mp4"
-        segments, streams = render(store, rec, identity, mp4)
+        receipts = office.idx().receipts(rec.device_id, [s.seq for s in rec.segments])
+        segments, streams = render(store, rec, identity, mp4, receipts)
         digest = hashlib.sha256(mp4.read_bytes()).hexdigest()
         entry = office._record("export", by=by, device=rec.device_id, recording=rec.id,
                                details={"file": out.name, "sha256": digest, "segments": [s.seq for s in rec.segments]})
+        office.refresh()
         report = _report(store, office, rec, segments, out, digest, mp4.stat().st_size, streams, by, entry)
         report["recording"]["verification_problems"] = problems
         (Path(tmp) / "report.json").write_text(json.dumps(report, indent=2))
@@ -71,11 +73,11 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
             "audit_seq": entry.seq}
 
 
-def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path) -> tuple[list[dict[str, Any]],
-                                                                                   dict[str, Any]]:
+def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path,
+           receipts: dict[int, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Check, decrypt, join and remux ``rec`` into ``mp4``: (per-segment facts, stream facts).
-    Refused if no segment can be included."""
-    receipts = receipts_of(store, rec.device_id)
+    ``receipts``: the dock's custody receipts by seq (from the index). Refused if no segment
+    can be included."""
     segments: list[dict[str, Any]] = []
     joined = mp4.with_name(mp4.name + ".ts")
     try:
@@ -93,32 +95,6 @@ def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path) -> 
 
 def _beside(out: Path, suffix: str) -> Path:
     return out.with_name(out.stem + suffix)
-
-
-def receipts_of(store: EvidenceStore, device_id: str) -> dict[int, list[dict[str, Any]]]:
-    """The dock's custody receipts of the device's segments, by seq, each with whether its
-    signature verifies with the dock key registered in the store."""
-    by_seq: dict[int, list[dict[str, Any]]] = {}
-    for record in store.receipts(device_id):
-        try:
-            body = signed.open_signed(record, None)
-        except signed.SignatureError:
-            continue
-        if body.get("kind") != "segment" or not isinstance(body.get("seq"), int):
-            continue
-        known = store.public_key(str(body.get("dock_key", "")))
-        ok = False
-        if known is not None and known[0] == "dock":
-            try:
-                signed.open_signed(record, known[2])
-                ok = True
-            except signed.SignatureError:
-                ok = False
-        by_seq.setdefault(body["seq"], []).append({
-            "dock_id": body.get("dock_id"), "dock_key": body.get("dock_key"),
-            "stored_utc": iso(body["stored_utc_us"]) if isinstance(body.get("stored_utc_us"), int) else None,
-            "location": body.get("location"), "signature_verified": ok})
-    return by_seq
 
 
 def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes, ts: Any,
@@ -227,7 +203,7 @@ def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list
             "by": by, "utc": iso(office.now_us()), "audit_seq": entry.seq, "audit_digest": entry.digest.hex(),
             "store": store.location,
         },
-        "audit": [e.to_json() for e in audit.entries(store) if e.recording == rec.id],
+        "audit": [e.to_json(office.idx().signers()) for e in office.idx().trail(rec.id)],
         "how_to_check": [
             "sha256sum the MP4 and compare with export.sha256",
             "each segment's sha256 is signed in its manifest (COSE_Sign1, Ed25519, docs/FORMAT.md §3)",

@@ -106,6 +106,19 @@ class FsBackend:
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
                       if p.is_file() and not _is_temp(p.name))
 
+    def keys_after(self, prefix: str, after: str = "", limit: int | None = None) -> list[str]:
+        """Keys in ``prefix``'s directory that start with ``prefix`` and sort after ``after``,
+        sorted (not recursive). One directory read: S3 answers this from ``after`` on."""
+        folder, _, start = prefix.rpartition("/")
+        base = self._path(folder) if folder else self.root
+        try:
+            with os.scandir(base) as it:
+                names = [e.name for e in it if e.name.startswith(start) and not _is_temp(e.name) and e.is_file()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        keys = sorted(k for k in (f"{folder}/{n}" if folder else n for n in names) if k > after)
+        return keys if limit is None else keys[:limit]
+
     def children(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():

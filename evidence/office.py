@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from common.keys import fingerprint
 from evidence import audit
 from evidence.errors import LockedError
-from evidence.recordings import Recording, find, index, iso
+from evidence.index import Filters, Index, case_key
+from evidence.recordings import Recording, UnknownRecording, iso
 from evidence.state import HOLD_REASONS, State
 from evidence.store import EvidenceStore
 
@@ -53,16 +54,31 @@ def check_user(name: str, what: str = "--by") -> str:
 
 @dataclass
 class Office:
+    """The office's actions on ``store``; reads go through its index (built on first use)."""
     store: EvidenceStore
     key: Ed25519PrivateKey | None
     now_us: Callable[[], int]
+    index: Index | None = None
 
     # ------------------------------------------------------------------ reading
-    def state(self) -> State:
-        return State.fold(audit.entries(self.store))
+    def idx(self) -> Index:
+        if self.index is None:
+            self.index = Index(self.store, now_us=self.now_us)
+        return self.index
 
-    def recordings(self) -> dict[str, Recording]:
-        return index(self.store)
+    def refresh(self) -> Any:
+        """Bring the index up to what the store holds (what other docks and offices did)."""
+        return self.idx().refresh()
+
+    def find(self, recording_id: str) -> tuple[Recording, State]:
+        """The recording and the office's state for it, as the store holds them now."""
+        self.refresh()
+        rec = self.idx().recording(recording_id) if recording_id else None
+        if rec is None:
+            latest = [r["id"] for r in self.idx().page(Filters(), limit=3).rows]
+            raise UnknownRecording(f"no recording {recording_id!r} in the store (see: bodycam-evidence list; "
+                                   f"latest: {', '.join(latest) or 'the store holds none'})")
+        return rec, self.idx().state([rec.id])
 
     def check_key(self) -> None:
         """Refused unless the signing key is an office key registered in this store."""
@@ -115,11 +131,12 @@ class Office:
     # ------------------------------------------------------------------ view
     def show(self, recording_id: str, by: str) -> dict[str, Any]:
         check_user(by)
-        rec, state = find(self.recordings(), recording_id), self.state()
+        rec, state = self.find(recording_id)
         entry = self._record("view", by=by, device=rec.device_id, recording=rec.id)
+        self.refresh()
         out = rec.summary(state)
         out["manifests"] = [s.manifest.to_json() for s in rec.segments]
-        out["audit"] = [e.to_json() for e in audit.entries(self.store) if e.recording == rec.id]
+        out["audit"] = [e.to_json() for e in self.idx().trail(rec.id)]
         out["audit_seq"] = entry.seq
         return out
 
@@ -128,9 +145,9 @@ class Office:
         check_user(by)
         if reason not in HOLD_REASONS:
             raise Refused(f"--reason must be one of {', '.join(HOLD_REASONS)}, got {reason!r}")
-        if not case.strip() or len(case) > 200:
+        if not case.strip() or len(case) > 200 or not case_key(case):
             raise Refused("--case must name the proceedings (a file or case reference, up to 200 characters)")
-        rec, state = find(self.recordings(), recording_id), self.state()
+        rec, state = self.find(recording_id)
         if rec.id in state.deleted:
             raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); "
                           "nothing left to hold")
@@ -140,13 +157,14 @@ class Office:
         self._set_store_hold(rec, True)
         entry = self._record("hold", by=by, device=rec.device_id, recording=rec.id,
                              details={"reason": reason, "case": case})
-        holds = self.state().holds.get(rec.id, [])
+        self.refresh()
+        holds = self.idx().state([rec.id]).holds.get(rec.id, [])
         return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in holds], "changed": True,
                 "audit_seq": entry.seq}
 
     def release(self, recording_id: str, reason: str, by: str) -> dict[str, Any]:
         check_user(by)
-        rec, state = find(self.recordings(), recording_id), self.state()
+        rec, state = self.find(recording_id)
         active = state.holds.get(rec.id, [])
         if not any(h.reason == reason for h in active):
             raise Refused(f"recording {rec.id} has no hold for {reason!r} (holds: "
@@ -155,6 +173,7 @@ class Office:
         if not remaining:
             self._set_store_hold(rec, False)
         entry = self._record("release", by=by, device=rec.device_id, recording=rec.id, details={"reason": reason})
+        self.refresh()
         return {"recording": rec.id, "held": bool(remaining), "holds": [h.to_json() for h in remaining],
                 "audit_seq": entry.seq}
 
@@ -170,7 +189,7 @@ class Office:
         """Record ``by``'s approval (as the recording officer or as a supervisor); once both
         are on record, delete. Early deletion needs both; a held recording none."""
         check_user(by)
-        rec, state = find(self.recordings(), recording_id), self.state()
+        rec, state = self.find(recording_id)
         if rec.id in state.deleted:
             self._destroy(rec)  # finishes an interrupted deletion; nothing to do otherwise
             return {"recording": rec.id, "deleted": True, "audit_seq": state.deleted[rec.id].seq,
@@ -194,40 +213,49 @@ class Office:
             approvals[role] = by
         missing = [r for r in ("officer", "supervisor") if r not in approvals]
         if missing:
+            self.refresh()
             return {"recording": rec.id, "deleted": False, "approvals": approvals,
                     "waiting_for": missing[0], "changed": True}
         entry = self._record("delete", by=by, device=rec.device_id, recording=rec.id,
                              details={"approvals": approvals, "segments": [s.seq for s in rec.segments]})
+        self.refresh()
         self._destroy(rec)
         return {"recording": rec.id, "deleted": True, "approvals": approvals, "audit_seq": entry.seq,
                 "changed": True}
 
     def purge(self, now_us: int, by: str) -> dict[str, Any]:
-        """Delete every recording past retention that is not held. Idempotent."""
+        """Delete every recording past retention that is not held, and finish deletions an
+        interruption left unfinished. Idempotent. Reads only what is due: the index knows
+        which recordings expired, so a purge costs what it deletes, not what the store holds.
+        ``kept`` names (up to 100) recordings past retention that a hold keeps."""
         check_user(by)
-        state = self.state()
+        idx = self.idx()
+        self.refresh()
+        for rid in idx.unfinished_deletions():
+            rec = idx.recording(rid)
+            if rec is not None:
+                self._destroy(rec)
+        state = idx.state([])
         deleted: list[str] = []
         kept: list[dict[str, str]] = []
-        for rec in self.recordings().values():
-            if rec.id in state.deleted:
-                self._destroy(rec)
+        for rid in idx.expired(now_us):
+            rec = idx.recording(rid)
+            if rec is None:
                 continue
             expires = rec.expires_utc_us(state.retention_days)
-            if now_us < expires:
-                kept.append({"id": rec.id, "reason": f"within retention until {iso(expires)}"})
-            elif state.held(rec.id):
-                h = state.holds[rec.id]
-                kept.append({"id": rec.id, "reason": "held: " + "; ".join(f"{x.reason} {x.case}" for x in h)})
-            elif self._store_holds(rec):
+            if self._store_holds(rec):
                 kept.append({"id": rec.id, "reason": "the store has a legal hold on its footage that the audit "
                                                      "trail does not show; release it there or hold it here"})
-            else:
-                self._record("purge", by=by, device=rec.device_id, recording=rec.id,
-                             details={"retention_days": state.retention_days, "expired_utc": iso(expires),
-                                      "now_utc": iso(now_us), "segments": [s.seq for s in rec.segments]})
-                self._destroy(rec)
-                deleted.append(rec.id)
-        return {"deleted": deleted, "kept": kept}
+                continue
+            self._record("purge", by=by, device=rec.device_id, recording=rec.id,
+                         details={"retention_days": state.retention_days, "expired_utc": iso(expires),
+                                  "now_utc": iso(now_us), "segments": [s.seq for s in rec.segments]})
+            self.refresh()
+            self._destroy(rec)
+            deleted.append(rec.id)
+        for row in idx.expired_but_held(now_us):
+            kept.append({"id": row["id"], "reason": "held: " + "; ".join(f"{h.reason} {h.case}" for h in row["holds"])})
+        return {"deleted": deleted, "kept": kept, "within_retention": idx.count_within_retention(now_us)}
 
     def _store_holds(self, rec: Recording) -> bool:
         is_held = getattr(self.store.backend, "is_held", None)
@@ -242,3 +270,4 @@ class Office:
                 continue
             except LockedError as exc:
                 raise LockedError(f"{exc}; the footage of {rec.id} stays (is it under a legal hold?)") from None
+        self.idx().mark_destroyed(rec.id)

@@ -48,7 +48,8 @@ def parse_url(url: str) -> tuple[str, str]:
 def make_client() -> Any:
     import boto3
     from botocore.config import Config
-    return boto3.client("s3", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    return boto3.client("s3", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3},
+                                                  max_pool_connections=32))  # the index reads in parallel
 
 
 def init_bucket(client: Any, bucket: str, retention_days: int = 14) -> None:
@@ -148,6 +149,19 @@ class S3Backend:
         full = self._key(prefix).rstrip("/") + "/" if prefix or self.prefix else ""
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(o["Key"][strip:] for page in self._list(full) for o in page.get("Contents", []))
+
+    def keys_after(self, prefix: str, after: str = "", limit: int | None = None) -> list[str]:
+        """Keys that start with ``prefix`` and sort after ``after``, sorted: the server starts
+        the listing there (``StartAfter``), so only what comes after is read."""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        out: list[str] = []
+        token: dict[str, Any] = {"StartAfter": self._key(after)} if after else {}
+        while True:
+            page = self._call("list", self.client.list_objects_v2, Prefix=self._key(prefix), **token)
+            out += [o["Key"][strip:] for o in page.get("Contents", [])]
+            if not page.get("IsTruncated") or (limit is not None and len(out) >= limit):
+                return sorted(out)[:limit] if limit is not None else sorted(out)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def children(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/" if prefix or self.prefix else ""

@@ -35,13 +35,11 @@ from common import keys
 from dock import config as dock_config
 from dock.hotplug import Dock
 from dock.registry import Registry
-from evidence import audit
 from evidence.errors import StoreUnavailable
+from evidence.index import Filters, Index
 from evidence.office import Office
-from evidence.recordings import index
-from evidence.state import State
 from evidence.store import EvidenceStore, open_store
-from evidence.verify import verify
+from evidence.verify import verify_all
 from simulator.serial_link import PtyCable
 
 MARKER = ".bodycam-demo"
@@ -196,12 +194,14 @@ def summarise(workdir: Path, setup: dict[str, Any], dock: Dock, results: dict[st
               elapsed: float) -> dict[str, Any]:
     """What the evidence office sees in the store now (the same for a directory and S3)."""
     store = open_store(setup["store"])
-    state = State.fold(audit.entries(store))
-    verified = {r["id"]: r["ok"] for r in verify(store, state)["recordings"]}
-    recordings = [{"id": r.id, "device": r.device_id, "officer": r.officer_id, "announced": r.first.announced,
-                   "segments": len(r.segments), "duration_s": round((r.end_utc_us - r.start_utc_us) / 1e6, 1),
-                   "verified": verified.get(r.id, False), "start_utc": r.start_utc_us}
-                  for r in index(store).values()]
+    index = Index(store)  # where the printed commands find it too
+    index.refresh()
+    verified = {r["id"]: r["ok"] for r in verify_all(index)["recordings"]}
+    recordings = [{"id": r["id"], "device": r["device"], "officer": r["officer"], "announced": bool(r["announced"]),
+                   "segments": r["segments"], "duration_s": round(r["duration_us"] / 1e6, 1),
+                   "verified": verified.get(r["id"], False), "start_utc": r["start_utc_us"]}
+                  for r in index.page(Filters(), limit=10_000).rows]
+    index.close()
     bays = dock.status()["bays"]
     first = min(recordings, key=lambda r: (r["device"], r["start_utc"]), default=None)
     cli = f"bodycam-evidence --store {setup['store']} --key {setup['office_key']}"

@@ -21,6 +21,13 @@ from device.segment_writer import WriterPolicy
 SMALL = VideoParams(width=320, height=240, fps=30, bitrate=800_000, gop_frames=30)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Each test its own cache directory: an S3 store's index lives there by default, and a
+    bucket name reused by a later run (another SeaweedFS) must not meet an old index."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 def need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:

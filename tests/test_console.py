@@ -118,10 +118,11 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         assert rows.count() == 2
         assert "Löschung in 14 Tagen" in page.inner_text("#recordings")  # German by default
         page.screenshot(path=shots / "1-recordings.png", full_page=True)
-        # Plays it, and seeks to the marker.
-        page.click(f"a:text('{announced}')")
-        wait_js(page, "document.getElementById('player').readyState >= 1")
-        page.evaluate("() => { const v = document.getElementById('player'); v.muted = true; return v.play(); }")
+        # Plays it (nothing is fetched before the play button), and seeks to the marker.
+        page.click(f"tr[data-recording='{announced}'] td a")
+        assert page.evaluate("() => document.getElementById('player').readyState") == 0
+        page.evaluate("() => { document.getElementById('player').muted = true; }")
+        page.click("#play")
         wait_js(page, "document.getElementById('player').currentTime > 0.5")
         marker = page.locator("button.marker").first
         offset = float(marker.get_attribute("data-offset"))
@@ -178,7 +179,8 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
             assert step in actions, (step, actions)
         assert actions.count("approve-delete") == 2
         page.screenshot(path=shots / "6-audit.png", full_page=True)
-        assert page.request.get(f"{console.url}/recordings/{announced}/video.mp4").status == 403
+        assert page.request.get(f"{console.url}/recordings/{announced}/hls/index.m3u8").status == 403
+        assert page.request.get(f"{console.url}/recordings/{announced}/poster.jpg").status == 403
         browser.close()
     assert not console.store.has_footage("test-cam", 3) or True
     playback = [e for e in __import__("evidence.audit", fromlist=["entries"]).entries(console.store)
@@ -188,7 +190,9 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
 
 def test_nothing_answers_without_a_session(console):
     rid = console.recordings[0]
-    for path in ("/", "/audit", f"/recordings/{rid}", f"/recordings/{rid}/video.mp4", "/exports/" + "0" * 32 + "/x.mp4"):
+    for path in ("/recordings", "/audit", f"/recordings/{rid}", f"/recordings/{rid}/hls/index.m3u8",
+                 f"/recordings/{rid}/hls/1.ts", f"/recordings/{rid}/poster.jpg", "/cases?az=x",
+                 "/exports/" + "0" * 32 + "/x.mp4"):
         r = requests.get(console.url + path, allow_redirects=False)
         assert r.status_code == 302 and r.headers["Location"].startswith("/login"), path
     r = requests.post(f"{console.url}/recordings/{rid}/hold", data={"reason": "owi", "case": "x"},
@@ -215,7 +219,7 @@ def test_ids_are_checked_and_officers_see_only_their_own(console):
     cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
     host, port = console.url.removeprefix("http://").split(":")
     for path in ("/recordings/..%2F..%2Fetc%2Fpasswd", "/recordings/..", "/recordings/%2e%2e%2fkeys",
-                 "/recordings/x%00y/video.mp4", "/recordings/../../keys/office.key", "/exports/../../keys/x",
+                 "/recordings/x%00y/hls/index.m3u8", "/recordings/../../keys/office.key", "/exports/../../keys/x",
                  "/exports/" + "0" * 32 + "/..%2Fx", "/static/../__init__.py", "/static/..%2F__init__.py"):
         conn = http.client.HTTPConnection(host, int(port))  # raw: no client-side ../ clean-up
         conn.request("GET", path, headers={"Cookie": cookie})
@@ -223,8 +227,12 @@ def test_ids_are_checked_and_officers_see_only_their_own(console):
         conn.close()
         assert status == 404, (path, status)
     assert s.get(f"{console.url}/recordings/{console.recordings[0]}").status_code == 200
-    video = s.get(f"{console.url}/recordings/{console.recordings[0]}/video.mp4", headers={"Range": "bytes=0-99"})
-    assert video.status_code == 206 and len(video.content) == 100 and video.headers["Content-Type"] == "video/mp4"
+    playlist = s.get(f"{console.url}/recordings/{console.recordings[0]}/hls/index.m3u8")
+    assert playlist.status_code == 200 and playlist.text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" in playlist.text
+    first = next(line for line in playlist.text.splitlines() if line.endswith(".ts"))
+    ts = s.get(console.url + first)
+    assert ts.status_code == 200 and ts.headers["Content-Type"] == "video/mp2t" and ts.content[0] == 0x47
+    assert s.get(f"{console.url}/recordings/{console.recordings[0]}/hls/999.ts").status_code == 404
     # An officer with no recordings of their own sees none, and not others' either.
     import io
     import sys

@@ -1,11 +1,40 @@
-// Marker buttons seek the player to the marker's offset (no inline script: CSP).
+// Playback: hls.js plays the recording segment by segment (each decrypted on demand by the
+// console), attached only when the user asks to play — opening a page fetches no footage.
+// Marker buttons seek to the marker's offset. No inline script (CSP).
 document.addEventListener("DOMContentLoaded", () => {
   const player = document.getElementById("player");
+  if (!player) return;
+  let attached = null;
+  const attach = () => {
+    if (attached) return attached;
+    attached = new Promise((ready) => {
+      const src = player.dataset.src;
+      if (window.Hls && window.Hls.isSupported()) {
+        const hls = new window.Hls({ enableWorker: false, maxBufferLength: 30, maxMaxBufferLength: 60,
+                                     backBufferLength: 30 });
+        hls.on(window.Hls.Events.MANIFEST_PARSED, () => ready());
+        hls.loadSource(src);
+        hls.attachMedia(player);
+      } else {
+        player.src = src;  // a browser that plays HLS itself
+        ready();
+      }
+    });
+    return attached;
+  };
+  const play = document.getElementById("play");
+  play.addEventListener("click", () => {
+    attach().then(() => player.play());
+    play.hidden = true;
+  });
+  player.addEventListener("play", () => { attach(); play.hidden = true; });
   document.querySelectorAll("button.marker").forEach((b) => {
     b.addEventListener("click", () => {
-      if (!player) return;
-      player.currentTime = parseFloat(b.dataset.offset);
-      player.play();
+      play.hidden = true;
+      attach().then(() => {
+        player.currentTime = parseFloat(b.dataset.offset);
+        player.play();
+      });
     });
   });
 });

@@ -1,0 +1,227 @@
+"""Pictures for the console: poster frames and playback as segments.
+
+**Playback** is HLS over the recording's own segments: the playlist lists them with
+their durations from the manifests; the player (hls.js, vendored in ``static/vendor``)
+asks for the segment it shows, and only that one is fetched from the store, checked
+against its manifest's SHA-256 and decrypted — the camera's MPEG-TS, not re-encoded.
+The first frame waits for one segment, whatever the recording's length, and a seek for
+the segment at that time. Decrypted segments stay in memory only, in a bounded LRU
+(bytes and age), each made once however many requests ask for it at the same time
+(a lock per segment, no lock across a recording). Deleting a recording drops them.
+
+**Poster frames**: the first keyframe of the first segment, decoded from the first
+chunks of its decryption, scaled to 192 px and stored as JPEG in the index's
+``posters/`` (0600) — made once, removed with the recording's footage, and never sent
+to a role that may not see pictures (the data-protection officer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+from flask import Blueprint, Response, abort, g, session, url_for
+
+from common import age_format
+from evidence.console import ROLES_REVIEW, ctx, login_required
+from evidence.recordings import Recording
+
+bp = Blueprint("media", __name__)
+POSTER_WIDTH = 192
+POSTER_PREFIX = 256 * 1024          # ciphertext bytes decrypted to find the first frame
+TTL_S = 600.0
+
+
+class Media:
+    def __init__(self, console: Any, max_bytes: int, ttl_s: float = TTL_S) -> None:
+        self.c = console
+        self.max_bytes, self.ttl_s = max_bytes, ttl_s
+        self._lru: OrderedDict[tuple[str, int], tuple[float, bytes]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._making: dict[Any, threading.Lock] = {}
+
+    def _key_lock(self, key: Any) -> threading.Lock:
+        with self._lock:
+            return self._making.setdefault(key, threading.Lock())
+
+    def _get(self, key: tuple[str, int]) -> bytes | None:
+        with self._lock:
+            hit = self._lru.get(key)
+            if hit is None:
+                return None
+            if time.monotonic() - hit[0] > self.ttl_s:
+                self._drop(key)
+                return None
+            self._lru.move_to_end(key)
+            return hit[1]
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        _, data = self._lru.pop(key)
+        self._size -= len(data)
+
+    def _put(self, key: tuple[str, int], data: bytes) -> None:
+        with self._lock:
+            if key in self._lru:
+                self._drop(key)
+            self._lru[key] = (time.monotonic(), data)
+            self._size += len(data)
+            while self._size > self.max_bytes and len(self._lru) > 1:
+                self._drop(next(iter(self._lru)))
+            now = time.monotonic()
+            while self._lru and now - next(iter(self._lru.values()))[0] > self.ttl_s:
+                self._drop(next(iter(self._lru)))
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._size
+
+    def forget(self, rid: str) -> None:
+        """Drop everything decrypted of ``rid`` (it was deleted)."""
+        with self._lock:
+            for key in [k for k in self._lru if k[0] == rid]:
+                self._drop(key)
+            self._making = {k: v for k, v in self._making.items() if not (isinstance(k, tuple) and k[0] == rid)}
+        _remove_poster(self.poster_path(rid))
+
+    def segment(self, rec: Recording, seq: int) -> bytes:
+        """The decrypted MPEG-TS of one segment (404 if it is not in the store as recorded)."""
+        key = (rec.id, seq)
+        data = self._get(key)
+        if data is not None:
+            return data
+        with self._key_lock(key):
+            data = self._get(key)
+            if data is None:
+                data = _decrypt(self.c, rec, seq, None)
+                self._put(key, data)
+        with self._lock:
+            self._making.pop(key, None)
+        return data
+
+    def poster_path(self, rid: str) -> Path:
+        return self.c.index.poster_dir() / hashlib.sha256(rid.encode()).hexdigest()[:32] / "poster.jpg"
+
+    def poster(self, rec: Recording) -> Path:
+        path = self.poster_path(rec.id)
+        if path.exists():
+            return path
+        with self._key_lock(("poster", rec.id)):
+            if not path.exists():
+                jpeg = _poster(_decrypt(self.c, rec, rec.segments[0].seq, POSTER_PREFIX))
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                tmp = path.with_name(f".{os.getpid()}.{threading.get_ident()}.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(jpeg)
+                os.replace(tmp, path)
+        with self._lock:
+            self._making.pop(("poster", rec.id), None)
+        return path
+
+
+def _remove_poster(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
+
+
+def _decrypt(c: Any, rec: Recording, seq: int, prefix: int | None) -> bytes:
+    seg = next((s for s in rec.segments if s.seq == seq), None)
+    if seg is None:
+        abort(404)
+    try:
+        data = c.store.footage(rec.device_id, seq)
+    except FileNotFoundError:
+        abort(404)
+    if hashlib.sha256(data).digest() != seg.manifest.sha256:
+        abort(404)  # altered footage is never shown as if it were the recording; verify names it
+    try:
+        return age_format.recover(data if prefix is None else data[:prefix], c.identity).plaintext
+    except age_format.AgeError:
+        abort(404)
+
+
+def _poster(ts: bytes) -> bytes:
+    """The first decodable picture of an MPEG-TS prefix as a small JPEG."""
+    with av.open(io.BytesIO(ts), format="mpegts") as container:
+        stream = next((s for s in container.streams if s.type == "video"), None)
+        if stream is None:
+            abort(404)
+        try:
+            frame = next(container.decode(stream))
+        except (StopIteration, av.error.FFmpegError):
+            abort(404)
+    height = max(2, round(frame.height * POSTER_WIDTH / frame.width / 2) * 2)
+    enc = av.CodecContext.create("mjpeg", "w")
+    enc.width, enc.height, enc.pix_fmt = POSTER_WIDTH, height, "yuvj420p"
+    enc.time_base = Fraction(1, 25)
+    small = frame.reformat(width=POSTER_WIDTH, height=height, format="yuvj420p")
+    return b"".join(bytes(p) for p in [*enc.encode(small), *enc.encode(None)])
+
+
+def _rec(rid: str) -> Recording:
+    rec, state = ctx().recording(rid)
+    if rec.id in state.deleted:
+        abort(404)
+    return rec
+
+
+@bp.get("/recordings/<rid>/poster.jpg")
+@login_required(*ROLES_REVIEW)
+def poster(rid: str) -> Any:
+    path = ctx().media.poster(_rec(rid))
+    resp = Response(path.read_bytes(), mimetype="image/jpeg")
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+@bp.get("/recordings/<rid>/hls/index.m3u8")
+@login_required(*ROLES_REVIEW)
+def playlist(rid: str) -> Any:
+    rec = _rec(rid)
+    present = {r[0] for r in ctx().index.conn().execute(
+        "SELECT seq FROM segments WHERE recording = ? AND footage = 1", (rec.id,))}
+    lines, durations, gap = [], [], False
+    for s in rec.segments:
+        if s.seq not in present:
+            gap = True
+            continue
+        m = s.manifest
+        seconds = max(0.001, ((m.end_mono_us or m.start_mono_us) - m.start_mono_us) / 1e6)
+        durations.append(seconds)
+        if gap and lines:
+            lines.append("#EXT-X-DISCONTINUITY")
+        gap = False
+        lines += [f"#EXTINF:{seconds:.3f},", url_for("media.segment", rid=rec.id, seq=s.seq)]
+    if not durations:
+        abort(404)
+    body = "\n".join(["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(max(durations))}",
+                      "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD", *lines, "#EXT-X-ENDLIST", ""])
+    return Response(body, mimetype="application/vnd.apple.mpegurl")
+
+
+@bp.get("/recordings/<rid>/hls/<int:seq>.ts")
+@login_required(*ROLES_REVIEW)
+def segment(rid: str, seq: int) -> Any:
+    c = ctx()
+    rec = _rec(rid)
+    data = c.media.segment(rec, seq)
+    seen = session.get("seen", [])
+    if rec.id not in seen:  # once per session and recording, when a picture is first sent
+        c.record("view", rec, what="playback")
+        session["seen"] = [*seen[-200:], rec.id]
+    resp = Response(data, mimetype="video/mp2t")
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp

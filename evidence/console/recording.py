@@ -1,0 +1,121 @@
+"""One recording: facts from its manifests, its verification (cached by the manifests'
+hashes), its events and custody receipts, its audit entries, and the office's actions.
+Everything comes from the index and costs what this recording holds, not the store."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from flask import Blueprint, abort, g, redirect, render_template, request, send_file, session, url_for
+
+from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
+from evidence.console.i18n import text
+from evidence.errors import LockedError, StoreUnavailable
+from evidence.export import export as run_export
+from evidence.index import IndexBusy
+from evidence.office import Refused
+from evidence.recordings import Recording
+from evidence.verify import cache_key, verify_recording
+
+bp = Blueprint("recording", __name__)
+CHECK_WAIT_S = 1.0        # a page waits this long for a verification that is not cached yet
+SHOWN_EVENTS = ("announcement", "state", "gesture_press", "gesture_double", "gesture_hold", "marker",
+                "recording_stop", "clock_set", "officer_assigned", "warning")
+
+
+def _verification(rec: Recording, state: Any) -> dict[str, Any] | None:
+    """The cached result, or one computed now (waited for a moment, then left to finish in
+    the background: the next visit shows it)."""
+    c = ctx()
+    cached = c.index.verification(rec.id, cache_key(rec, state))
+    if cached is not None:
+        return cached
+    future = c.checks.submit(verify_recording, c.index, rec, state)
+    try:
+        return future.result(timeout=CHECK_WAIT_S)
+    except FutureTimeout:
+        return None
+
+
+@bp.get("/recordings/<rid>")
+@login_required(*ROLES_REVIEW)
+def recording_page(rid: str) -> Any:
+    c = ctx()
+    rec, state = c.recording(rid)
+    c.record("view", rec, what="page")
+    check = _verification(rec, state)
+    flagged = {int(m) for p in (check or {}).get("problems", []) for m in re.findall(r"^segments? (\d+)", p)}
+    retention = state.retention_days
+    days = max(0, int((rec.expires_utc_us(retention) - c.now_us()) // 86_400_000_000))
+    return render_template(
+        "recording.html", rec=rec, state=state, ev=c.index.events(rec), check=check, trail=c.index.trail(rec.id),
+        receipts=c.index.receipts(rec.device_id, [s.seq for s in rec.segments]), flagged=flagged,
+        deleted=state.deleted.get(rec.id), holds=state.holds.get(rec.id, []),
+        approvals=state.approvals.get(rec.id, {}), days=days, shown_events=SHOWN_EVENTS,
+        message=request.args.get("msg"))
+
+
+def act(rid: str, fn: Callable[[Recording], Any]) -> Any:
+    rec, _ = ctx().recording(rid)
+    try:
+        fn(rec)
+    except (Refused, LockedError, StoreUnavailable, IndexBusy) as exc:
+        return redirect(url_for("recording.recording_page", rid=rid, msg=str(exc)))
+    return redirect(url_for("recording.recording_page", rid=rid, msg=text("done", g.lang)))
+
+
+@bp.post("/recordings/<rid>/hold")
+@login_required("clerk")
+def hold(rid: str) -> Any:
+    return act(rid, lambda rec: ctx().office.hold(rec.id, request.form.get("reason", ""),
+                                                  request.form.get("case", ""), g.user))
+
+
+@bp.post("/recordings/<rid>/release")
+@login_required("clerk")
+def release(rid: str) -> Any:
+    return act(rid, lambda rec: ctx().office.release(rec.id, request.form.get("reason", ""), g.user))
+
+
+@bp.post("/recordings/<rid>/delete")
+@login_required("officer", "supervisor")
+def delete(rid: str) -> Any:
+    def go(rec: Recording) -> None:
+        if ctx().office.delete(rec.id, g.user).get("deleted"):
+            ctx().media.forget(rec.id)
+    return act(rid, go)
+
+
+@bp.post("/recordings/<rid>/export")
+@login_required("clerk")
+def export(rid: str) -> Any:
+    c = ctx()
+    rec, _ = c.recording(rid)
+    token = secrets.token_hex(16)
+    d = c.cache / "exports" / token
+    d.mkdir(parents=True)
+    try:
+        run_export(c.office, rec.id, c.identity, d / f"{rec.id}.mp4", g.user)
+    except Refused as exc:
+        shutil.rmtree(d, ignore_errors=True)
+        return redirect(url_for("recording.recording_page", rid=rid, msg=str(exc)))
+    session["exports"] = [*session.get("exports", [])[-20:], token]
+    return render_template("export.html", title=f"{text('export', g.lang)}: {rec.id}", token=token,
+                           files=sorted(p.name for p in d.iterdir()),
+                           back=url_for("recording.recording_page", rid=rec.id))
+
+
+@bp.get("/exports/<token>/<name>")
+@login_required("clerk")
+def download(token: str, name: str) -> Any:
+    if token not in session.get("exports", []) or not re.fullmatch(r"[0-9a-f]{32}", token) \
+            or not SAFE_ID.fullmatch(name):
+        abort(404)
+    path = ctx().cache / "exports" / token / name
+    if not path.is_file():
+        abort(404)
+    return send_file(path, as_attachment=True, download_name=name)

@@ -1,0 +1,143 @@
+"""The recordings list (filters, sorting, keyset pages of 50, counts), holds for many
+recordings at once, and the case view: every recording held under one Aktenzeichen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import shutil
+from typing import Any
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+
+from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
+from evidence.console.i18n import text
+from evidence.export import export as run_export
+from evidence.index import BadQuery, Filters, case_key
+from evidence.index.query import DAY_US, SORTS, local_day_bounds
+from evidence.office import Refused
+from evidence.state import HOLD_REASONS
+
+bp = Blueprint("recordings", __name__)
+FIELDS = ("officer", "device", "from", "to", "held", "reason", "due", "az", "sort")
+
+
+def _date(value: str, what: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadQuery(text("bad_date", g.lang, what=what)) from None
+
+
+def filters_from(args: Any) -> tuple[Filters, dict[str, str]]:
+    f = {k: args.get(k, "").strip()[:200] for k in FIELDS}
+    since, until = local_day_bounds(_date(f["from"], text("from", g.lang)), _date(f["to"], text("to", g.lang)))
+    if f["due"] and not (f["due"].isdigit() and int(f["due"]) <= 3650):
+        raise BadQuery(text("bad_due", g.lang))
+    if f["reason"] and f["reason"] not in HOLD_REASONS:
+        raise BadQuery(text("not_found", g.lang))
+    return Filters(officer=f["officer"], device=f["device"], since_us=since, until_us=until,
+                   held={"yes": True, "no": False}.get(f["held"]), reason=f["reason"],
+                   due_days=int(f["due"]) if f["due"] else None, case=f["az"],
+                   own=g.user if g.role == "officer" else None), f
+
+
+def with_days(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    c = ctx()
+    retention = int(c.index.meta()["retention_days"])
+    now = c.now_us()
+    for r in rows:
+        r["days"] = max(0, int((r["end_utc_us"] + retention * DAY_US - now) // DAY_US))
+    return rows
+
+
+@bp.get("/recordings")
+@login_required(*ROLES_REVIEW)
+def recordings() -> Any:
+    c = ctx()
+    error = None
+    try:
+        f, form = filters_from(request.args)
+        sort = form["sort"] or "start_desc"
+        if sort not in SORTS:
+            raise BadQuery(text("not_found", g.lang))
+        page = c.index.page(f, sort=sort, after=request.args.get("after") or None,
+                            before=request.args.get("before") or None)
+    except BadQuery as exc:
+        error, form, page = str(exc), {k: request.args.get(k, "")[:200] for k in FIELDS}, None
+    except Exception as exc:  # no usable index yet: the banner says why
+        error, form, page = text("index_unavailable", g.lang, error=str(exc)[:200]), {k: "" for k in FIELDS}, None
+    status = 400 if error and page is None and not c.index.rebuilding else 200
+    choices = {}
+    if page is not None and g.role != "officer":
+        choices = {"officer": c.index.choices("officer"), "device": c.index.choices("device")}
+    return render_template("recordings.html", page=page, rows=with_days(page.rows) if page else [], f=form,
+                           error=error, sorts=list(SORTS), choices=choices,
+                           keep={k: v for k, v in form.items() if v}), status
+
+
+@bp.post("/recordings/hold")
+@login_required("clerk")
+def hold_many() -> Any:
+    """Hold the selected recordings under one reason and Aktenzeichen, then show the case."""
+    c = ctx()
+    rids = [r for r in request.form.getlist("rid") if SAFE_ID.fullmatch(r)][:500]
+    reason, case = request.form.get("reason", ""), request.form.get("case", "")
+    if not rids:
+        return render_template("message.html", message=text("none_selected", g.lang)), 400
+    problems = []
+    for rid in rids:
+        rec, _ = c.recording(rid)
+        try:
+            c.office.hold(rec.id, reason, case, g.user)
+        except Refused as exc:
+            problems.append(f"{rid}: {exc}")
+    if problems:
+        return render_template("message.html", message="; ".join(problems[:20])), 400
+    return redirect(url_for("recordings.case", az=case))
+
+
+@bp.get("/cases")
+@login_required(*ROLES_REVIEW)
+def case() -> Any:
+    c = ctx()
+    az = request.args.get("az", "").strip()[:200]
+    if not case_key(az):
+        return render_template("case.html", az=az, rows=[], error=text("case_needed", g.lang)), 400
+    page = c.index.case(az)
+    rows = [r for r in page.rows if g.role != "officer" or r["officer"] == g.user]
+    return render_template("case.html", az=az, rows=with_days(rows), error=None)
+
+
+@bp.post("/cases/export")
+@login_required("clerk")
+def case_export() -> Any:
+    """Every recording of the case as MP4 with its report, and one case summary."""
+    c = ctx()
+    az = request.form.get("az", "").strip()[:200]
+    rows = [r for r in c.index.case(az).rows if not r["deleted"]] if case_key(az) else []
+    if not rows:
+        abort(404)
+    token = secrets.token_hex(16)
+    d = c.cache / "exports" / token
+    d.mkdir(parents=True)
+    done, problems = [], []
+    for r in rows:
+        try:
+            result = run_export(c.office, r["id"], c.identity, d / f"{r['id']}.mp4", g.user)
+            done.append({"recording": r["id"], "mp4": f"{r['id']}.mp4", "sha256": result["sha256"],
+                         "verification_problems": result["verification_problems"]})
+        except Refused as exc:
+            problems.append({"recording": r["id"], "problem": str(exc)})
+    if not done:
+        shutil.rmtree(d, ignore_errors=True)
+        return render_template("message.html", message="; ".join(p["problem"] for p in problems)), 400
+    (d / "case.json").write_text(json.dumps({"case": az, "by": g.user, "exports": done, "not_exported": problems},
+                                            indent=2, ensure_ascii=False))
+    from flask import session
+    session["exports"] = [*session.get("exports", [])[-20:], token]
+    return render_template("export.html", title=text("case_export", g.lang, az=az), token=token,
+                           files=sorted(p.name for p in d.iterdir()), back=url_for("recordings.case", az=az))
