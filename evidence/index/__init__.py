@@ -349,7 +349,7 @@ class Index:
         conn = self.conn()
         with transaction(conn):
             conn.execute("UPDATE segments SET footage = 0 WHERE recording = ?", (rid,))
-            conn.execute("UPDATE deletions SET footage_gone = 1 WHERE recording = ?", (rid,))
+            conn.execute("UPDATE deletions SET footage_gone = 1, check_until_us = 0 WHERE recording = ?", (rid,))
         shutil.rmtree(self.poster_dir() / _safe(rid), ignore_errors=True)
 
     def verification(self, rid: str, key: bytes) -> dict[str, Any] | None:

@@ -57,7 +57,7 @@ CREATE INDEX holds_recording ON holds(recording);
 CREATE INDEX holds_case ON holds(case_key, recording);
 CREATE TABLE approvals (recording TEXT, role TEXT, by TEXT, PRIMARY KEY (recording, role));
 CREATE TABLE deletions (recording TEXT PRIMARY KEY, audit_seq INTEGER, action TEXT, by TEXT, utc_us INTEGER,
-    footage_gone INTEGER DEFAULT 0);
+    footage_gone INTEGER DEFAULT 0, check_until_us INTEGER DEFAULT 0);
 CREATE INDEX deletions_open ON deletions(footage_gone);
 CREATE TABLE users (id TEXT PRIMARY KEY, role TEXT, audit_seq INTEGER);
 CREATE TABLE exports (audit_seq INTEGER PRIMARY KEY, recording TEXT, by TEXT, utc_us INTEGER, file TEXT,

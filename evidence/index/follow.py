@@ -204,8 +204,11 @@ class Follower:
             elif e.action == "approve-delete":
                 c.execute("INSERT OR REPLACE INTO approvals VALUES (?, ?, ?)", (rec, str(d["role"]), e.by or ""))
             elif e.action in ("delete", "purge"):
-                c.execute("INSERT OR REPLACE INTO deletions (recording, audit_seq, action, by, utc_us) "
-                          "VALUES (?, ?, ?, ?, ?)", (rec, e.seq, e.action, e.by, e.utc_us))
+                # Whoever deleted destroys the footage right after this record: look for it
+                # for a while (another office's deletion), so the index learns it is gone.
+                c.execute("INSERT OR REPLACE INTO deletions (recording, audit_seq, action, by, utc_us, "
+                          "check_until_us) VALUES (?, ?, ?, ?, ?, ?)",
+                          (rec, e.seq, e.action, e.by, e.utc_us, self.now_us() + PENDING_S * 1_000_000 if load else 0))
                 c.execute("UPDATE recordings SET deleted = 1 WHERE id = ?", (rec,))
             elif e.action == "user":
                 c.execute("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", (str(d["id"]), str(d["role"]), e.seq))
@@ -395,6 +398,27 @@ class Follower:
                 raise
         self.conn.execute("UPDATE devices SET receipts_after = '' WHERE pending_until_us <= ? AND "
                           "receipts_after != ''", (now,))
+        for (rid,) in self.conn.execute("SELECT recording FROM deletions WHERE footage_gone = 0 AND check_until_us > ?",
+                                        (now,)).fetchall():
+            self.footage_check(rid)
+
+    def footage_check(self, rid: str) -> None:
+        """Whether the footage of a deleted recording is gone from the store now."""
+        seqs = self.conn.execute("SELECT device, seq FROM segments WHERE recording = ? AND footage = 1",
+                                 (rid,)).fetchall()
+        present = list(self.pool.map(lambda r: self.store.has_footage(r[0], r[1]), seqs))
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for (device, seq), there in zip(seqs, present):
+                if not there:
+                    self.conn.execute("UPDATE segments SET footage = 0 WHERE device = ? AND seq = ?", (device, seq))
+            if not any(present):
+                self.conn.execute("UPDATE deletions SET footage_gone = 1, check_until_us = 0 WHERE recording = ?",
+                                  (rid,))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------ a whole device (rebuild)
     def rebuild_device(self, device: str) -> None:
