@@ -53,7 +53,7 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
     problems = verify_recording(office.idx(), rec, state, use_cache=False)["problems"]  # gaps, chain breaks: reported
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         mp4 = Path(tmp) / "export.mp4"
-        receipts = office.idx().receipts(rec.device_id, [s.seq for s in rec.segments])
+        receipts = office.idx().receipts(rec)
         segments, streams = render(store, rec, identity, mp4, receipts)
         digest = hashlib.sha256(mp4.read_bytes()).hexdigest()
         entry = office._record("export", by=by, device=rec.device_id, recording=rec.id,

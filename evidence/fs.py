@@ -106,9 +106,10 @@ class FsBackend:
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
                       if p.is_file() and not _is_temp(p.name))
 
-    def keys_after(self, prefix: str, after: str = "", limit: int | None = None) -> list[str]:
-        """Keys in ``prefix``'s directory that start with ``prefix`` and sort after ``after``,
-        sorted (not recursive). One directory read: S3 answers this from ``after`` on."""
+    def keys_after(self, prefix: str, after: str = "", limit: int | None = None, until: str | None = None) -> list[str]:
+        """Keys in ``prefix``'s directory that start with ``prefix`` and sort after ``after`` (and
+        not after ``until``), sorted (not recursive). One directory read: S3 answers this from
+        ``after`` on."""
         folder, _, start = prefix.rpartition("/")
         base = self._path(folder) if folder else self.root
         try:
@@ -116,7 +117,8 @@ class FsBackend:
                 names = [e.name for e in it if e.name.startswith(start) and not _is_temp(e.name) and e.is_file()]
         except (FileNotFoundError, NotADirectoryError):
             return []
-        keys = sorted(k for k in (f"{folder}/{n}" if folder else n for n in names) if k > after)
+        keys = sorted(k for k in (f"{folder}/{n}" if folder else n for n in names)
+                      if k > after and (until is None or k <= until))
         return keys if limit is None else keys[:limit]
 
     def children(self, prefix: str) -> list[str]:

@@ -59,6 +59,7 @@ class Office:
     key: Ed25519PrivateKey | None
     now_us: Callable[[], int]
     index: Index | None = None
+    rebuild: bool = True        # False in the console: a stale index is rebuilt in the background
 
     # ------------------------------------------------------------------ reading
     def idx(self) -> Index:
@@ -68,7 +69,7 @@ class Office:
 
     def refresh(self) -> Any:
         """Bring the index up to what the store holds (what other docks and offices did)."""
-        return self.idx().refresh()
+        return self.idx().refresh(rebuild=self.rebuild)
 
     def find(self, recording_id: str) -> tuple[Recording, State]:
         """The recording and the office's state for it, as the store holds them now."""

@@ -150,17 +150,20 @@ class S3Backend:
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(o["Key"][strip:] for page in self._list(full) for o in page.get("Contents", []))
 
-    def keys_after(self, prefix: str, after: str = "", limit: int | None = None) -> list[str]:
-        """Keys that start with ``prefix`` and sort after ``after``, sorted: the server starts
-        the listing there (``StartAfter``), so only what comes after is read."""
+    def keys_after(self, prefix: str, after: str = "", limit: int | None = None, until: str | None = None) -> list[str]:
+        """Keys that start with ``prefix`` and sort after ``after`` (and not after ``until``),
+        sorted: the server starts the listing there (``StartAfter``) and it stops past
+        ``until``, so only what lies between is read."""
         strip = len(self.prefix) + 1 if self.prefix else 0
         out: list[str] = []
         token: dict[str, Any] = {"StartAfter": self._key(after)} if after else {}
         while True:
             page = self._call("list", self.client.list_objects_v2, Prefix=self._key(prefix), **token)
             out += [o["Key"][strip:] for o in page.get("Contents", [])]
-            if not page.get("IsTruncated") or (limit is not None and len(out) >= limit):
-                return sorted(out)[:limit] if limit is not None else sorted(out)
+            past = until is not None and out and out[-1] > until
+            if not page.get("IsTruncated") or past or (limit is not None and len(out) >= limit):
+                keys = [k for k in sorted(out) if until is None or k <= until]
+                return keys[:limit] if limit is not None else keys
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def children(self, prefix: str) -> list[str]:

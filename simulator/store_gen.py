@@ -51,7 +51,7 @@ class Take:
     announced: bool = True
     markers: int = 0
     officer: str | None = None
-    footage: list[bytes] | None = None       # plaintext per segment (real MPEG-TS); else a small payload
+    footage: Callable[[int, int], bytes] | None = None   # (index, first pts µs) → plaintext; else a payload
 
 
 @dataclass
@@ -75,7 +75,8 @@ class StoreWriter:
     store: EvidenceStore
     seed: int = 0
     dock_id: str = "dock-1"
-    payload: int = 2048                    # bytes of plaintext footage per segment when none is given
+    payload: int = 0                       # bytes of random TS-shaped plaintext per segment; 0: a tiny real
+                                           # H.264 picture (what a poster frame can be made of)
     workers: int = 8
     identity: bytes = field(default_factory=lambda: X25519PrivateKey.generate().private_bytes_raw())
     dock_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
@@ -87,14 +88,13 @@ class StoreWriter:
         self.devices: dict[str, _Device] = {}
         self.staging = Path(tempfile.mkdtemp(prefix="store-gen-"))
         self._pool = ThreadPoolExecutor(self.workers)
+        self._tiny = TsFootage(0.2, width=160, height=96) if not self.payload else None
 
     def close(self) -> None:
         self._pool.shutdown()
 
     def device(self, device_id: str) -> _Device:
-        if device_id not in self.devices:
-            self.devices[device_id] = _Device(device_id, Ed25519PrivateKey.generate())
-        return self.devices[device_id]
+        return self.devices.setdefault(device_id, _Device(device_id, Ed25519PrivateKey.generate()))
 
     def _encrypt(self, plaintext: bytes) -> bytes:
         out = io.BytesIO()
@@ -103,41 +103,44 @@ class StoreWriter:
         w.close()
         return out.getvalue()
 
-    def _payload(self) -> bytes:
+    def _payload(self, first_pts_us: int) -> bytes:
+        if self._tiny is not None:
+            return self._tiny(0, first_pts_us)
         # MPEG-TS-shaped bytes (sync byte every 188): what a segment's plaintext looks like to a
-        # byte counter; the scale benchmark does not decode them.
+        # byte counter, for tests that never decode it.
         n = max(1, self.payload // TS_PACKET)
-        return b"".join(b"\x47" + self.rng.randbytes(TS_PACKET - 1) for _ in range(n))
+        return b"".join(b"\x47" + os.urandom(TS_PACKET - 1) for _ in range(n))
 
-    def _event(self, dev: _Device, kind: str, utc_us: int, state: str, **data: object) -> bytes:
+    def _event(self, dev: _Device, utc0: int, kind: str, utc_us: int, state: str, **data: object) -> bytes:
         dev.event_seq += 1
         body = {"v": 1, "type": "event", "device_id": dev.id, "device_key": dev.fp, "seq": dev.event_seq,
-                "utc_us": utc_us, "mono_us": dev.mono_us + (utc_us - self._utc0) , "kind": kind, "state": state,
+                "utc_us": utc_us, "mono_us": dev.mono_us + (utc_us - utc0), "kind": kind, "state": state,
                 "data": data, "prev": dev.event_prev}
         record = signed.sign(body, dev.key, bytes.fromhex(dev.fp))
         dev.event_prev = signed.digest(record)
         return record
 
     def docking(self, device_id: str, takes: list[Take], *, at_us: int | None = None) -> list[str]:
-        """One docking of ``device_id`` holding ``takes``: stored, recorded, receipted."""
+        """One docking of ``device_id`` holding ``takes``: stored, recorded, receipted. Dockings
+        of different devices may run in parallel threads."""
         dev = self.device(device_id)
-        self._utc0 = takes[0].start_utc_us if takes else 0
+        utc0 = takes[0].start_utc_us if takes else 0
         jobs, rids, events = [], [], []
         for take in takes:
             stamp = dt.datetime.fromtimestamp(take.start_utc_us / 1e6, dt.timezone.utc)
             rid = f"{dev.id}-{stamp:%Y%m%dT%H%M%S}Z-{dev.seq + 1:08d}"
             rids.append(rid)
-            mono = dev.mono_us + (take.start_utc_us - self._utc0)
-            events.append(self._event(dev, "announcement" if take.announced else "gesture_double",
+            mono = dev.mono_us + (take.start_utc_us - utc0)
+            events.append(self._event(dev, utc0, "announcement" if take.announced else "gesture_double",
                                       take.start_utc_us, "ANNOUNCING" if take.announced else "READY",
                                       cue="voice", text="Achtung, Videoaufzeichnung"))
-            events.append(self._event(dev, "state", take.start_utc_us, "RECORDING", previous="READY",
+            events.append(self._event(dev, utc0, "state", take.start_utc_us, "RECORDING", previous="READY",
                                       recording_id=rid, announced=take.announced))
             seg_us = int(take.segment_s * 1_000_000)
             for i in range(take.segments):
                 dev.seq += 1
                 start = take.start_utc_us + i * seg_us
-                plaintext = take.footage[i] if take.footage else self._payload()
+                plaintext = take.footage(i, mono + i * seg_us) if take.footage else self._payload(mono + i * seg_us)
                 data = self._encrypt(plaintext)
                 m = SegmentManifest(
                     device_id=dev.id, device_key=dev.fp, officer_id=take.officer, recording_id=rid, seq=dev.seq,
@@ -156,13 +159,13 @@ class StoreWriter:
                 dev.prev = signed.digest(record)
                 jobs.append((m, record, data))
             for n in range(take.markers):
-                events.append(self._event(dev, "marker", take.start_utc_us + (n + 1) * seg_us // 2, "RECORDING",
+                events.append(self._event(dev, utc0, "marker", take.start_utc_us + (n + 1) * seg_us // 2, "RECORDING",
                                           recording_id=rid, n=n + 1))
             end = take.start_utc_us + take.segments * seg_us
-            events.append(self._event(dev, "recording_stop", end, "READY", recording_id=rid, reason="hold",
+            events.append(self._event(dev, utc0, "recording_stop", end, "READY", recording_id=rid, reason="hold",
                                       segments=[j[0].seq for j in jobs if j[0].recording_id == rid]))
-        dev.mono_us += (max((t.start_utc_us + t.segments * int(t.segment_s * 1e6) for t in takes), default=self._utc0)
-                        - self._utc0) + 3_600_000_000
+        dev.mono_us += (max((t.start_utc_us + t.segments * int(t.segment_s * 1e6) for t in takes), default=utc0)
+                        - utc0) + 3_600_000_000
 
         def put(job: tuple[SegmentManifest, bytes, bytes]) -> str:
             m, record, data = job
@@ -192,3 +195,32 @@ class StoreWriter:
             first = signed.open_signed(events[0], None)["seq"]
             self.store.put_events(dev.id, first, first + len(events) - 1, b"".join(events))
         return rids
+
+
+class TsFootage:
+    """Real H.264 in MPEG-TS for a long recording: a clip of one segment's length, encoded
+    once by the simulated camera, muxed again for each segment on that segment's clock
+    (so a player sees one continuous recording). ``footage(index, first_pts_us)``."""
+
+    def __init__(self, segment_s: float = 10.0, width: int = 320, height: int = 240, fps: int = FPS) -> None:
+        from common.clock import VirtualClock
+        from device.camera import CameraConfig, VideoParams
+        from simulator.camera import SimCamera
+        self.video = VideoParams(width=width, height=height, fps=fps, bitrate=250_000, gop_frames=fps)
+        cam = SimCamera(CameraConfig("sim", self.video, None, {"seed": 3, "noise": 6}), clock=VirtualClock())
+        self.clip = []
+        for p in cam.packets():
+            if p.pts_us >= segment_s * 1_000_000:
+                break
+            self.clip.append(p)
+        self.t0 = self.clip[0].pts_us
+
+    def __call__(self, index: int, first_pts_us: int) -> bytes:
+        from device.camera import EncodedPacket
+        from device.muxer import TsMuxer
+        out = io.BytesIO()
+        mux = TsMuxer(out, self.video)
+        for p in self.clip:
+            mux.mux(EncodedPacket(p.data, first_pts_us + p.pts_us - self.t0, p.keyframe))
+        mux.close()
+        return out.getvalue()

@@ -23,6 +23,7 @@ audit trail, read-only, no pictures.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -44,7 +45,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from evidence import audit
 from evidence.console.i18n import LANGS, days_text, text
-from evidence.index import Index
+from evidence.index import Index, IndexBusy, IndexCorrupt, IndexStale
 from evidence.office import Office
 from evidence.recordings import Recording
 from evidence.state import HOLD_REASONS, State
@@ -112,12 +113,23 @@ class Console:
     refresh_error: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def record(self, action: str, rec: Recording | None = None, **details: Any) -> audit.Entry:
-        """An audit record by the logged-in user; the index follows at once (O(new))."""
-        entry = audit.append(self.store, self.key, action, by=g.user, device=rec.device_id if rec else None,
-                             recording=rec.id if rec else None, details=details, now_us=self.now_us())
-        self.index.refresh()
+    def record(self, action: str, rec: Recording | dict[str, Any] | None = None, **details: Any) -> audit.Entry:
+        """An audit record by the logged-in user about ``rec`` (a recording or its index row);
+        the index follows at once (O(new))."""
+        device, rid = ((rec["device"], rec["id"]) if isinstance(rec, dict) else
+                       (rec.device_id, rec.id) if rec is not None else (None, None))
+        entry = audit.append(self.store, self.key, action, by=g.user, device=device, recording=rid,
+                             details=details, now_us=self.now_us())
+        with contextlib.suppress(IndexBusy, IndexCorrupt, IndexStale):  # the background thread mends it
+            self.index.refresh(rebuild=False, pending=False)
         return entry
+
+    def row(self, rid: str) -> dict[str, Any]:
+        """The recording's index row if this user may see it (404 otherwise), without its manifests."""
+        row = self.index.row(rid) if SAFE_ID.fullmatch(rid) else None
+        if row is None or (g.role == "officer" and row["officer"] != g.user):
+            abort(404)
+        return row
 
     def recording(self, rid: str) -> tuple[Recording, State]:
         """The recording if this user may see it (404 otherwise: an officer does not learn
@@ -177,7 +189,7 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
                       PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=8), MAX_CONTENT_LENGTH=64 * 1024)
     CSRFProtect(app)
     index = index if index is not None else Index(store, now_us=now_us)
-    office = Office(store, key, now_us, index)
+    office = Office(store, key, now_us, index, rebuild=False)
     office.check_key()
     cache = Path(cache_dir or tempfile.mkdtemp(prefix="bodycam-console-"))
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)

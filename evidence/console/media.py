@@ -33,7 +33,6 @@ from flask import Blueprint, Response, abort, g, session, url_for
 
 from common import age_format
 from evidence.console import ROLES_REVIEW, ctx, login_required
-from evidence.recordings import Recording
 
 bp = Blueprint("media", __name__)
 POSTER_WIDTH = 192
@@ -93,16 +92,16 @@ class Media:
             self._making = {k: v for k, v in self._making.items() if not (isinstance(k, tuple) and k[0] == rid)}
         _remove_poster(self.poster_path(rid))
 
-    def segment(self, rec: Recording, seq: int) -> bytes:
+    def segment(self, rid: str, seq: int) -> bytes:
         """The decrypted MPEG-TS of one segment (404 if it is not in the store as recorded)."""
-        key = (rec.id, seq)
+        key = (rid, seq)
         data = self._get(key)
         if data is not None:
             return data
         with self._key_lock(key):
             data = self._get(key)
             if data is None:
-                data = _decrypt(self.c, rec, seq, None)
+                data = _decrypt(self.c, rid, seq, None)
                 self._put(key, data)
         with self._lock:
             self._making.pop(key, None)
@@ -111,13 +110,18 @@ class Media:
     def poster_path(self, rid: str) -> Path:
         return self.c.index.poster_dir() / hashlib.sha256(rid.encode()).hexdigest()[:32] / "poster.jpg"
 
-    def poster(self, rec: Recording) -> Path:
-        path = self.poster_path(rec.id)
+    def poster(self, rid: str) -> Path:
+        path = self.poster_path(rid)
         if path.exists():
             return path
-        with self._key_lock(("poster", rec.id)):
+        with self._key_lock(("poster", rid)):
             if not path.exists():
-                jpeg = _poster(_decrypt(self.c, rec, rec.segments[0].seq, POSTER_PREFIX))
+                first = self.c.index.conn().execute(
+                    "SELECT seq FROM segments WHERE recording = ? AND footage = 1 ORDER BY idx, seq LIMIT 1",
+                    (rid,)).fetchone()
+                if first is None:
+                    abort(404)
+                jpeg = _poster(_decrypt(self.c, rid, first[0], POSTER_PREFIX))
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = path.with_name(f".{os.getpid()}.{threading.get_ident()}.tmp")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -125,7 +129,7 @@ class Media:
                     f.write(jpeg)
                 os.replace(tmp, path)
         with self._lock:
-            self._making.pop(("poster", rec.id), None)
+            self._making.pop(("poster", rid), None)
         return path
 
 
@@ -137,15 +141,16 @@ def _remove_poster(path: Path) -> None:
         pass
 
 
-def _decrypt(c: Any, rec: Recording, seq: int, prefix: int | None) -> bytes:
-    seg = next((s for s in rec.segments if s.seq == seq), None)
+def _decrypt(c: Any, rid: str, seq: int, prefix: int | None) -> bytes:
+    seg = c.index.conn().execute("SELECT device, sha256 FROM segments WHERE recording = ? AND seq = ?",
+                                 (rid, seq)).fetchone()
     if seg is None:
         abort(404)
     try:
-        data = c.store.footage(rec.device_id, seq)
+        data = c.store.footage(seg[0], seq)
     except FileNotFoundError:
         abort(404)
-    if hashlib.sha256(data).digest() != seg.manifest.sha256:
+    if hashlib.sha256(data).digest() != bytes(seg[1]):
         abort(404)  # altered footage is never shown as if it were the recording; verify names it
     try:
         return age_format.recover(data if prefix is None else data[:prefix], c.identity).plaintext
@@ -154,15 +159,15 @@ def _decrypt(c: Any, rec: Recording, seq: int, prefix: int | None) -> bytes:
 
 
 def _poster(ts: bytes) -> bytes:
-    """The first decodable picture of an MPEG-TS prefix as a small JPEG."""
-    with av.open(io.BytesIO(ts), format="mpegts") as container:
-        stream = next((s for s in container.streams if s.type == "video"), None)
-        if stream is None:
-            abort(404)
-        try:
+    """The first decodable picture of an MPEG-TS prefix as a small JPEG (404 if it has none)."""
+    try:
+        with av.open(io.BytesIO(ts), format="mpegts") as container:
+            stream = next((s for s in container.streams if s.type == "video"), None)
+            if stream is None:
+                abort(404)
             frame = next(container.decode(stream))
-        except (StopIteration, av.error.FFmpegError):
-            abort(404)
+    except (StopIteration, av.error.FFmpegError):
+        abort(404)
     height = max(2, round(frame.height * POSTER_WIDTH / frame.width / 2) * 2)
     enc = av.CodecContext.create("mjpeg", "w")
     enc.width, enc.height, enc.pix_fmt = POSTER_WIDTH, height, "yuvj420p"
@@ -171,17 +176,18 @@ def _poster(ts: bytes) -> bytes:
     return b"".join(bytes(p) for p in [*enc.encode(small), *enc.encode(None)])
 
 
-def _rec(rid: str) -> Recording:
-    rec, state = ctx().recording(rid)
-    if rec.id in state.deleted:
+def _visible(rid: str) -> dict[str, Any]:
+    """The recording's row if this user may see its pictures and it is not deleted."""
+    row = ctx().row(rid)
+    if row["deleted"]:
         abort(404)
-    return rec
+    return row
 
 
 @bp.get("/recordings/<rid>/poster.jpg")
 @login_required(*ROLES_REVIEW)
 def poster(rid: str) -> Any:
-    path = ctx().media.poster(_rec(rid))
+    path = ctx().media.poster(_visible(rid)["id"])
     resp = Response(path.read_bytes(), mimetype="image/jpeg")
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
@@ -190,21 +196,20 @@ def poster(rid: str) -> Any:
 @bp.get("/recordings/<rid>/hls/index.m3u8")
 @login_required(*ROLES_REVIEW)
 def playlist(rid: str) -> Any:
-    rec = _rec(rid)
-    present = {r[0] for r in ctx().index.conn().execute(
-        "SELECT seq FROM segments WHERE recording = ? AND footage = 1", (rec.id,))}
+    rid = _visible(rid)["id"]
     lines, durations, gap = [], [], False
-    for s in rec.segments:
-        if s.seq not in present:
+    for seq, start, end, footage in ctx().index.conn().execute(
+            "SELECT seq, start_mono_us, end_mono_us, footage FROM segments WHERE recording = ? ORDER BY idx, seq",
+            (rid,)):
+        if not footage:
             gap = True
             continue
-        m = s.manifest
-        seconds = max(0.001, ((m.end_mono_us or m.start_mono_us) - m.start_mono_us) / 1e6)
+        seconds = max(0.001, ((end or start) - start) / 1e6)
         durations.append(seconds)
         if gap and lines:
             lines.append("#EXT-X-DISCONTINUITY")
         gap = False
-        lines += [f"#EXTINF:{seconds:.3f},", url_for("media.segment", rid=rec.id, seq=s.seq)]
+        lines += [f"#EXTINF:{seconds:.3f},", url_for("media.segment", rid=rid, seq=seq)]
     if not durations:
         abort(404)
     body = "\n".join(["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(max(durations))}",
@@ -216,12 +221,12 @@ def playlist(rid: str) -> Any:
 @login_required(*ROLES_REVIEW)
 def segment(rid: str, seq: int) -> Any:
     c = ctx()
-    rec = _rec(rid)
-    data = c.media.segment(rec, seq)
+    row = _visible(rid)
+    data = c.media.segment(row["id"], seq)
     seen = session.get("seen", [])
-    if rec.id not in seen:  # once per session and recording, when a picture is first sent
-        c.record("view", rec, what="playback")
-        session["seen"] = [*seen[-200:], rec.id]
+    if row["id"] not in seen:  # once per session and recording, when a picture is first sent
+        c.record("view", row, what="playback")
+        session["seen"] = [*seen[-200:], row["id"]]
     resp = Response(data, mimetype="video/mp2t")
     resp.headers["Cache-Control"] = "private, no-store"
     return resp

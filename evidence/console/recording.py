@@ -16,7 +16,7 @@ from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
 from evidence.console.i18n import text
 from evidence.errors import LockedError, StoreUnavailable
 from evidence.export import export as run_export
-from evidence.index import IndexBusy
+from evidence.index import IndexBusy, IndexCorrupt, IndexStale
 from evidence.office import Refused
 from evidence.recordings import Recording
 from evidence.verify import cache_key, verify_recording
@@ -53,7 +53,7 @@ def recording_page(rid: str) -> Any:
     days = max(0, int((rec.expires_utc_us(retention) - c.now_us()) // 86_400_000_000))
     return render_template(
         "recording.html", rec=rec, state=state, ev=c.index.events(rec), check=check, trail=c.index.trail(rec.id),
-        receipts=c.index.receipts(rec.device_id, [s.seq for s in rec.segments]), flagged=flagged,
+        receipts=c.index.receipts(rec), flagged=flagged,
         deleted=state.deleted.get(rec.id), holds=state.holds.get(rec.id, []),
         approvals=state.approvals.get(rec.id, {}), days=days, shown_events=SHOWN_EVENTS,
         message=request.args.get("msg"))
@@ -63,7 +63,7 @@ def act(rid: str, fn: Callable[[Recording], Any]) -> Any:
     rec, _ = ctx().recording(rid)
     try:
         fn(rec)
-    except (Refused, LockedError, StoreUnavailable, IndexBusy) as exc:
+    except (Refused, LockedError, StoreUnavailable, IndexBusy, IndexCorrupt, IndexStale) as exc:
         return redirect(url_for("recording.recording_page", rid=rid, msg=str(exc)))
     return redirect(url_for("recording.recording_page", rid=rid, msg=text("done", g.lang)))
 

@@ -82,6 +82,7 @@ class Index:
         self._pool_lock = threading.Lock()
         self.rebuilding: dict[str, Any] | None = None    # {phase, done, total} while a rebuild runs
         self.last_refresh_us: int | None = None
+        self._checked: set[str | None] = set()                 # generations read through in this process
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -105,12 +106,15 @@ class Index:
         return conn
 
     def usable(self) -> bool:
-        """A complete index of this store and schema is in place."""
+        """A complete index of this store and schema is in place (its file read through
+        once per process: a damaged page is found before it is trusted)."""
         try:
             conn = self.gens.conn()
             if conn is None:
                 return False
-            db.check(conn, self.store.location)
+            name = self.gens.current_name()
+            db.check(conn, self.store.location, thorough=name not in self._checked)
+            self._checked.add(name)
             return True
         except (IndexCorrupt, sqlite3.DatabaseError):
             return False
@@ -139,18 +143,26 @@ class Index:
             return None
         return self.rebuild(progress)
 
-    def refresh(self, progress: Progress | None = None) -> Report:
-        """Apply what the store gained since the last refresh (rebuilding first if needed)."""
-        rebuilt = self.ensure(progress)
+    def refresh(self, progress: Progress | None = None, *, rebuild: bool = True, pending: bool = True) -> Report:
+        """Apply what the store gained since the last refresh, rebuilding first if the index
+        is missing, unusable or stale. ``rebuild=False`` (a page being served): raise
+        :class:`IndexCorrupt` or :class:`IndexStale` instead, and leave the rebuild to the
+        background. ``pending=False``: leave recently docked devices' event logs to the next."""
+        if not rebuild and not self.usable():
+            raise IndexCorrupt(f"the index in {self.dir} is not ready (being built or damaged)")
+        rebuilt = self.ensure(progress) if rebuild else None
         follower = Follower(self.store, self.conn(), self.pool, self.now_us)
         try:
             follower.check_head()
         except IndexStale as exc:
+            if not rebuild:
+                raise
             report = self.rebuild(progress, finding=str(exc))
             report.problems.insert(0, str(exc))
             return report
         follower.follow_trail(load=True, progress=progress)
-        follower.follow_pending()
+        if pending:
+            follower.follow_pending()
         self.last_refresh_us = self.now_us()
         if rebuilt is not None:
             follower.report.problems[:0] = rebuilt.problems
@@ -293,11 +305,16 @@ class Index:
             "SELECT text FROM problems WHERE what LIKE ? LIMIT 20", (f"events:devices/{rec.device_id}/%",))]
         return out
 
-    def receipts(self, device: str, seqs: list[int]) -> dict[int, list[dict[str, Any]]]:
+    def receipts(self, rec: Recording) -> dict[int, list[dict[str, Any]]]:
+        """The dock's custody receipts of the recording's segments, by seq (read from the
+        store when first asked for, then kept)."""
         from evidence.recordings import iso
         out: dict[int, list[dict[str, Any]]] = {}
-        if not seqs:
-            return out
+        conn = self.conn()
+        if conn.execute("SELECT 1 FROM receipts_loaded WHERE recording = ?", (rec.id,)).fetchone() is None:
+            with transaction(conn):
+                Follower(self.store, conn, self.pool, self.now_us).load_receipts(rec.id)
+        device, seqs = rec.device_id, [s.seq for s in rec.segments]
         for r in self.conn().execute("SELECT * FROM receipts WHERE device = ? AND kind = 'segment' AND seq BETWEEN "
                                      "? AND ? ORDER BY seq, stored_utc_us", (device, min(seqs), max(seqs))):
             out.setdefault(r["seq"], []).append({

@@ -33,7 +33,7 @@ CREATE INDEX audit_by ON audit(by, seq);
 CREATE TABLE keys (fp TEXT PRIMARY KEY, role TEXT, id TEXT, public BLOB);
 CREATE TABLE devices (
     id TEXT PRIMARY KEY, last_ingest_seq INTEGER, last_ingest_us INTEGER,
-    pending_until_us INTEGER DEFAULT 0, events_after TEXT DEFAULT '', receipts_after TEXT DEFAULT '');
+    pending_until_us INTEGER DEFAULT 0, next_check_us INTEGER DEFAULT 0, events_after TEXT DEFAULT '');
 CREATE TABLE segments (
     device TEXT, seq INTEGER, recording TEXT, idx INTEGER, start_utc_us INTEGER, end_utc_us INTEGER,
     start_mono_us INTEGER, end_mono_us INTEGER, first_pts_us INTEGER, frames INTEGER, size INTEGER,
@@ -44,12 +44,12 @@ CREATE TABLE recordings (
     id TEXT PRIMARY KEY, device TEXT, officer TEXT, start_utc_us INTEGER, end_utc_us INTEGER,
     duration_us INTEGER, segments INTEGER, seqs TEXT, frames INTEGER, announced INTEGER, truncated INTEGER,
     final INTEGER, first_seq INTEGER, last_seq INTEGER, held INTEGER DEFAULT 0, deleted INTEGER DEFAULT 0,
-    markers INTEGER DEFAULT 0, ingest_seq INTEGER);
+    markers INTEGER DEFAULT 0, start_mono_us INTEGER, end_mono_us INTEGER);
 CREATE INDEX recordings_start ON recordings(start_utc_us, id);
 CREATE INDEX recordings_officer ON recordings(officer, start_utc_us, id);
 CREATE INDEX recordings_device ON recordings(device, start_utc_us, id);
 CREATE INDEX recordings_end ON recordings(deleted, held, end_utc_us, id);
-CREATE INDEX recordings_ingest ON recordings(ingest_seq);
+CREATE INDEX recordings_mono ON recordings(device, start_mono_us);
 CREATE TABLE holds (
     audit_seq INTEGER PRIMARY KEY, recording TEXT, reason TEXT, case_ref TEXT, case_key TEXT, by TEXT,
     utc_us INTEGER);
@@ -66,12 +66,13 @@ CREATE INDEX exports_recording ON exports(recording);
 CREATE TABLE events (
     device TEXT, seq INTEGER, utc_us INTEGER, mono_us INTEGER, kind TEXT, recording TEXT, data TEXT,
     PRIMARY KEY (device, seq)) WITHOUT ROWID;
-CREATE INDEX events_mono ON events(device, mono_us);
+CREATE INDEX events_mono ON events(device, kind, mono_us);
 CREATE INDEX events_recording ON events(recording);
 CREATE TABLE receipts (
     device TEXT, name TEXT, kind TEXT, seq INTEGER, dock_id TEXT, dock_key TEXT, stored_utc_us INTEGER,
     location TEXT, signature_ok INTEGER, PRIMARY KEY (device, name)) WITHOUT ROWID;
 CREATE INDEX receipts_seq ON receipts(device, kind, seq);
+CREATE TABLE receipts_loaded (recording TEXT PRIMARY KEY);
 CREATE TABLE verifications (
     recording TEXT PRIMARY KEY, key BLOB, utc_us INTEGER, ok INTEGER, problems TEXT, run TEXT);
 CREATE INDEX verifications_run ON verifications(run);
@@ -114,10 +115,12 @@ def set_meta(conn: sqlite3.Connection, key: str, value: object) -> None:
     conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
 
 
-def check(conn: sqlite3.Connection, store_location: str) -> None:
-    """IndexCorrupt unless this is a complete index of this schema for this store."""
+def check(conn: sqlite3.Connection, store_location: str, *, thorough: bool = False) -> None:
+    """IndexCorrupt unless this is a complete index of this schema for this store;
+    ``thorough`` also reads every page of the file (once per generation and process)."""
     try:
-        conn.execute("PRAGMA quick_check(1)").fetchone()
+        if thorough and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check found damage")
         schema, store, complete = meta(conn, "schema"), meta(conn, "store"), meta(conn, "complete")
     except sqlite3.DatabaseError as exc:
         raise IndexCorrupt(f"the index file is damaged ({exc})") from None

@@ -6,14 +6,15 @@ applied (number and SHA-256); it checks that record is still there unchanged (on
 read), finds the end of the trail in a few lookups (:func:`evidence.audit.last_seq`)
 and applies only the new records: an ``ingest`` names the segments it stored, so only
 those manifests are read; the device's new event-log pieces and custody receipts are
-picked up from just after what the index has. The work is proportional to what is new.
+picked up from just after what the index has; custody receipts are read per recording
+when first shown (:meth:`Follower.load_receipts`). The work is proportional to what is new.
 A trail that no longer holds the record the index saw last (altered, cut) is never
 papered over: :class:`IndexStale` asks for a rebuild, and the rebuilt index keeps the
 finding as a problem.
 
 **Rebuild** (``bodycam-evidence reindex``, or a missing, old or damaged index): from
-the store alone — the whole trail, then every device's manifests, event log and
-receipts, read in parallel (a thread pool: S3 GETs are latency-bound), committed device
+the store alone — the whole trail, then every device's manifests and event log
+read in parallel (a thread pool: S3 GETs are latency-bound), committed device
 by device so a killed rebuild resumes where it stopped.
 
 Records, manifests and logs that cannot be read are listed as problems, never a crash.
@@ -30,11 +31,12 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlite3
 
 from common import signed
-from common.manifest import read_manifest
+from common.manifest import read_checked_manifest, read_manifest
 from evidence import audit
 from evidence.store import EvidenceStore
 
-PENDING_S = 600          # after an ingest, keep looking for its receipts and event log this long
+PENDING_S = 600          # after an ingest, keep looking for the device's event log this long
+CHECK_EVERY_US = 2_000_000  # … every this often
 BATCH = 256              # records or manifests read in parallel, then committed together
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -78,6 +80,7 @@ class Follower:
                  now_us: Callable[[], int]) -> None:
         self.store, self.conn, self.pool, self.now_us = store, conn, pool, now_us
         self.report = Report()
+        self._prev: bytes | None = None   # SHA-256 of the last record applied (in this chunk)
 
     # ------------------------------------------------------------------ helpers
     def _meta(self, key: str) -> str:
@@ -140,8 +143,11 @@ class Follower:
                 if int(self._meta("audit_seq") or 0) != done:  # another process applied them meanwhile
                     self.conn.execute("ROLLBACK")
                     return self.follow_trail(load, progress, upto)
+                self._prev = bytes.fromhex(self._meta("audit_digest") or "") or None
                 for seq, record in self._read_many([audit._key(s) for s in chunk]):
                     self._apply_record(int(seq[6:18]), record, load)
+                self._set("audit_seq", chunk[-1])
+                self._set("audit_digest", self._prev.hex() if self._prev else "")
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -153,7 +159,7 @@ class Follower:
 
     def _apply_record(self, seq: int, record: bytes | None, load: bool) -> None:
         self.report.records += 1
-        prev_digest = bytes.fromhex(self._meta("audit_digest") or "") or None
+        prev_digest, self._prev = self._prev, signed.digest(record) if record is not None else None
         if record is None:
             self.problem(f"audit:{seq}", f"audit record {seq} vanished while the index read it")
             return
@@ -163,8 +169,6 @@ class Follower:
         except signed.SignatureError as exc:
             self.problem(f"audit:{seq}", f"audit record {seq} cannot be read ({exc}); run: bodycam-evidence "
                                          "audit --verify")
-            self._set("audit_seq", seq)
-            self._set("audit_digest", signed.digest(record).hex())
             return
         known = self.key(entry.signer)
         ok = 0
@@ -181,8 +185,6 @@ class Follower:
         self.conn.execute("INSERT OR REPLACE INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
             seq, entry.utc_us, entry.action, entry.by, entry.device, entry.recording,
             json.dumps(jsonable(entry.details), ensure_ascii=False), entry.signer, entry.digest, ok))
-        self._set("audit_seq", seq)
-        self._set("audit_digest", entry.digest.hex())
         self._fold(entry, load)
 
     def _fold(self, e: audit.Entry, load: bool) -> None:
@@ -228,21 +230,22 @@ class Follower:
                           "WHERE id = ?", (rec, rec))
 
     def _ingested(self, device: str, seq: int, utc_us: int, seqs: list[int]) -> None:
-        first = min(seqs) if seqs else None
         self.conn.execute(
-            "INSERT INTO devices (id, last_ingest_seq, last_ingest_us, pending_until_us, receipts_after) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET last_ingest_seq = excluded.last_ingest_seq, "
-            "last_ingest_us = excluded.last_ingest_us, pending_until_us = excluded.pending_until_us, "
-            "receipts_after = CASE WHEN devices.receipts_after = '' OR excluded.receipts_after < "
-            "devices.receipts_after THEN excluded.receipts_after ELSE devices.receipts_after END",
-            (device, seq, utc_us, self.now_us() + PENDING_S * 1_000_000,
-             "" if first is None else f"devices/{device}/receipts/segment-{first - 1:08d}-~"))
+            "INSERT INTO devices (id, last_ingest_seq, last_ingest_us, pending_until_us, next_check_us) "
+            "VALUES (?, ?, ?, ?, 0) ON CONFLICT(id) DO UPDATE SET last_ingest_seq = excluded.last_ingest_seq, "
+            "last_ingest_us = excluded.last_ingest_us, pending_until_us = excluded.pending_until_us, next_check_us = 0",
+            (device, seq, utc_us, self.now_us() + PENDING_S * 1_000_000))
+        if seqs:  # receipts of segments stored before may have been added: read them again when shown
+            self.conn.execute("DELETE FROM receipts_loaded WHERE recording IN (SELECT DISTINCT recording FROM "
+                              "segments WHERE device = ? AND seq BETWEEN ? AND ?)", (device, min(seqs), max(seqs)))
 
     # ------------------------------------------------------------------ segments
-    def load_segments(self, device: str, seqs: Iterable[int], footage: set[int] | None = None) -> None:
+    def load_segments(self, device: str, seqs: Iterable[int], footage: set[int] | None = None, *,
+                      markers: bool = True) -> None:
         """Read the manifests of ``device``'s segments ``seqs`` and index them."""
         keys = [f"devices/{device}/segments/{s:08d}.manifest" for s in sorted(set(seqs))]
         touched: set[str] = set()
+        rows = []
         for key, record in self._read_many(keys):
             seq = int(key.rsplit("/", 1)[1][:8])
             if record is None:
@@ -256,69 +259,69 @@ class Follower:
             except signed.SignatureError as exc:
                 self.problem(f"manifest:{key}", f"{device}: manifest {seq:08d} cannot be read ({exc})")
                 continue
-            self.conn.execute("INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                              "?, ?)", (
-                device, seq, m.recording_id, m.index, m.start_utc_us, m.end_utc_us, m.start_mono_us,
-                m.end_mono_us, m.first_pts_us, m.frames, m.size, m.sha256, int(m.complete), int(m.final), record,
-                signed.digest(record), 1 if footage is None else int(seq in footage)))
-            self.conn.execute("DELETE FROM problems WHERE what = ?", (f"manifest:{key}",))
+            rows.append((device, seq, m.recording_id, m.index, m.start_utc_us, m.end_utc_us, m.start_mono_us,
+                         m.end_mono_us, m.first_pts_us, m.frames, m.size, m.sha256, int(m.complete), int(m.final),
+                         record, signed.digest(record), 1 if footage is None else int(seq in footage)))
             touched.add(m.recording_id)
-            self.report.segments += 1
+        self.conn.executemany("INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                              "?, ?)", rows)
+        self.conn.executemany("DELETE FROM problems WHERE what = ?",
+                              [(f"manifest:devices/{device}/segments/{r[1]:08d}.manifest",) for r in rows])
+        self.report.segments += len(rows)
         self.conn.execute("INSERT OR IGNORE INTO devices (id) VALUES (?)", (device,))
         for rid in sorted(touched):
-            self.recompute(rid)
+            self.recompute(rid, markers=markers)
 
-    def recompute(self, rid: str) -> None:
+    def recompute(self, rid: str, *, markers: bool = True) -> None:
         """The recording's row from its segments (officer, times, kind) and the office's state."""
         rows = self.conn.execute("SELECT seq, manifest, start_utc_us, end_utc_us, start_mono_us, end_mono_us, "
                                  "frames, complete, final, device FROM segments WHERE recording = ? "
                                  "ORDER BY idx, seq", (rid,)).fetchall()
         if not rows:
             return
-        first, last = read_manifest(rows[0]["manifest"], None), rows[-1]
+        first, last = read_checked_manifest(rows[0]["manifest"]), rows[-1]
         end = last["end_utc_us"] if last["end_utc_us"] is not None else last["start_utc_us"]
         seqs = [r["seq"] for r in rows]
         self.conn.execute(
             "INSERT INTO recordings (id, device, officer, start_utc_us, end_utc_us, duration_us, segments, seqs, "
-            "frames, announced, truncated, final, first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET device = excluded.device, officer = excluded.officer, "
+            "frames, announced, truncated, final, first_seq, last_seq, start_mono_us, end_mono_us, held, deleted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COUNT(*) FROM holds WHERE recording = ?1), "
+            "EXISTS (SELECT 1 FROM deletions WHERE recording = ?1)) "
+            "ON CONFLICT(id) DO UPDATE SET device = excluded.device, officer = excluded.officer, "
             "start_utc_us = excluded.start_utc_us, end_utc_us = excluded.end_utc_us, "
             "duration_us = excluded.duration_us, segments = excluded.segments, seqs = excluded.seqs, "
             "frames = excluded.frames, announced = excluded.announced, truncated = excluded.truncated, "
-            "final = excluded.final, first_seq = excluded.first_seq, last_seq = excluded.last_seq",
+            "final = excluded.final, first_seq = excluded.first_seq, last_seq = excluded.last_seq, "
+            "start_mono_us = excluded.start_mono_us, end_mono_us = excluded.end_mono_us, held = excluded.held, "
+            "deleted = excluded.deleted",
             (rid, rows[0]["device"], first.officer_id, first.start_utc_us, end, end - first.start_utc_us,
              len(rows), json.dumps(seqs), sum(r["frames"] or 0 for r in rows), int(first.announced),
-             int(any(not r["complete"] for r in rows)), int(bool(last["final"])), min(seqs), max(seqs)))
-        self.conn.execute("UPDATE recordings SET held = (SELECT COUNT(*) FROM holds WHERE recording = ?), "
-                          "deleted = EXISTS (SELECT 1 FROM deletions WHERE recording = ?) WHERE id = ?",
-                          (rid, rid, rid))
-        self._markers("id = ?", rid)
+             int(any(not r["complete"] for r in rows)), int(bool(last["final"])), min(seqs), max(seqs),
+             min(r["start_mono_us"] for r in rows),
+             max(r["end_mono_us"] if r["end_mono_us"] is not None else r["start_mono_us"] for r in rows)))
+        if markers:
+            self._markers("id = ?", rid)
 
     def _markers(self, where: str, *args: Any) -> None:
-        mono_end = ("COALESCE((SELECT MAX(COALESCE(end_mono_us, start_mono_us)) FROM segments s "
-                    "WHERE s.recording = recordings.id), 0)")
-        mono_start = "COALESCE((SELECT MIN(start_mono_us) FROM segments s WHERE s.recording = recordings.id), 0)"
+        """Markers of recordings: the device's in the recording's window, and any naming it."""
         self.conn.execute(
-            f"UPDATE recordings SET markers = (SELECT COUNT(*) FROM events e WHERE e.device = recordings.device "
-            f"AND e.kind = 'marker' AND (e.recording = recordings.id OR e.mono_us BETWEEN {mono_start} AND "
-            f"{mono_end})) WHERE {where}", args)
+            "UPDATE recordings SET markers = (SELECT COUNT(*) FROM events e WHERE e.device = recordings.device "
+            "AND e.kind = 'marker' AND e.mono_us BETWEEN recordings.start_mono_us AND recordings.end_mono_us) + "
+            "(SELECT COUNT(*) FROM events e WHERE e.recording = recordings.id AND e.kind = 'marker' AND NOT "
+            f"(e.mono_us BETWEEN recordings.start_mono_us AND recordings.end_mono_us)) WHERE {where}", args)
 
     # ------------------------------------------------------------------ event log, receipts
-    def follow_device(self, device: str, *, everything: bool = False) -> None:
-        """New event-log pieces and custody receipts of ``device`` (all of them: ``everything``)."""
-        row = self.conn.execute("SELECT events_after, receipts_after FROM devices WHERE id = ?", (device,)).fetchone()
+    def follow_device(self, device: str, *, everything: bool = False) -> int:
+        """New pieces of ``device``'s event log (all of them: ``everything``); how many."""
+        row = self.conn.execute("SELECT events_after FROM devices WHERE id = ?", (device,)).fetchone()
         events_after = "" if everything or row is None else row["events_after"] or ""
-        receipts_after = "" if everything or row is None else row["receipts_after"] or ""
-        if not everything and not receipts_after:
-            receipts_after = f"devices/{device}/receipts/segment-~"   # nothing pending
         new_events = self._events(device, events_after)
-        self._receipts(device, receipts_after)
         if new_events:
             lo, hi = min(m for m, _ in new_events), max(m for m, _ in new_events)
             rids = {r for _, r in new_events if r}
-            self._markers("device = ? AND (id IN (SELECT value FROM json_each(?)) OR id IN (SELECT DISTINCT "
-                          "recording FROM segments WHERE device = ? AND COALESCE(end_mono_us, start_mono_us) >= ? "
-                          "AND start_mono_us <= ?))", device, json.dumps(sorted(rids)), device, lo, hi)
+            self._markers("device = ? AND (id IN (SELECT value FROM json_each(?)) OR (start_mono_us <= ? AND "
+                          "end_mono_us >= ?))", device, json.dumps(sorted(rids)), hi, lo)
+        return len(new_events)
 
     def _events(self, device: str, after: str) -> list[tuple[int, str | None]]:
         prefix = f"devices/{device}/events/"
@@ -355,15 +358,21 @@ class Follower:
                 self.problem(f"events:{key}:torn", f"{key}: {torn} bytes after the last record")
         return added
 
-    def _receipts(self, device: str, after: str) -> None:
+    def load_receipts(self, rid: str) -> None:
+        """The custody receipts of one recording's segments, read from the store when first
+        asked for (a page, an export): a listing from its first segment on, then one read
+        per receipt. Kept once every segment has one (more may come with a later docking,
+        whose ingest record makes them read again)."""
+        span = self.conn.execute("SELECT device, MIN(seq), MAX(seq), COUNT(*) FROM segments WHERE recording = ?",
+                                 (rid,)).fetchone()
+        if span is None or span[0] is None:
+            return
+        device, lo, hi, count = span
         prefix = f"devices/{device}/receipts/segment-"
-        keys = [k for k in self.store.backend.keys_after(prefix, after)
-                if self.conn.execute("SELECT 1 FROM receipts WHERE device = ? AND name = ?",
-                                     (device, k.rsplit("/", 1)[1])).fetchone() is None]
+        keys = self.store.backend.keys_after(prefix, f"{prefix}{lo - 1:08d}-~", until=f"{prefix}{hi:08d}-~")
         for key, record in self._read_many(keys):
             if record is None:
                 continue
-            name = key.rsplit("/", 1)[1]
             try:
                 body = signed.open_signed(record, None)
             except signed.SignatureError as exc:
@@ -381,23 +390,29 @@ class Follower:
                     ok = 0
             stored = body.get("stored_utc_us")
             self.conn.execute("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-                device, name, "segment", body["seq"], str(body.get("dock_id")), str(body.get("dock_key")),
-                stored if isinstance(stored, int) else None, str(body.get("location")), ok))
+                device, key.rsplit("/", 1)[1], "segment", body["seq"], str(body.get("dock_id")),
+                str(body.get("dock_key")), stored if isinstance(stored, int) else None, str(body.get("location")), ok))
             self.report.receipts += 1
+        covered = self.conn.execute("SELECT COUNT(DISTINCT r.seq) FROM receipts r JOIN segments s ON s.device = "
+                                    "r.device AND s.seq = r.seq WHERE s.recording = ?", (rid,)).fetchone()[0]
+        if covered == count:
+            self.conn.execute("INSERT OR IGNORE INTO receipts_loaded VALUES (?)", (rid,))
 
     def follow_pending(self) -> None:
-        """Devices that docked recently: their receipts and event log come after the ingest."""
+        """Devices that docked recently: their event log is stored after the ingest record.
+        Each is looked at every few seconds, and no longer once a new piece arrived."""
         now = self.now_us()
-        for (device,) in self.conn.execute("SELECT id FROM devices WHERE pending_until_us > ?", (now,)).fetchall():
+        for (device,) in self.conn.execute("SELECT id FROM devices WHERE pending_until_us > ? AND next_check_us <= ?",
+                                           (now, now)).fetchall():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.follow_device(device)
+                found = self.follow_device(device)
+                self.conn.execute("UPDATE devices SET next_check_us = ?, pending_until_us = CASE WHEN ? THEN 0 "
+                                  "ELSE pending_until_us END WHERE id = ?", (now + CHECK_EVERY_US, found > 0, device))
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-        self.conn.execute("UPDATE devices SET receipts_after = '' WHERE pending_until_us <= ? AND "
-                          "receipts_after != ''", (now,))
         for (rid,) in self.conn.execute("SELECT recording FROM deletions WHERE footage_gone = 0 AND check_until_us > ?",
                                         (now,)).fetchall():
             self.footage_check(rid)
@@ -430,12 +445,11 @@ class Follower:
                    and k.rsplit("/", 1)[1][:8].isdigit()}
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("segments", "events", "receipts"):
+            for table in ("segments", "events"):
                 self.conn.execute(f"DELETE FROM {table} WHERE device = ?", (device,))
             self.conn.execute("INSERT OR IGNORE INTO devices (id) VALUES (?)", (device,))
-            self.load_segments(device, manifests, footage)
+            self.load_segments(device, manifests, footage, markers=False)
             self.follow_device(device, everything=True)
-            self.conn.execute("UPDATE devices SET receipts_after = '' WHERE id = ?", (device,))
             self.conn.execute("UPDATE deletions SET footage_gone = NOT EXISTS (SELECT 1 FROM segments s WHERE "
                               "s.recording = deletions.recording AND s.footage = 1) WHERE recording IN "
                               "(SELECT DISTINCT recording FROM segments WHERE device = ?)", (device,))

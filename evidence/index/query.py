@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from common.manifest import read_manifest
+from common.manifest import read_checked_manifest
 from evidence.audit import Entry
 from evidence.index.follow import case_key
 from evidence.recordings import Recording, Segment, iso
@@ -186,7 +186,8 @@ def recording(conn: sqlite3.Connection, rid: str) -> Recording | None:
     if not rows:
         return None
     rec = Recording(rid, rows[0]["device"])
-    rec.segments = [Segment(r["seq"], bytes(r["manifest"]), read_manifest(bytes(r["manifest"]), None)) for r in rows]
+    rec.segments = [Segment(r["seq"], bytes(r["manifest"]), read_checked_manifest(bytes(r["manifest"])))
+                    for r in rows]
     return rec
 
 
