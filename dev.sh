@@ -3,7 +3,7 @@
 #   ./dev.sh sim [bodycam-sim arguments]        main job: a shift of 3 cameras, docked and offloaded
 #   ./dev.sh test [pytest options]              run the test suite
 #   ./dev.sh console                            the Sichtung web console on the demo's store (demo logins)
-#   ./dev.sh bench [write|activation|offload|upload]  run the benchmarks (all but upload by default)
+#   ./dev.sh bench [write|activation|offload|upload|scale]  run the benchmarks (all but upload and scale by default)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -60,9 +60,10 @@ case "$cmd" in
             activation) exec "$VENV/bin/python" bench/activation_latency.py "$@" ;;
             offload) exec "$VENV/bin/python" bench/offload.py "$@" ;;
             upload) exec "$VENV/bin/python" bench/upload_s3.py "$@" ;;
+            scale) exec "$VENV/bin/python" bench/evidence_scale.py "$@" ;;
             all) "$VENV/bin/python" bench/write_path.py && "$VENV/bin/python" bench/activation_latency.py \
                  && exec "$VENV/bin/python" bench/offload.py ;;
-            *) echo "dev.sh bench: write | activation | offload | upload" >&2; exit 2 ;;
+            *) echo "dev.sh bench: write | activation | offload | upload | scale" >&2; exit 2 ;;
         esac ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

@@ -108,6 +108,43 @@ def test_list_show_verify_and_the_ingest_on_record(office):
     assert trail["ok"] and sorted(s["role"] for s in trail["signers"].values()) == ["dock", "office"]
 
 
+def test_index_commands_reindex_case_paging_and_daily_verify(office, tmp_path):
+    """The office's index through the CLI, on both backends: a second office machine builds
+    its own index from the store alone and sees the same; a case by its Aktenzeichen; pages."""
+    first, second = recordings(office)
+    office.ok("hold", "--recording", first["id"], "--reason", "straf", "--case", "AZ 77/26", "--by", "anna")
+    office.ok("hold", "--recording", second["id"], "--reason", "owi", "--case", "az 77-26", "--by", "anna")
+    case = office.ok("case", "--case", "AZ 77/26")
+    assert [r["id"] for r in case["recordings"]] == [first["id"], second["id"]]
+    other = tmp_path / "other-office-index"
+    code, built = office.run("reindex")
+    assert code == 0 and built["usable"] and built["recordings"] == 2 and built["read"]["problems"] == []
+    elsewhere = Office(office.url, office.key, office.store, office.capsys, office.backend, office.s3)
+    elsewhere_rows = _run_with_index(elsewhere, other, "list")["recordings"]
+    assert elsewhere_rows == office.ok("list")["recordings"]
+    assert _run_with_index(elsewhere, other, "reindex", "--status")["audit_seq"] == office.audit_count()
+    page1 = office.ok("list", "--limit", "1")
+    assert page1["total"] == 2 and len(page1["recordings"]) == 1 and page1["next"]
+    page2 = office.ok("list", "--limit", "1", "--after", page1["next"])
+    assert [r["id"] for r in page1["recordings"] + page2["recordings"]] == [first["id"], second["id"]]
+    assert page2["next"] is None
+    assert office.ok("list", "--case", "77")["total"] == 2 and office.ok("list", "--reason", "owi")["total"] == 1
+    daily = office.ok("verify", "--since", (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat())
+    assert daily["ok"] and {r["id"] for r in daily["recordings"]} == {first["id"], second["id"]}
+    newest = office.ok("audit", "--limit", "2")
+    assert [e["seq"] for e in newest["entries"]] == [newest["total"] - 1, newest["total"]]
+    older = office.ok("audit", "--limit", "2", "--before", str(newest["entries"][0]["seq"]))
+    assert [e["seq"] for e in older["entries"]] == [newest["total"] - 3, newest["total"] - 2]
+
+
+def _run_with_index(o: Office, index: Path, *args: str) -> dict:
+    o.capsys.readouterr()
+    code = evidence_main(["--store", o.url, "--key", str(o.key), "--index", str(index), "--json", *args])
+    out = o.capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
 def test_purge_deletes_exactly_the_expired_unheld_recordings(office):
     held, other = recordings(office)
     office.ok("hold", "--recording", held["id"], "--reason", "straf", "--case", "AZ 12/26", "--by", "anna")

@@ -110,6 +110,8 @@ class Console:
     throttle: Throttle = field(default_factory=Throttle)
     checks: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="verify"))
     media: Any = None                             # evidence.console.media.Media
+    verifying: dict[str, Any] = field(default_factory=dict)   # recording → its verification's future
+    lock: threading.Lock = field(default_factory=threading.Lock)
     refresh_error: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 

@@ -226,7 +226,7 @@ def segment(rid: str, seq: int) -> Any:
     seen = session.get("seen", [])
     if row["id"] not in seen:  # once per session and recording, when a picture is first sent
         c.record("view", row, what="playback")
-        session["seen"] = [*seen[-200:], row["id"]]
+        session["seen"] = [*seen[-30:], row["id"]]  # the session cookie must stay small
     resp = Response(data, mimetype="video/mp2t")
     resp.headers["Cache-Control"] = "private, no-store"
     return resp

@@ -23,21 +23,31 @@ from evidence.verify import cache_key, verify_recording
 
 bp = Blueprint("recording", __name__)
 CHECK_WAIT_S = 1.0        # a page waits this long for a verification that is not cached yet
+MAX_CHECKS = 8            # verifications running or queued at once
 SHOWN_EVENTS = ("announcement", "state", "gesture_press", "gesture_double", "gesture_hold", "marker",
                 "recording_stop", "clock_set", "officer_assigned", "warning")
 
 
 def _verification(rec: Recording, state: Any) -> dict[str, Any] | None:
-    """The cached result, or one computed now (waited for a moment, then left to finish in
-    the background: the next visit shows it)."""
+    """The cached result, or one computed now: waited for a moment, then left to finish in
+    the background (at most ``MAX_CHECKS`` at once, one per recording); the next visit
+    shows it. None: not verified yet."""
     c = ctx()
     cached = c.index.verification(rec.id, cache_key(rec, state))
     if cached is not None:
         return cached
-    future = c.checks.submit(verify_recording, c.index, rec, state)
+    with c.lock:
+        future = c.verifying.get(rec.id)
+        if future is None:
+            if len(c.verifying) >= MAX_CHECKS:
+                return None
+            future = c.verifying[rec.id] = c.checks.submit(verify_recording, c.index, rec, state)
+            future.add_done_callback(lambda _, c=c, rid=rec.id: c.verifying.pop(rid, None))
     try:
         return future.result(timeout=CHECK_WAIT_S)
     except FutureTimeout:
+        return None
+    except Exception:  # the store out of reach: not verified yet, tried again at the next visit
         return None
 
 

@@ -140,6 +140,9 @@ class Generations:
         self._local = threading.local()
 
     def prepare(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise NotADirectoryError(f"the index {self.dir} is a file, not a directory; name a directory "
+                                     "(--index DIR or BODYCAM_INDEX)")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)  # personal data (officers, times): the office only
 

@@ -1,0 +1,209 @@
+"""The console over a store of a few hundred recordings (written through the project's own
+write paths, simulator.store_gen): pages, filters, the Aktenzeichen search, the case view
+and its export, holds for many, playback and seeking of a longer recording — in Debian's
+chromium — and the banner while the index is rebuilt in the background."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from common import keys
+from evidence.console import create_app
+from evidence.index import Index
+from evidence.office import Office
+from evidence.store import FsEvidenceStore
+from evidence.users import Users
+from simulator.store_gen import StoreWriter, Take, TsFootage
+from tests.test_console import chromium_path, login, wait_js
+
+T0 = 1_800_000_000_000_000          # Friday 2027-01-15 08:00 UTC
+DAY, HOUR = 86_400_000_000, 3_600_000_000
+PASSWORD = "scale-password-1"
+
+
+@dataclass
+class Scale:
+    url: str
+    app: object
+    store: FsEvidenceStore
+    rids: list[str]
+    long: str
+    held: list[str]
+    root: Path
+
+
+def _world(root: Path) -> tuple[FsEvidenceStore, StoreWriter, Office, list[str], str]:
+    store = FsEvidenceStore(root / "ev")
+    clock = [T0 + 10 * DAY]
+    key = keys.load_signing_key(keys.create_device_key(root / "k", name="office").private)
+    authority = keys.create_authority(root / "k")
+    office = Office(store, key, lambda: clock[0], Index(store, root / "office-index"))
+    office.init(14, ["sl.schmidt"], by="admin")
+    writer = StoreWriter(store, identity=keys.load_identity(authority.identity), now_us=lambda: clock[0])
+    rids: list[str] = []
+    for day in range(2):
+        for cam in range(3):
+            rids += writer.docking(f"cam-{cam}", [Take(T0 + day * DAY + cam * HOUR + k * 600_000_000, segments=1,
+                                                      segment_s=2, officer=f"KOD-{cam}", markers=k % 2)
+                                                 for k in range(20)])
+    long = writer.docking("cam-0", [Take(T0 + 3 * DAY, segments=6, segment_s=10, officer="KOD-0",
+                                         footage=TsFootage(10.0), markers=2)])[0]
+    held = rids[5:9]
+    for rid in held:
+        office.hold(rid, "straf", "AZ 4711/27", by="anna")
+    writer.close()
+    return store, writer, office, rids + [long], long
+
+
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    store, writer, office, rids, long = _world(root)
+    users = Users(store)
+    for uid, role in (("anna", "clerk"), ("dsb", "dpo")):
+        users.set(uid, role, PASSWORD)
+    app = create_app(store, office.key, writer.identity, index=Index(store, root / "console-index"),
+                     cache_dir=root / "cache", refresh_s=0.5)
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield Scale(f"http://127.0.0.1:{server.server_port}", app, store, rids, long, rids[5:9], root)
+    app.extensions["bodycam"].stop.set()
+    server.shutdown()
+    t.join(10)
+    server.server_close()
+
+
+def test_pages_filters_case_search_holds_and_playback_in_chromium(scale):
+    from playwright.sync_api import sync_playwright
+    shots = scale.root / "screens"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        login(page, scale.url, "anna", PASSWORD)
+        wait_js(page, "document.getElementById('count') !== null")
+        assert page.inner_text("#count") == "1–50 von 121"
+        first = page.locator("#recordings tr[data-recording]").evaluate_all("rs => rs.map(r => r.dataset.recording)")
+        assert first[0] == scale.long                                   # newest first
+        page.screenshot(path=shots / "1-list.png", full_page=True)
+        page.click("#next-page")
+        assert page.inner_text("#count") == "51–100 von 121"
+        page.click("#next-page")
+        assert page.inner_text("#count") == "101–121 von 121" and page.locator("#next-page").count() == 0
+        page.click("#prev-page")
+        assert page.inner_text("#count") == "51–100 von 121"
+        page.click("#first-page")
+        assert page.inner_text("#count") == "1–50 von 121"
+        # filters: an officer on one local day
+        page.fill("input[name=officer]", "KOD-1")
+        page.fill("input[name=from]", "2027-01-16")
+        page.fill("input[name=to]", "2027-01-16")
+        page.click("#filter")
+        assert page.inner_text("#count") == "1–20 von 20"
+        assert set(page.locator("#recordings tr[data-recording] td:nth-child(4)").all_inner_texts()) == {"KOD-1"}
+        page.screenshot(path=shots / "2-filtered.png", full_page=True)
+        # the Aktenzeichen, typed otherwise than it was entered
+        page.goto(f"{scale.url}/recordings?az=az+4711-27")
+        assert page.inner_text("#count") == "1–4 von 4"
+        page.click("#recordings td.status a")
+        assert page.inner_text("#count") == "4 Aufnahmen"
+        assert sorted(page.locator("#case tr[data-recording]").evaluate_all(
+            "rs => rs.map(r => r.dataset.recording)")) == sorted(scale.held)
+        page.screenshot(path=shots / "3-case.png", full_page=True)
+        page.click("#case-export")
+        files = page.locator("#downloads a").all_inner_texts()
+        assert any(f.endswith("case.json") for f in files) and sum(f.endswith(".mp4") for f in files) == 4
+        case_json = next(h for h in page.locator("#downloads a").evaluate_all("as => as.map(a => a.href)")
+                         if h.endswith("case.json"))
+        summary = json.loads(page.request.get(case_json).body())
+        assert summary["case"] == "AZ 4711/27" and len(summary["exports"]) == 4 and summary["by"] == "anna"
+        # holds for many: two recordings from the list under one new Aktenzeichen
+        page.goto(f"{scale.url}/recordings?officer=KOD-2&held=no")
+        boxes = page.locator("#recordings input[name=rid]")
+        chosen = [boxes.nth(i).get_attribute("value") for i in range(2)]
+        for i in range(2):
+            boxes.nth(i).check()
+        page.select_option("#bulk select[name=reason]", "owi")
+        page.fill("#bulk input[name=case]", "OWi 12/27")
+        page.click("#hold-selected")
+        assert page.inner_text("#count") == "2 Aufnahmen"
+        assert sorted(page.locator("#case tr[data-recording]").evaluate_all(
+            "rs => rs.map(r => r.dataset.recording)")) == sorted(chosen)
+        # the 60-second recording: play, then seek to 45 s (another segment, fetched when asked)
+        page.goto(f"{scale.url}/recordings/{scale.long}")
+        page.evaluate("() => { document.getElementById('player').muted = true; }")
+        page.click("#play")
+        wait_js(page, "document.getElementById('player').currentTime > 0.3")
+        page.evaluate("() => { document.getElementById('player').currentTime = 45; }")
+        wait_js(page, "(p => p.currentTime > 45 && !p.seeking)(document.getElementById('player'))")
+        page.screenshot(path=shots / "4-playing-45s.png", full_page=True)
+        browser.close()
+    check = Index(scale.store, scale.root / "check")  # a third office machine sees the holds too
+    check.refresh()
+    assert check.case("OWi 12/27").total == 2
+
+
+def test_no_pictures_for_the_data_protection_officer(scale):
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/login").text).group(1)
+    assert s.post(f"{scale.url}/login", data={"csrf_token": token, "user": "dsb", "password": PASSWORD},
+                  allow_redirects=False).status_code == 302
+    assert s.get(f"{scale.url}/", allow_redirects=False).headers["Location"].endswith("/audit")
+    for path in (f"/recordings/{scale.long}/poster.jpg", f"/recordings/{scale.long}/hls/index.m3u8",
+                 f"/recordings/{scale.long}", "/recordings", "/cases?az=AZ+4711/27"):
+        assert s.get(scale.url + path).status_code == 403, path
+    assert s.get(f"{scale.url}/audit").status_code == 200
+
+
+def test_the_console_answers_with_a_banner_while_the_index_is_rebuilt(tmp_path, monkeypatch):
+    """The store's trail is altered behind the console's index: the background thread
+    rebuilds it (held half-way here), and meanwhile every page answers from the previous
+    index with a banner that says so; then the banner goes."""
+    import os
+    from evidence import audit
+    from evidence.index import follow
+    store, writer, office, rids, _ = _world(tmp_path)
+    Users(store).set("anna", "clerk", PASSWORD)
+    index = Index(store, tmp_path / "console-index")
+    index.refresh()
+    app = create_app(store, office.key, writer.identity, index=index, cache_dir=tmp_path / "cache", refresh_s=0.2)
+    gate, inside = threading.Event(), threading.Event()
+    real = follow.Follower.rebuild_device
+
+    def held(self, device):
+        inside.set()
+        gate.wait(30)
+        return real(self, device)
+    monkeypatch.setattr(follow.Follower, "rebuild_device", held)
+    head = audit.last_seq(store)
+    path = store.root / "audit" / f"{head:012d}.cbor"
+    os.chmod(path, 0o644)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    client.post("/login", data={"csrf_token": token, "user": "anna", "password": PASSWORD})
+    try:
+        assert inside.wait(30), "the background thread did not start a rebuild"
+        page = client.get("/recordings")
+        assert page.status_code == 200
+        assert "neu aufgebaut" in page.text and "1–50 von 121" in page.text
+        assert client.get(f"/recordings/{rids[0]}").status_code == 200
+    finally:
+        gate.set()
+    import time
+    deadline = time.monotonic() + 30
+    while index.rebuilding is not None or "neu aufgebaut" in client.get("/recordings").text:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert any("no longer holds record" in p for p in index.problems())
+    app.extensions["bodycam"].stop.set()
