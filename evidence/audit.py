@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -237,35 +237,13 @@ def verify(store: EvidenceStore, expect: str | None = None) -> AuditReport:
     for key in store.backend.keys(PREFIX):
         if not _NAME.fullmatch(key):
             report.problem(f"{key}: not an audit record name (stray file in the trail)")
-    prev: bytes | None = None
-    heads: dict[int, bytes] = {}
-    for i, (seq, key) in enumerate(records(store), start=1):
+    listed = records(store)
+    for i, (seq, _) in enumerate(listed, start=1):
         if seq != i:
             report.problem(f"{_key(i)}: missing (the trail jumps to {seq}): records were deleted")
+            listed = listed[:i - 1]
             break
-        record = store.backend.read(key)
-        try:
-            body = _decode(record, seq)
-        except signed.SignatureError as exc:
-            report.problem(f"{key}: {exc}")
-            break
-        kid = (signed.kid_of(record) or b"").hex()
-        known = store.public_key(kid)
-        if known is None:
-            report.problem(f"{key}: signed by key {kid[:16]}…, which is not registered in the store")
-        else:
-            try:
-                signed.open_signed(record, known[2])
-                report.signers[kid] = (known[0], known[1])
-            except signed.SignatureError as exc:
-                report.problem(f"{key}: {exc}")
-        if body["prev"] != prev:
-            report.problem(f"{key}: does not chain on from record {seq - 1} (a record was altered or replaced)")
-        prev = signed.digest(record)
-        heads[seq] = prev
-        report.count = seq
-    if report.count:
-        report.head = f"{report.count}:{heads[report.count].hex()}"
+    heads = check_records(store, ((seq, store.backend.read(key)) for seq, key in listed), report)
     if expect is not None:
         seq_text, _, hex_text = expect.partition(":")
         if not (seq_text.isdigit() and re.fullmatch(r"[0-9a-f]{64}", hex_text)):
@@ -274,3 +252,44 @@ def verify(store: EvidenceStore, expect: str | None = None) -> AuditReport:
             report.problem(f"the trail no longer holds record {seq_text} with digest {hex_text[:16]}…: "
                            "records were cut off or replaced since that head was noted")
     return report
+
+
+def check_records(store: EvidenceStore, found: Iterable[tuple[int, bytes | None]], report: AuditReport,
+                  on_record: Callable[[int, bytes], None] | None = None) -> dict[int, bytes]:
+    """Check records 1, 2, … in order (each as ``(seq, bytes)``, None if missing): strict
+    decoding, a key registered in the store, its signature, the chain. Stops at the first
+    record that cannot be decoded; returns each record's SHA-256 by seq."""
+    prev: bytes | None = None
+    heads: dict[int, bytes] = {}
+    keys: dict[str, Any] = {}
+    for seq, record in found:
+        if record is None:
+            report.problem(f"{_key(seq)}: missing: records were deleted")
+            break
+        try:
+            body = _decode(record, seq)
+        except signed.SignatureError as exc:
+            report.problem(f"{_key(seq)}: {exc}")
+            break
+        kid = (signed.kid_of(record) or b"").hex()
+        if kid not in keys:
+            keys[kid] = store.public_key(kid)
+        known = keys[kid]
+        if known is None:
+            report.problem(f"{_key(seq)}: signed by key {kid[:16]}…, which is not registered in the store")
+        else:
+            try:
+                signed.open_signed(record, known[2])
+                report.signers[kid] = (known[0], known[1])
+            except signed.SignatureError as exc:
+                report.problem(f"{_key(seq)}: {exc}")
+        if body["prev"] != prev:
+            report.problem(f"{_key(seq)}: does not chain on from record {seq - 1} (a record was altered or replaced)")
+        prev = signed.digest(record)
+        heads[seq] = prev
+        report.count = seq
+        if on_record is not None:
+            on_record(seq, prev)
+    if report.count:
+        report.head = f"{report.count}:{heads[report.count].hex()}"
+    return heads

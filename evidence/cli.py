@@ -47,7 +47,6 @@ from typing import Any, Callable, Iterator, Sequence
 from common import keys, signed
 from evidence import audit
 from evidence.errors import LockedError, NotAStore, StoreConflict, StoreUnavailable
-from evidence.export import export
 from evidence.index import BadQuery, Filters, Index, IndexBusy, IndexCorrupt
 from evidence.index.query import SORTS
 from evidence.office import Office, Refused, check_user
@@ -263,6 +262,7 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
     if cmd == "delete":
         return 0, office.delete(args.recording, args.by)
     if cmd == "export":
+        from evidence.export import export  # PyAV: only the command that needs it pays for loading it
         return 0, export(office, args.recording, _identity(args.identity), args.out, args.by)
     if cmd == "users":
         return _users(args, office)

@@ -88,8 +88,9 @@ def iso(utc_us: int) -> str:
 
 
 def index(store: EvidenceStore) -> dict[str, Recording]:
-    """Every recording in the store, by id. A manifest that cannot even be decoded is left
-    out here and reported by :func:`evidence.verify.verify`."""
+    """Every recording in the store, by id, read whole: the reference the office's index
+    (:mod:`evidence.index`) is tested against; the office itself never reads the store
+    this way. A manifest that cannot even be decoded is left out here."""
     out: dict[str, Recording] = {}
     for device in store.devices():
         for seq in store.segments(device):
@@ -106,13 +107,4 @@ def index(store: EvidenceStore) -> dict[str, Recording]:
 
 
 class UnknownRecording(LookupError):
-    pass
-
-
-def find(recordings: dict[str, Recording], recording_id: str) -> Recording:
-    try:
-        return recordings[recording_id]
-    except KeyError:
-        hint = ", ".join(list(recordings)[-3:]) or "the store holds none"
-        raise UnknownRecording(f"no recording {recording_id!r} in the store (see: bodycam-evidence list; "
-                               f"latest: {hint})") from None
+    """No recording of that id in the store; the message says how to find one."""

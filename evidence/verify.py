@@ -1,5 +1,5 @@
-"""``bodycam-evidence verify``: is every stored recording whole and genuine, and does the
-index agree with the store?
+"""``bodycam-evidence verify``: is every stored recording whole and genuine, is the audit
+trail unbroken, and does the index agree with the store?
 
 Per device, in seq order, every manifest must verify with the device key registered in
 the store and chain on the one before (seq + 1, ``prev`` = its SHA-256), from seq 1;
@@ -16,8 +16,9 @@ Three scopes, one check per segment (:func:`check_segment`):
   before it (the chain link), its footage — O(recording); the result is kept in the
   index under the SHA-256 of its manifests, so it is not redone until they change;
 - ``--since DATE``: the recordings of every docking since then (the daily check);
-- everything: every device in parallel reads (a thread pool), with a progress bar,
-  resumable: results of an interrupted run are kept and a rerun goes on from there.
+- everything: the audit trail (as ``audit --verify``), then every device, in parallel
+  reads (a thread pool), with a progress bar, resumable: results of an interrupted run
+  are kept and a rerun goes on from there.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Callable
 
 from common import signed
 from common.manifest import SegmentManifest, read_manifest, segment_file_name
+from evidence import audit
 from evidence.index import Index
 from evidence.index import transaction as _tx
 from evidence.recordings import Recording
@@ -225,6 +227,13 @@ def verify_all(index: Index, *, progress: Progress | None = None, restart: bool 
     general: list[str] = json.loads(index.meta().get("verify_general", "[]"))
     devices = store.devices()
     with ThreadPoolExecutor(workers) as pool:
+        if "(audit trail)" not in done_devices:
+            general += _verify_trail(index, pool, progress)
+            done_devices.add("(audit trail)")
+            with _tx(conn):
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('verify_devices', ?)",
+                             (json.dumps(sorted(done_devices)),))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('verify_general', ?)", (json.dumps(general),))
         for n, device in enumerate(devices, start=1):
             if device not in done_devices:
                 found = _verify_device(index, device, pool, run)
@@ -249,6 +258,34 @@ def verify_all(index: Index, *, progress: Progress | None = None, restart: bool 
     general += index.problems()
     ok = not general and all(r["ok"] for r in results)
     return {"ok": ok, "recordings": results, "problems": general, "run": run}
+
+
+def _verify_trail(index: Index, pool: ThreadPoolExecutor, progress: Progress | None) -> list[str]:
+    """The whole audit trail as ``audit --verify`` checks it (read in parallel), and each
+    record against the one the index applied."""
+    store, conn = index.store, index.conn()
+    end = audit.last_seq(store)
+    report = audit.AuditReport()
+    disagree: list[int] = []
+
+    def records() -> Any:
+        for start in range(1, end + 1, 1024):
+            seqs = list(range(start, min(end, start + 1023) + 1))
+            got = pool.map(lambda s: _read(store, audit._key(s)), seqs)
+            indexed = {r[0]: bytes(r[1]) for r in conn.execute(
+                "SELECT seq, digest FROM audit WHERE seq BETWEEN ? AND ?", (seqs[0], seqs[-1]))}
+            for seq, record in zip(seqs, got):
+                if record is not None and indexed.get(seq) != signed.digest(record):
+                    disagree.append(seq)
+                yield seq, record
+            if progress:
+                progress("trail", seqs[-1], end)
+    audit.check_records(store, records(), report)
+    found = [f"audit trail: {p}" for p in report.problems]
+    if disagree:
+        found.append(f"audit trail: the index holds other records than the store for {len(disagree)} record(s), "
+                     f"first {disagree[0]} (run: bodycam-evidence reindex)")
+    return found
 
 
 def _verify_device(index: Index, device: str, pool: ThreadPoolExecutor, run: str) -> list[str]:

@@ -207,3 +207,31 @@ def test_the_console_answers_with_a_banner_while_the_index_is_rebuilt(tmp_path, 
         time.sleep(0.1)
     assert any("no longer holds record" in p for p in index.problems())
     app.extensions["bodycam"].stop.set()
+
+
+def test_pages_answer_503_not_500_before_the_first_index_is_built(tmp_path, monkeypatch):
+    from evidence.index import follow
+    store, writer, office, rids, _ = _world(tmp_path)
+    Users(store).set("anna", "clerk", PASSWORD)
+    gate = threading.Event()
+    real = follow.Follower.rebuild_device
+    monkeypatch.setattr(follow.Follower, "rebuild_device", lambda self, d: (gate.wait(30), real(self, d)))
+    app = create_app(store, office.key, writer.identity, index=Index(store, tmp_path / "fresh"),
+                     cache_dir=tmp_path / "cache", refresh_s=0.2)
+    client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    client.post("/login", data={"csrf_token": token, "user": "anna", "password": PASSWORD})
+    try:
+        import time
+        deadline = time.monotonic() + 30
+        while app.extensions["bodycam"].index.rebuilding is None:
+            assert time.monotonic() < deadline, "no rebuild started"
+            time.sleep(0.05)
+        listing = client.get("/recordings")
+        assert listing.status_code == 503 and "neu aufgebaut" in listing.text and "nicht bereit" in listing.text
+        for path in (f"/recordings/{rids[0]}", "/audit", "/cases?az=AZ+4711/27", f"/recordings/{rids[0]}/poster.jpg"):
+            r = client.get(path)
+            assert r.status_code == 503 and "Index" in r.text, (path, r.status_code)
+    finally:
+        gate.set()
+        app.extensions["bodycam"].stop.set()

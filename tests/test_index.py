@@ -382,3 +382,23 @@ def test_a_refresh_killed_midway_leaves_an_index_the_next_refresh_completes(tmp_
     want = Index(w.store, tmp_path / "want")
     want.rebuild()
     assert dump(idx) == dump(want)
+
+
+def test_a_full_verify_also_checks_the_trail_and_the_index_copy_of_it(tmp_path):
+    from evidence.verify import verify_all
+    w = _small(tmp_path)
+    idx = w.office.idx()
+    assert verify_all(idx)["ok"]
+    with idx.conn() as conn:  # the index's copy of record 2 differs from the store's
+        conn.execute("UPDATE audit SET digest = ? WHERE seq = 2", (b"\0" * 32,))
+    result = verify_all(idx, restart=True)
+    assert not result["ok"] and any("other records than the store" in p and "first 2" in p
+                                    for p in result["problems"])
+    idx.rebuild()
+    # a record in the middle of the trail altered in the store: the chain breaks there
+    path = w.store.root / "audit" / f"{2:012d}.cbor"
+    os.chmod(path, 0o644)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    result = verify_all(idx, restart=True)
+    assert not result["ok"] and any(p.startswith("audit trail: audit/000000000002.cbor") for p in result["problems"])

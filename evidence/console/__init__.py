@@ -183,7 +183,7 @@ def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
                cache_dir: Path | None = None, secret: bytes | None = None, index: Index | None = None,
                now_us: Callable[[], int] = lambda: time.time_ns() // 1000, refresh_s: float = 5.0,
-               media_bytes: int = 256 << 20) -> Flask:
+               media_bytes: int = 128 << 20) -> Flask:
     from evidence.console import auth, media, recording, recordings, trail
     app = Flask(__name__)
     app.config.update(SECRET_KEY=secret or secrets.token_bytes(32), SESSION_COOKIE_HTTPONLY=True,
@@ -239,6 +239,11 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
     @app.errorhandler(403)
     def forbidden(_: Any) -> Any:
         return render_template("message.html", message=text("forbidden", _lang())), 403
+
+    @app.errorhandler(IndexCorrupt)
+    @app.errorhandler(IndexBusy)
+    def index_not_ready(exc: Exception) -> Any:  # the first build runs in the background
+        return render_template("message.html", message=text("index_unavailable", _lang(), error=str(exc)[:200])), 503
 
     @app.errorhandler(404)
     def not_found(_: Any) -> Any:

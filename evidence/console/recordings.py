@@ -14,7 +14,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
 from evidence.console.i18n import text
 from evidence.export import export as run_export
-from evidence.index import BadQuery, Filters, case_key
+from evidence.index import BadQuery, Filters, IndexBusy, IndexCorrupt, case_key
 from evidence.index.query import DAY_US, SORTS, local_day_bounds
 from evidence.office import Refused
 from evidence.state import HOLD_REASONS
@@ -68,9 +68,12 @@ def recordings() -> Any:
                             before=request.args.get("before") or None)
     except BadQuery as exc:
         error, form, page = str(exc), {k: request.args.get(k, "")[:200] for k in FIELDS}, None
-    except Exception as exc:  # no usable index yet: the banner says why
+        status = 400
+    except (IndexCorrupt, IndexBusy) as exc:  # no usable index yet: it is being built (the banner says so)
         error, form, page = text("index_unavailable", g.lang, error=str(exc)[:200]), {k: "" for k in FIELDS}, None
-    status = 400 if error and page is None and not c.index.rebuilding else 200
+        status = 503
+    else:
+        status = 200
     choices = {}
     if page is not None and g.role != "officer":
         choices = {"officer": c.index.choices("officer"), "device": c.index.choices("device")}

@@ -176,8 +176,7 @@ class Index:
             if progress:
                 progress(phase, done, total)
         with self._exclusive():
-            current = self.gens.current_name()
-            n, conn = self._resumable(int(current[6:-7]) if current else 0)
+            n, conn = self._resumable(self.gens.current_number())
             try:
                 follower = Follower(self.store, conn, self.pool, self.now_us)
                 report_progress("trail", 0, 0)
@@ -236,7 +235,7 @@ class Index:
                 "SELECT COUNT(*) FROM recordings").fetchone()[0], segments=conn.execute(
                 "SELECT COUNT(*) FROM segments").fetchone()[0], problems=conn.execute(
                 "SELECT COUNT(*) FROM problems").fetchone()[0], built_utc_us=int(m.get("built_utc_us") or 0))
-        building = [g for g in self.gens.numbers() if g > int((self.gens.current_name() or "index-0.")[6:-7] or 0)]
+        building = [g for g in self.gens.numbers() if g > self.gens.current_number()]
         if building:
             try:
                 conn = db.connect(self.gens.path(building[-1]))

@@ -153,6 +153,12 @@ class Generations:
             return None
         return name if _GEN.fullmatch(name) else None
 
+    def current_number(self) -> int:
+        """The generation in use, 0 if none."""
+        name = self.current_name()
+        m = _GEN.fullmatch(name) if name else None
+        return int(m.group(1)) if m else 0
+
     def numbers(self) -> list[int]:
         if not self.dir.is_dir():
             return []

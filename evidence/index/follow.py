@@ -5,9 +5,9 @@ the audit trail is the store's change log. The index remembers the last record i
 applied (number and SHA-256); it checks that record is still there unchanged (one
 read), finds the end of the trail in a few lookups (:func:`evidence.audit.last_seq`)
 and applies only the new records: an ``ingest`` names the segments it stored, so only
-those manifests are read; the device's new event-log pieces and custody receipts are
-picked up from just after what the index has; custody receipts are read per recording
-when first shown (:meth:`Follower.load_receipts`). The work is proportional to what is new.
+those manifests are read; the device's new event-log pieces are picked up from just
+after the last one the index has; custody receipts are read per recording when first
+shown (:meth:`Follower.load_receipts`). The work is proportional to what is new.
 A trail that no longer holds the record the index saw last (altered, cut) is never
 papered over: :class:`IndexStale` asks for a rebuild, and the rebuilt index keeps the
 finding as a problem.
