@@ -39,6 +39,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -402,10 +403,20 @@ def _human(cmd: str, result: Any) -> str:
     return "\n".join(f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in result.items())
 
 
+READ_ONLY = ("list", "case", "audit", "verify", "reindex")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        code, result = run(args)
+        try:
+            code, result = run(args)
+        except sqlite3.DatabaseError as exc:  # the index file is damaged: set aside, rebuilt from the store
+            message = Index(open_store(args.store), args.index).damaged(exc)
+            if args.command not in READ_ONLY:
+                raise IndexCorrupt(f"{message}; run the command again") from None
+            print(f"bodycam-evidence: warning: {message}", file=sys.stderr)
+            code, result = run(args)
     except (Refused, UnknownRecording, NotAStore, BadQuery) as exc:
         print(f"bodycam-evidence: error: {exc.args[0]}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -211,10 +212,14 @@ def verify_all(index: Index, *, progress: Progress | None = None, restart: bool 
     """Every device's chain and footage, read from the store, and the index against it.
 
     Resumable: each device's results are kept in the index under this run; a run that
-    was interrupted is continued by the next (``restart`` starts over)."""
+    was interrupted is continued by the next (``restart`` starts over). The index file is
+    read through first: a damaged one raises ``sqlite3.DatabaseError`` (the CLI then sets
+    it aside, rebuilds it from the store and verifies again)."""
     index.refresh()
     store = index.store
     conn = index.conn()
+    if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        raise sqlite3.DatabaseError("SQLite's quick_check finds the index file damaged")
     meta = index.meta()
     run = meta.get("verify_run", "")
     if restart or not run or meta.get("verify_done") == run:

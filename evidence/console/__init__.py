@@ -29,6 +29,7 @@ import functools
 import logging
 import re
 import secrets
+import sqlite3
 import tempfile
 import threading
 import time
@@ -244,6 +245,10 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
     @app.errorhandler(IndexBusy)
     def index_not_ready(exc: Exception) -> Any:  # the first build runs in the background
         return render_template("message.html", message=text("index_unavailable", _lang(), error=str(exc)[:200])), 503
+
+    @app.errorhandler(sqlite3.DatabaseError)
+    def index_damaged(exc: Exception) -> Any:  # set aside; the background thread rebuilds it
+        return index_not_ready(IndexCorrupt(c.index.damaged(exc)))
 
     @app.errorhandler(404)
     def not_found(_: Any) -> Any:

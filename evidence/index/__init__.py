@@ -82,7 +82,6 @@ class Index:
         self._pool_lock = threading.Lock()
         self.rebuilding: dict[str, Any] | None = None    # {phase, done, total} while a rebuild runs
         self.last_refresh_us: int | None = None
-        self._checked: set[str | None] = set()                 # generations read through in this process
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -106,18 +105,25 @@ class Index:
         return conn
 
     def usable(self) -> bool:
-        """A complete index of this store and schema is in place (its file read through
-        once per process: a damaged page is found before it is trusted)."""
+        """A complete index of this store and schema is in place. (A damaged page deeper in
+        the file makes SQLite raise when it is read: :meth:`damaged` then sets the index
+        aside; ``verify`` reads the whole file through.)"""
         try:
             conn = self.gens.conn()
             if conn is None:
                 return False
-            name = self.gens.current_name()
-            db.check(conn, self.store.location, thorough=name not in self._checked)
-            self._checked.add(name)
+            db.check(conn, self.store.location)
             return True
         except (IndexCorrupt, sqlite3.DatabaseError):
             return False
+
+    def damaged(self, exc: BaseException) -> str:
+        """SQLite found the index file damaged while reading it: stop using it (the next
+        refresh rebuilds it from the store) and say so."""
+        self.gens.close()
+        (self.dir / "current").unlink(missing_ok=True)
+        return (f"the index in {self.dir} is damaged ({exc}); it is rebuilt from the store "
+                f"(or now: bodycam-evidence --store {self.store.location} reindex)")
 
     def meta(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self.conn().execute("SELECT k, v FROM meta")}

@@ -117,7 +117,7 @@ def set_meta(conn: sqlite3.Connection, key: str, value: object) -> None:
 
 def check(conn: sqlite3.Connection, store_location: str, *, thorough: bool = False) -> None:
     """IndexCorrupt unless this is a complete index of this schema for this store;
-    ``thorough`` also reads every page of the file (once per generation and process)."""
+    ``thorough`` also reads every page of the file (``verify`` does)."""
     try:
         if thorough and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("quick_check found damage")

@@ -79,14 +79,15 @@ class Filters:
             parts.append("deleted = 0 AND held = 0 AND end_utc_us < ?")
             args.append(now_us + (self.due_days + 1) * DAY_US - retention_days * DAY_US)
         if self.reason or self.case:
-            sub = ["h.recording = recordings.id"]
+            # through the holds (a few thousand), not a look at every recording's holds
+            sub = []
             if self.reason:
                 sub.append("h.reason = ?")
                 args.append(self.reason)
             if self.case:
                 sub.append("h.case_key LIKE ?")
                 args.append(f"%{case_key(self.case)}%")
-            parts.append(f"EXISTS (SELECT 1 FROM holds h WHERE {' AND '.join(sub)})")
+            parts.append(f"id IN (SELECT h.recording FROM holds h WHERE {' AND '.join(sub)})")
         return (" AND ".join(parts) or "1"), args
 
 
