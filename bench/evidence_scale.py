@@ -265,7 +265,8 @@ def refresh_after_docking(city: City, store: EvidenceStore, index: Index, runs: 
     for i in range(runs):
         index.refresh()
         dev = f"bench-extra-{time.time_ns() // 1000}-{i}"  # new each run: the store keeps them
-        writer.docking(dev, [Take(time.time_ns() // 1000 - HOUR + k * 200_000_000, segments=10, officer="KOD-150")
+        three_days_ago = time.time_ns() // 1000 - 3 * DAY  # deep in the list, not on its first page
+        writer.docking(dev, [Take(three_days_ago + k * 200_000_000, segments=10, officer="KOD-150")
                              for k in range(5)])
         t = time.perf_counter()
         index.refresh()
@@ -398,19 +399,23 @@ def browser(served: Served, city: City, shots: Path) -> dict[str, float]:
         page.fill("input[name=password]", PASSWORD)
         page.click("#login")
         page.wait_for_selector("#recordings")
+        page.wait_for_load_state("networkidle")  # the poster frames
         page.screenshot(path=shots / "1-list.png")
         page.select_option("select[name=held]", "yes")
         page.fill("input[name=officer]", "KOD-103")
         page.click("#filter")
         page.wait_for_selector("#count")
+        page.wait_for_load_state("networkidle")
         page.screenshot(path=shots / "2-filtered.png")
         page.goto(f"{served.url}/recordings")
         for _ in range(3):
             page.click("#next-page")
+        page.wait_for_load_state("networkidle")
         page.screenshot(path=shots / "3-page-4.png")
         page.goto(f"{served.url}/recordings")
         page.fill("input[name=az]", city.info["case"])
         page.click("#filter")
+        page.wait_for_load_state("networkidle")
         page.screenshot(path=shots / "4-aktenzeichen.png")
         page.click("#recordings td.status a")
         page.screenshot(path=shots / "5-case.png")
