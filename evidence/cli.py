@@ -216,6 +216,13 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
     store = _open(args)
     now = lambda: time.time_ns() // 1000  # noqa: E731
     office = Office(store, _load_key(args), now, Index(store, args.index, now_us=now))
+    try:
+        return _command(args, store, office)
+    finally:
+        office.idx().close()  # its files closed, its reader threads ended
+
+
+def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> tuple[int, Any]:
     cmd = args.command
     if cmd in ("show", "hold", "release", "delete", "purge", "export"):
         office.check_key()  # these are recorded: refuse before doing anything
@@ -411,6 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             code, result = run(args)
+        except sqlite3.OperationalError as exc:  # full, read-only or locked: not damage
+            raise IndexBusy(f"the index cannot be written ({exc}): is its disk full or read-only? "
+                            "(--index DIR names another place)") from None
         except sqlite3.DatabaseError as exc:  # the index file is damaged: set aside, rebuilt from the store
             message = Index(open_store(args.store), args.index).damaged(exc)
             if args.command not in READ_ONLY:

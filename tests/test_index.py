@@ -440,3 +440,56 @@ def test_a_damaged_page_is_found_by_verify_and_a_damaged_read_sets_the_index_asi
     assert evidence_main([*base, "list"]) == 0
     out = capsys.readouterr()
     assert "damaged" in out.err and len(json.loads(out.out)["recordings"]) == 3
+
+
+def test_an_index_on_a_full_disk_fails_clearly_and_a_rerun_with_room_finishes(tmp_path, capsys):
+    """A real full filesystem (a tmpfs of 160 KiB) under the index: a clear error, exit 1,
+    the store untouched; with room again, the same command answers."""
+    from evidence.cli import main as evidence_main
+    w = World(tmp_path)
+    for cam in range(4):
+        w.dock(cam, 3, 3, 1)
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        base = ["--store", str(w.store.root), "--index", str(mnt / "idx"), "--json"]
+        capsys.readouterr()
+        assert evidence_main([*base, "list"]) == 1
+        err = capsys.readouterr().err
+        assert "disk full" in err or "is its disk full" in err, err
+        assert "Traceback" not in err
+        subprocess.run(["mount", "-o", "remount,size=20m", str(mnt)], check=True)
+        assert evidence_main([*base, "list"]) == 0
+        assert len(json.loads(capsys.readouterr().out)["recordings"]) == 12
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_two_processes_refreshing_one_index_at_once_agree_with_a_rebuild(tmp_path):
+    """The console's background refresh and a CLI on the same office machine (one index
+    directory), both catching up on the same backlog at once."""
+    w = World(tmp_path)
+    idx = Index(w.store, tmp_path / "idx")
+    idx.refresh()
+    idx.close()
+    for cam in range(12):
+        w.dock(cam % 5, 2, 2, 1)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = textwrap.dedent("""
+        import sys
+        import evidence.index.follow as follow
+        follow.BATCH = 1
+        from evidence.index import Index
+        from evidence.store import FsEvidenceStore
+        Index(FsEvidenceStore(sys.argv[1]), sys.argv[2]).refresh()
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(w.store.root), str(tmp_path / "idx")], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    want = Index(w.store, tmp_path / "want")
+    want.rebuild()
+    assert dump(Index(w.store, tmp_path / "idx")) == dump(want)

@@ -248,6 +248,8 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
 
     @app.errorhandler(sqlite3.DatabaseError)
     def index_damaged(exc: Exception) -> Any:  # set aside; the background thread rebuilds it
+        if isinstance(exc, sqlite3.OperationalError):  # full, read-only, locked: not damage
+            return index_not_ready(IndexBusy(f"the index cannot be written ({exc})"))
         return index_not_ready(IndexCorrupt(c.index.damaged(exc)))
 
     @app.errorhandler(404)
