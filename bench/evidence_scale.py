@@ -462,8 +462,7 @@ def run_backend(backend: str, args: argparse.Namespace, endpoint: str | None) ->
     work = ROOT / "run" / "bench-scale" / f"{backend}-{args.scale:g}"
     city = City(work, backend, args.scale, endpoint)
     log = lambda m: print(f"  [{backend}] {m}", flush=True)  # noqa: E731
-    if args.regenerate or not city.info or city.info.get("scale") != args.scale or \
-            time.time_ns() // 1000 - city.info["generated_utc_us"] > 2 * DAY:
+    if needs_generating(city, args):
         log("generating the store (once; reused by later runs) …")
         city.generate(log)
     log(f"store: {city.info['audit_records']} audit records, generated in {city.info['generated_s']} s")
@@ -491,6 +490,11 @@ def run_backend(backend: str, args: argparse.Namespace, endpoint: str | None) ->
         res["reindex"] = cold_reindex(city, store)
     index.close()
     return res
+
+
+def needs_generating(city: City, args: argparse.Namespace) -> bool:
+    return bool(args.regenerate or not city.info or city.info.get("scale") != args.scale
+                or time.time_ns() // 1000 - city.info["generated_utc_us"] > 2 * DAY)
 
 
 def report(results: list[dict[str, Any]]) -> bool:
@@ -558,6 +562,8 @@ def main() -> int:
         if backend == "s3":
             from simulator.s3_server import SeaweedS3
             data = ROOT / "run" / "bench-scale" / f"seaweedfs-{args.scale:g}"
+            if needs_generating(City(ROOT / "run" / "bench-scale" / f"s3-{args.scale:g}", "s3", args.scale, None), args):
+                shutil.rmtree(data, ignore_errors=True)  # a new store: a new bucket
             data.mkdir(parents=True, exist_ok=True)
             with SeaweedS3(data) as s3:
                 from evidence.s3 import init_bucket

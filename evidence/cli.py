@@ -395,6 +395,16 @@ def _human(cmd: str, result: Any) -> str:
             lines.append(f"({len(result['recordings'])} of {result['total']}; more with --after {result['next']})")
         lines += [f"PROBLEM  {p}" for p in result.get("problems", [])]
         return "\n".join(lines)
+    if cmd == "reindex":
+        if not result["usable"]:
+            left = result.get("unfinished_rebuild")
+            return (f"no usable index in {result['index']} yet" + (
+                f" (a rebuild stopped after {left['devices_done']} of {left['devices']} cameras; "
+                "run reindex to go on)" if left else ""))
+        built = iso(result["built_utc_us"]) if result.get("built_utc_us") else "?"
+        return (f"index {result['index']} of {result['store']}: {result['recordings']} recordings, "
+                f"{result['segments']} segments, audit trail followed to record {result['audit_seq']}, "
+                f"{result['problems']} problem(s); built {built}")
     if cmd == "case":
         return _human("list", {"recordings": result["recordings"]}) if result["recordings"] else \
             f"no recording is held under {result['case']!r}"

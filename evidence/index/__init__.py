@@ -216,7 +216,7 @@ class Index:
         for n in reversed([g for g in self.gens.numbers() if g > current]):
             try:
                 conn = db.connect(self.gens.path(n))
-                if (db.meta(conn, "schema") == str(db.SCHEMA_VERSION) and db.meta(conn, "store") == self.store.location
+                if (db.meta(conn, "schema") == db.SCHEMA_ID and db.meta(conn, "store") == self.store.location
                         and db.meta(conn, "complete") == "0"):
                     try:
                         Follower(self.store, conn, self.pool, self.now_us).check_head()

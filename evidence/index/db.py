@@ -11,6 +11,7 @@ rebuild resumes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
@@ -81,6 +82,12 @@ CREATE TABLE rebuild_devices (device TEXT PRIMARY KEY);
 """
 
 
+# What a generation records as its schema: the version and a digest of the tables below,
+# so an index made by any other table layout (an older version, a development build) is
+# rebuilt rather than queried for columns it lacks.
+SCHEMA_ID = f"{SCHEMA_VERSION}:{hashlib.sha256(SCHEMA.encode()).hexdigest()[:12]}"
+
+
 class IndexCorrupt(Exception):
     """The index file cannot be used (not SQLite, damaged, another schema): rebuild it."""
 
@@ -101,7 +108,7 @@ def create(path: Path, store_location: str) -> sqlite3.Connection:
         conn.executescript(SCHEMA.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS").replace(
             "CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
         conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
-            ("schema", str(SCHEMA_VERSION)), ("store", store_location), ("complete", "0"), ("audit_seq", "0"),
+            ("schema", SCHEMA_ID), ("store", store_location), ("complete", "0"), ("audit_seq", "0"),
             ("audit_digest", ""), ("retention_days", "14"), ("supervisors", "[]"), ("initialised", "0")])
     return conn
 
@@ -124,8 +131,8 @@ def check(conn: sqlite3.Connection, store_location: str, *, thorough: bool = Fal
         schema, store, complete = meta(conn, "schema"), meta(conn, "store"), meta(conn, "complete")
     except sqlite3.DatabaseError as exc:
         raise IndexCorrupt(f"the index file is damaged ({exc})") from None
-    if schema != str(SCHEMA_VERSION):
-        raise IndexCorrupt(f"the index has schema {schema or 'unknown'}, this version uses {SCHEMA_VERSION}")
+    if schema != SCHEMA_ID:
+        raise IndexCorrupt(f"the index has schema {schema or 'unknown'}, this version uses {SCHEMA_ID}")
     if store != store_location:
         raise IndexCorrupt(f"the index belongs to another store ({store})")
     if complete != "1":
