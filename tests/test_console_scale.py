@@ -75,6 +75,11 @@ def scale(tmp_path_factory):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
+    import time
+    deadline = time.monotonic() + 60
+    while not app.extensions["bodycam"].index.usable():  # its first build runs in the background
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     yield Scale(f"http://127.0.0.1:{server.server_port}", app, store, rids, long, rids[5:9], root)
     app.extensions["bodycam"].stop.set()
     server.shutdown()
@@ -235,3 +240,35 @@ def test_pages_answer_503_not_500_before_the_first_index_is_built(tmp_path, monk
     finally:
         gate.set()
         app.extensions["bodycam"].stop.set()
+
+
+@pytest.mark.parametrize("path,status", [
+    ("/recordings?after=garbage", 400), ("/recordings?before=WzEsMl0", 400), ("/recordings?sort=random()", 400),
+    ("/recordings?due=99999", 400), ("/recordings?due=-1", 400), ("/recordings?from=2027-13-45", 400),
+    ("/recordings?to=yesterday", 400), ("/recordings?reason=../../x", 400), ("/recordings?held=maybe", 200),
+    ("/recordings?az=" + "x" * 5000, 200), ("/recordings?officer=%00%27%22", 200),
+    ("/recordings?after=" + "A" * 4000, 400), ("/cases?az=", 400), ("/cases?az=%20/-", 400),
+    ("/audit?before=99999999999999999999999", 200), ("/audit?after=-5", 200), ("/audit?action=drop", 200),
+    ("/recordings/x/hls/99999999999999999999999.ts", 404), ("/recordings/x/hls/-1.ts", 404),
+    ("/recordings/" + "a" * 300, 404), ("/recordings/%2e%2e/poster.jpg", 404),
+])
+def test_garbage_in_queries_gets_a_clear_answer_never_a_500(scale, path, status):
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/login").text).group(1)
+    s.post(f"{scale.url}/login", data={"csrf_token": token, "user": "anna", "password": PASSWORD})
+    got = s.get(scale.url + path.replace("/recordings/x/", f"/recordings/{scale.long}/"))
+    assert got.status_code == status, (path, got.status_code, got.text[:300])
+
+
+def test_holding_many_refuses_garbage(scale):
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/login").text).group(1)
+    s.post(f"{scale.url}/login", data={"csrf_token": token, "user": "anna", "password": PASSWORD})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/recordings").text).group(1)
+    for form, status in (({"reason": "owi", "case": "AZ 1"}, 400),                      # nothing selected
+                         ({"rid": ["../../etc"], "reason": "owi", "case": "AZ 1"}, 400),
+                         ({"rid": [scale.rids[0]], "reason": "nonsense", "case": "AZ 1"}, 400),
+                         ({"rid": [scale.rids[0]], "reason": "owi", "case": " "}, 400),
+                         ({"rid": ["no-such-recording"], "reason": "owi", "case": "AZ 1"}, 404)):
+        got = s.post(f"{scale.url}/recordings/hold", data={"csrf_token": token, **form}, allow_redirects=False)
+        assert got.status_code == status, (form, got.status_code, got.text[:200])

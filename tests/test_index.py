@@ -493,3 +493,14 @@ def test_two_processes_refreshing_one_index_at_once_agree_with_a_rebuild(tmp_pat
     want = Index(w.store, tmp_path / "want")
     want.rebuild()
     assert dump(Index(w.store, tmp_path / "idx")) == dump(want)
+
+
+def test_an_ingest_record_naming_garbage_is_a_problem_not_a_crash(tmp_path):
+    w = _small(tmp_path)
+    idx = Index(w.store, tmp_path / "idx")
+    idx.refresh()
+    for details in ({"segments": ["x", 2**70, -1, True, 1]}, {"segments": {"a": 1}}, {"segments": "12345"}):
+        audit.append(w.store, w.writer.dock_key, "ingest", device="cam-0", details=details, now_us=w.now())
+        report = idx.refresh()
+        assert any("ingest" in p or "details" in p for p in report.problems), report.problems
+    assert idx.page(Filters()).total == 3                         # and the index goes on

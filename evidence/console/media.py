@@ -222,6 +222,8 @@ def playlist(rid: str) -> Any:
 def segment(rid: str, seq: int) -> Any:
     c = ctx()
     row = _visible(rid)
+    if seq > 2**53:  # no segment number is that large (and SQLite's integers end at 2**63)
+        abort(404)
     data = c.media.segment(row["id"], seq)
     seen = session.get("seen", [])
     if row["id"] not in seen:  # once per session and recording, when a picture is first sent

@@ -16,6 +16,11 @@ from evidence.index.query import entry
 bp = Blueprint("trail", __name__)
 
 
+def _seq(text: str) -> int | None:
+    """A record number from a page link; anything else (or beyond any trail) is ignored."""
+    return int(text) if text.isdigit() and len(text) <= 15 else None
+
+
 @bp.get("/audit")
 @login_required("dpo", "clerk", "supervisor")
 def audit_page() -> Any:
@@ -23,10 +28,8 @@ def audit_page() -> Any:
     f = {k: request.args.get(k, "").strip()[:128] for k in ("action", "recording", "by")}
     if f["action"] and f["action"] not in audit.ACTIONS:
         f["action"] = ""
-    before = request.args.get("before", "")
-    after = request.args.get("after", "")
-    page = c.index.audit_page(**f, before=int(before) if before.isdigit() else None,
-                              after=int(after) if after.isdigit() else None)
+    before, after = (_seq(request.args.get(k, "")) for k in ("before", "after"))
+    page = c.index.audit_page(**f, before=before, after=after)
     signers = c.index.signers()
     problems = [p for p in c.index.problems(20) if p.startswith("audit")]
     meta = c.index.meta()

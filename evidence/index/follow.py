@@ -38,6 +38,7 @@ from evidence.store import EvidenceStore
 PENDING_S = 600          # after an ingest, keep looking for the device's event log this long
 CHECK_EVERY_US = 2_000_000  # … every this often
 BATCH = 256              # records or manifests read in parallel, then committed together
+MAX_INGEST = 100_000     # segments one docking can name (11 days of 10-s segments, recorded without a break)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -218,7 +219,13 @@ class Follower:
                 c.execute("INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?)",
                           (e.seq, rec, e.by, e.utc_us, str(d.get("file", "")), str(d.get("sha256", ""))))
             elif e.action == "ingest" and e.device:
-                seqs = [s for s in d.get("segments", []) if isinstance(s, int) and not isinstance(s, bool)]
+                named = d.get("segments", [])
+                seqs = [s for s in named[:MAX_INGEST] if isinstance(s, int) and not isinstance(s, bool)
+                        and 0 < s < 2**53]
+                if len(seqs) != len(named):
+                    self.problem(f"audit:{e.seq}:segments", f"audit record {e.seq} (ingest) names {len(named)} "
+                                 f"segments, {len(named) - len(seqs)} of them not segment numbers or beyond "
+                                 f"{MAX_INGEST} in one docking; those are left out (reindex reads the store whole)")
                 self._ingested(e.device, e.seq, e.utc_us, seqs)
                 if load:
                     self.load_segments(e.device, seqs)
