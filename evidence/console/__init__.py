@@ -114,6 +114,7 @@ class Console:
     verifying: dict[str, Any] = field(default_factory=dict)   # recording → its verification's future
     lock: threading.Lock = field(default_factory=threading.Lock)
     refresh_error: str | None = None
+    busy_elsewhere: str | None = None             # another process rebuilds this index
     stop: threading.Event = field(default_factory=threading.Event)
 
     def record(self, action: str, rec: Recording | dict[str, Any] | None = None, **details: Any) -> audit.Entry:
@@ -269,6 +270,8 @@ def _banner(c: Console, lang: str) -> str | None:
         r = c.index.rebuilding
         return text("banner_rebuilding", lang, phase=text(f"phase_{r['phase']}", lang), done=r["done"],
                     total=r["total"] or "?")
+    if c.busy_elsewhere:
+        return text("banner_busy", lang)
     if c.refresh_error:
         since = local_time(c.index.last_refresh_us, lang) if c.index.last_refresh_us else "—"
         return text("banner_stale", lang, since=since, error=c.refresh_error[:200])
@@ -281,8 +284,10 @@ def _start_refresher(c: Console, every_s: float) -> None:
         while not c.stop.is_set():
             try:
                 c.index.refresh()
-                c.refresh_error = None
-            except Exception as exc:  # the store out of reach, a busy rebuild: shown, retried
+                c.refresh_error = c.busy_elsewhere = None
+            except IndexBusy as exc:  # `reindex` in another process: the pages say so
+                c.busy_elsewhere = str(exc)
+            except Exception as exc:  # the store out of reach: shown, retried
                 c.refresh_error = str(exc)
                 log.warning("index refresh failed: %s", exc)
             c.stop.wait(every_s)

@@ -112,6 +112,10 @@ TEXT: dict[str, dict[str, str]] = {
                                 "Until then pages show the previous state."},
     "banner_stale": {"de": "Der Speicher ist nicht erreichbar ({error}); Stand der Anzeige: {since}.",
                      "en": "The store cannot be reached ({error}); shown as of {since}."},
+    "banner_busy": {"de": "Der Index wird gerade von einem anderen Vorgang (reindex) neu aufgebaut; bis dahin "
+                          "zeigen die Seiten den bisherigen Stand.",
+                    "en": "Another process (reindex) is rebuilding the index; until then pages show the previous "
+                          "state."},
     "phase_trail": {"de": "Protokoll", "en": "audit trail"},
     "phase_devices": {"de": "Kameras", "en": "cameras"},
     "audit_through": {"de": "Protokoll bis Eintrag {n} fortlaufend geprüft.",
