@@ -1,6 +1,6 @@
 """``bodycam-evidence``: the evidence office's tool for the evidence store.
 
-    bodycam-evidence --store STORE --key office.key init --supervisor NAME [--retention-days 14]
+    bodycam-evidence --store STORE --key office.key init --supervisor NAME [--retention-days 14] [--demo]
     bodycam-evidence --store STORE list [--officer X] [--device X] [--since DATE] [--until DATE] [--held|--not-held]
                      [--case AZ] [--reason R] [--due-days N] [--sort S] [--limit N] [--after CURSOR]
     bodycam-evidence --store STORE case --case AZ                       every recording held under an Aktenzeichen
@@ -10,7 +10,7 @@
     bodycam-evidence --store STORE purge [--now ISO]
     bodycam-evidence --store STORE hold --recording ID --reason owi|straf|gefahrenabwehr|affected-request \\
                      --case REF --by USER
-    bodycam-evidence --store STORE release --recording ID --reason … --by USER
+    bodycam-evidence --store STORE release --recording ID --reason … --why TEXT --by USER
     bodycam-evidence --store STORE delete --recording ID --by USER      (officer, then supervisor)
     bodycam-evidence --store STORE export --recording ID --identity FILE --out FILE.mp4 --by USER
     bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]] [--limit N] [--before SEQ]
@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--supervisor", action="append", type=_user, default=[],
                    help="a supervisor whose consent early deletion needs (repeat)")
     c.add_argument("--by", type=_user, default=me)
+    c.add_argument("--demo", action="store_true",
+                   help="a store for demonstrations and tests (first init only): purge --now may look ahead")
 
     c = sub.add_parser("list", parents=[common], help="recordings, filtered")
     c.add_argument("--officer")
@@ -146,9 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--case", required=True, help="file or case reference")
     c.add_argument("--by", type=_user, required=True)
 
-    c = sub.add_parser("release", parents=[common], help="lift a hold")
+    c = sub.add_parser("release", parents=[common],
+                       help="lift a hold (straf: a clerk asks, a supervisor's release carries it out)")
     c.add_argument("--recording", required=True)
     c.add_argument("--reason", required=True, choices=sorted(HOLD_REASONS))
+    c.add_argument("--why", required=True, help="why the hold ends (on record), e.g. the decision closing the case")
     c.add_argument("--by", type=_user, required=True)
 
     c = sub.add_parser("delete", parents=[common],
@@ -227,7 +231,7 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
     if cmd in ("show", "hold", "release", "delete", "purge", "export"):
         office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
-        return 0, office.init(args.retention_days, args.supervisor, args.by)
+        return 0, office.init(args.retention_days, args.supervisor, args.by, demo=args.demo)
     if cmd == "reindex":
         if args.status:
             return 0, office.idx().status()
@@ -266,7 +270,7 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
     if cmd == "hold":
         return 0, office.hold(args.recording, args.reason, args.case, args.by)
     if cmd == "release":
-        return 0, office.release(args.recording, args.reason, args.by)
+        return 0, office.release(args.recording, args.reason, args.by, args.why)
     if cmd == "delete":
         return 0, office.delete(args.recording, args.by)
     if cmd == "export":

@@ -33,13 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.keys import fingerprint
 from evidence import audit
-from evidence.errors import LockedError
+from evidence.errors import LockedError, StoreUnavailable
 from evidence.index import Filters, Index, case_key
 from evidence.recordings import Recording, UnknownRecording, iso
 from evidence.state import HOLD_REASONS, State
 from evidence.store import EvidenceStore
 
 USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+CLOCK_SLACK_US = 60_000_000   # purge --now may be this far ahead of the clock (two clocks a minute apart)
 
 
 class Refused(ValueError):
@@ -99,9 +100,15 @@ class Office:
         return audit.append(self.store, self._signing_key(), action, now_us=self.now_us(), **kw)
 
     # ------------------------------------------------------------------ init
-    def init(self, retention_days: int, supervisors: list[str], by: str) -> dict[str, Any]:
+    def init(self, retention_days: int, supervisors: list[str], by: str, *, demo: bool = False) -> dict[str, Any]:
         """Prepare the store (on S3: Object Lock, default GOVERNANCE retention) and register
-        the office key; again later to change the supervisors or the retention."""
+        the office key; again later to change the supervisors or the retention.
+
+        The retention may be lengthened at once. Shortening it while the store holds
+        recordings moves their deletion forward, so it needs two people, one of them a
+        supervisor (the first call is recorded as ``approve-retention``, the second
+        makes it so). ``demo``: a store for demonstrations and tests (only at the first
+        init, never later), on which ``purge --now`` may look into the future."""
         if self.key is None:
             raise Refused("init needs the office's signing key (--key FILE); create one with: "
                           "bodycam-keys office --out DIR")
@@ -110,13 +117,44 @@ class Office:
         for name in supervisors:
             check_user(name, "--supervisor")
         check_user(by)
-        self.store.prepare(retention_days)
+        try:
+            first = audit.last_seq(self.store) == 0
+        except StoreUnavailable:  # an S3 bucket not made yet
+            first = True
+        if first:
+            self.store.prepare(retention_days)  # the store must exist before its trail can be read
         self.store.register_key("office", "office", self.key.public_key())
-        entry = self._record("init", by=by, details={"retention_days": retention_days,
-                                                      "supervisors": sorted(set(supervisors))})
+        state = self._policy()
+        if state.initialised and demo and not state.demo:
+            raise Refused("this store was not created for demos (init --demo at its very first init); "
+                          "it cannot become one")
+        details: dict[str, Any] = {"retention_days": retention_days, "supervisors": sorted(set(supervisors))}
+        if demo or state.demo:
+            details["demo"] = True
+        shorter = state.initialised and retention_days < state.retention_days and \
+            self.idx().page(Filters(include_deleted=False), limit=1).total > 0
+        if shorter:
+            pending = state.retention_approval
+            if pending is None or pending["retention_days"] != retention_days or pending["by"] == by:
+                entry = self._record("approve-retention", by=by, details={"retention_days": retention_days})
+                self.refresh()
+                return {"retention_days": state.retention_days, "proposed_retention_days": retention_days,
+                        "waiting_for": "a second person, one of the two a supervisor", "audit_seq": entry.seq}
+            if not (state.is_supervisor(by) or state.is_supervisor(pending["by"] or "")):
+                raise Refused(f"shortening the retention of stored recordings needs a supervisor: {pending['by']} "
+                              f"proposed {retention_days} days, {by} is no supervisor either")
+            details["approved_by"] = pending["by"]
+        self.store.prepare(retention_days)
+        entry = self._record("init", by=by, details=details)
+        self.refresh()
         return {"store": self.store.location, "retention_days": retention_days,
                 "supervisors": sorted(set(supervisors)), "office_key": fingerprint(self.key.public_key()),
-                "audit_seq": entry.seq}
+                "demo": bool(details.get("demo")), "audit_seq": entry.seq}
+
+    def _policy(self) -> State:
+        """The office's policy as on record (an empty store: none yet)."""
+        self.refresh()
+        return self.idx().state([])
 
     def set_user(self, user_id: str, role: str, password: str, by: str) -> dict[str, Any]:
         """Create a console user or change their role and password; on record."""
@@ -163,17 +201,39 @@ class Office:
         return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in holds], "changed": True,
                 "audit_seq": entry.seq}
 
-    def release(self, recording_id: str, reason: str, by: str) -> dict[str, Any]:
+    def release(self, recording_id: str, reason: str, by: str, why: str) -> dict[str, Any]:
+        """Lift the hold for ``reason``, with the reason for lifting it (``why``) on record.
+        A hold for criminal proceedings (``straf``) is lifted only with a supervisor: a
+        clerk's release is recorded as a request (``approve-release``) that a supervisor's
+        release of the same hold then carries out."""
         check_user(by)
+        why = why.strip()
+        if not why or len(why) > 500:
+            raise Refused("--why must say why the hold ends (up to 500 characters), e.g. the decision that "
+                          "closed the proceedings")
         rec, state = self.find(recording_id)
         active = state.holds.get(rec.id, [])
         if not any(h.reason == reason for h in active):
             raise Refused(f"recording {rec.id} has no hold for {reason!r} (holds: "
                           f"{', '.join(f'{h.reason} {h.case}' for h in active) or 'none'})")
+        details: dict[str, Any] = {"reason": reason, "why": why}
+        if reason == "straf":
+            request = state.release_requests.get(rec.id, {}).get(reason)
+            if not state.is_supervisor(by):
+                if request is None or request["by"] != by:
+                    entry = self._record("approve-release", by=by, device=rec.device_id, recording=rec.id,
+                                         details={"reason": reason, "why": why})
+                    self.refresh()
+                    return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in active],
+                            "waiting_for": "supervisor", "audit_seq": entry.seq}
+                return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in active],
+                        "waiting_for": "supervisor", "changed": False}
+            if request is not None:
+                details["requested_by"] = request["by"]
         remaining = [h for h in active if h.reason != reason]
         if not remaining:
             self._set_store_hold(rec, False)
-        entry = self._record("release", by=by, device=rec.device_id, recording=rec.id, details={"reason": reason})
+        entry = self._record("release", by=by, device=rec.device_id, recording=rec.id, details=details)
         self.refresh()
         return {"recording": rec.id, "held": bool(remaining), "holds": [h.to_json() for h in remaining],
                 "audit_seq": entry.seq}
@@ -232,6 +292,9 @@ class Office:
         check_user(by)
         idx = self.idx()
         self.refresh()
+        if now_us > self.now_us() + CLOCK_SLACK_US and not idx.state([]).demo:
+            raise Refused("purge judges expiry by this machine's clock: --now may name the past, never the "
+                          "future (only a store made with init --demo allows that, for demonstrations)")
         for rid in idx.unfinished_deletions():
             rec = idx.recording(rid)
             if rec is not None:

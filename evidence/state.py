@@ -46,6 +46,9 @@ class State:
     approvals: dict[str, dict[str, str]] = field(default_factory=dict)  # recording → {role: user}
     deleted: dict[str, Entry] = field(default_factory=dict)             # recording → delete/purge entry
     roles: dict[str, str] = field(default_factory=dict)                 # console user → role
+    demo: bool = False                                                  # created for demos (first init)
+    retention_approval: dict[str, Any] | None = None                    # {retention_days, by, audit_seq}
+    release_requests: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # rec → reason → request
 
     @classmethod
     def fold(cls, entries: Iterable[Entry]) -> "State":
@@ -53,9 +56,18 @@ class State:
         for e in entries:
             rec = e.recording or ""
             if e.action == "init":
+                if not s.initialised:
+                    s.demo = bool(e.details.get("demo", False))
                 s.initialised = True
                 s.retention_days = int(e.details.get("retention_days", s.retention_days))
                 s.supervisors = list(e.details.get("supervisors", s.supervisors))
+                s.retention_approval = None
+            elif e.action == "approve-retention":
+                s.retention_approval = {"retention_days": int(e.details["retention_days"]), "by": e.by,
+                                        "audit_seq": e.seq}
+            elif e.action == "approve-release":
+                s.release_requests.setdefault(rec, {})[e.details["reason"]] = {
+                    "by": e.by, "why": e.details.get("why", ""), "audit_seq": e.seq}
             elif e.action == "hold":
                 s.holds.setdefault(rec, []).append(
                     Hold(e.details["reason"], e.details.get("case", ""), e.by, e.utc_us, e.seq))
@@ -63,6 +75,9 @@ class State:
                 s.holds[rec] = [h for h in s.holds.get(rec, []) if h.reason != e.details["reason"]]
                 if not s.holds[rec]:
                     del s.holds[rec]
+                s.release_requests.get(rec, {}).pop(e.details["reason"], None)
+                if rec in s.release_requests and not s.release_requests[rec]:
+                    del s.release_requests[rec]
             elif e.action == "approve-delete":
                 s.approvals.setdefault(rec, {})[e.details["role"]] = e.by or ""
             elif e.action in ("delete", "purge"):

@@ -94,7 +94,7 @@ def prepare_store(location: str, office_key: Path) -> EvidenceStore:
             raise DemoError(f"the store {location} already holds evidence; name a fresh bucket, prefix or "
                             "directory (e.g. s3://bucket/run2)")
         Office(store, keys.load_signing_key(office_key), lambda: time.time_ns() // 1000).init(
-            14, [SUPERVISOR], by="evidence-office")
+            14, [SUPERVISOR], by="evidence-office", demo=True)  # a demo store: purge --now may look ahead
     except (StoreUnavailable, ValueError) as exc:
         raise DemoError(f"the evidence store {location} cannot be used: {exc}") from None
     return store

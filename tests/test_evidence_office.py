@@ -77,7 +77,7 @@ def office(request, env, identity, tmp_path, capsys, monkeypatch) -> Office:
             monkeypatch.setenv(name, value)
         env.store = S3EvidenceStore(url, client=s3_client(s3, "dock"))
     o = Office(url, key, env.store, capsys, request.param, s3)
-    result = o.ok("init", "--supervisor", "sup.schmidt", "--by", "anna")
+    result = o.ok("init", "--supervisor", "sup.schmidt", "--by", "anna", "--demo")  # purge --now looks ahead
     assert result["retention_days"] == 14
     sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
     bay, _ = dock(env, sim)
@@ -170,8 +170,51 @@ def test_purge_deletes_exactly_the_expired_unheld_recordings(office):
         with pytest.raises(Exception, match="AccessDenied"):
             c.delete_object(Bucket=office.store.bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
     # Released, it goes at the next purge.
-    office.ok("release", "--recording", held["id"], "--reason", "straf", "--by", "anna")
+    office.ok("release", "--recording", held["id"], "--reason", "straf", "--why", "Verfahren eingestellt",
+              "--by", "sup.schmidt")
     assert office.ok("purge", "--now", after)["deleted"] == [held["id"]]
+
+
+def test_retention_cannot_be_bypassed(office, tmp_path, capsys):
+    """As a hostile user would try it: purge in the future, shorten the retention alone,
+    turn a real store into a demo store, lift a criminal-proceedings hold alone or without
+    a reason. Nothing is deleted, nothing is released; every try is on record or refused."""
+    first, second = recordings(office)
+    # a real store (not made with --demo): purge may not look into the future
+    key = keys.create_device_key(tmp_path / "k2", name="office").private
+    real = str(tmp_path / "real")
+    assert evidence_main(["--store", real, "--key", str(key), "init", "--supervisor", "sl.x", "--by", "admin"]) == 0
+    capsys.readouterr()
+    assert evidence_main(["--store", real, "--key", str(key), "purge", "--now", "2099-01-01T00:00Z"]) == 2
+    assert "never the future" in capsys.readouterr().err
+    assert evidence_main(["--store", real, "--key", str(key), "init", "--demo", "--by", "admin"]) == 2
+    assert "cannot become one" in capsys.readouterr().err
+    # shortening the retention of stored recordings: two people, one a supervisor
+    proposed = office.ok("init", "--retention-days", "1", "--supervisor", "sup.schmidt", "--by", "anna")
+    assert proposed["retention_days"] == 14 and proposed["waiting_for"]
+    again = office.ok("init", "--retention-days", "1", "--supervisor", "sup.schmidt", "--by", "anna")
+    assert again["retention_days"] == 14                                          # the same person again: no
+    code, out = office.run("init", "--retention-days", "1", "--supervisor", "sup.schmidt", "--by", "bert")
+    assert code == 2 and "needs a supervisor" in out["stderr"]                    # two clerks: no
+    assert office.ok("list")["recordings"][0]["expires_utc"] == first["expires_utc"]
+    done = office.ok("init", "--retention-days", "1", "--supervisor", "sup.schmidt", "--by", "sup.schmidt")
+    assert done["retention_days"] == 1
+    assert office.ok("init", "--retention-days", "30", "--supervisor", "sup.schmidt", "--by", "anna")[
+        "retention_days"] == 30                                                   # lengthening: at once
+    # a criminal-proceedings hold: a clerk only asks; a reason is always needed
+    office.ok("hold", "--recording", first["id"], "--reason", "straf", "--case", "AZ 9/26", "--by", "anna")
+    code, out = office.run("release", "--recording", first["id"], "--reason", "straf", "--why", "  ", "--by", "anna")
+    assert code == 2 and "--why" in out["stderr"]
+    asked = office.ok("release", "--recording", first["id"], "--reason", "straf", "--why", "eingestellt",
+                      "--by", "anna")
+    assert asked["held"] and asked["waiting_for"] == "supervisor"
+    assert office.ok("list", "--held")["total"] == 1
+    released = office.ok("release", "--recording", first["id"], "--reason", "straf", "--why", "StA: eingestellt",
+                         "--by", "sup.schmidt")
+    assert not released["held"]
+    trail = office.ok("audit", "--limit", "3")["entries"]
+    assert [e["action"] for e in trail[-2:]] == ["approve-release", "release"]
+    assert trail[-1]["details"] == {"reason": "straf", "why": "StA: eingestellt", "requested_by": "anna"}
 
 
 def test_early_deletion_needs_the_officer_and_a_supervisor(office):
@@ -254,7 +297,7 @@ def test_bad_input_changes_nothing(office, tmp_path):
     for args in (["show", "--recording", "nope", "--by", "anna"],
                  ["hold", "--recording", rec["id"], "--reason", "straf", "--case", " ", "--by", "anna"],
                  ["hold", "--recording", "nope", "--reason", "straf", "--case", "x", "--by", "anna"],
-                 ["release", "--recording", rec["id"], "--reason", "owi", "--by", "anna"],
+                 ["release", "--recording", rec["id"], "--reason", "owi", "--why", "x", "--by", "anna"],
                  ["delete", "--recording", "nope", "--by", "anna"],
                  ["verify", "--recording", "nope"],
                  ["audit", "--verify", "--expect", "garbage"]):

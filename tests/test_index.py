@@ -33,10 +33,10 @@ T0 = 1_800_000_000_000_000                 # 2027-01-15
 DAY = 86_400_000_000
 COMPARED = {  # table: columns that must agree (what the store says; not cursors, caches, problems)
     "audit": "*", "keys": "*", "segments": "*", "recordings": "*", "holds": "*", "approvals": "*", "users": "*",
-    "exports": "*", "events": "*",
+    "exports": "*", "events": "*", "release_requests": "*",
     "deletions": "recording, audit_seq, action, by, utc_us, footage_gone",
 }
-META = ("audit_seq", "audit_digest", "retention_days", "supervisors", "initialised")
+META = ("audit_seq", "audit_digest", "retention_days", "supervisors", "initialised", "demo", "retention_approval")
 
 
 def dump(index: Index) -> dict[str, list[tuple]]:
@@ -56,7 +56,7 @@ class World:
         self.writer = StoreWriter(self.store, seed=7, now_us=self.now)
         self.key = keys.load_signing_key(keys.create_device_key(root / "k", name="office").private)
         self.office = Office(self.store, self.key, self.now, Index(self.store, root / "office-index", now_us=self.now))
-        self.office.init(14, ["sl.schmidt"], by="admin")
+        self.office.init(14, ["sl.schmidt"], by="admin", demo=True)  # purge may look ahead (virtual time)
         self.rids: list[str] = []
 
     def now(self) -> int:
@@ -79,7 +79,9 @@ class World:
             if op == "hold":
                 self.office.hold(rid, reason, f"AZ {n % 3}/27", by="anna")
             elif op == "release":
-                self.office.release(rid, reason, by="anna")
+                self.office.release(rid, reason, by="anna", why="Verfahren eingestellt")
+            elif op == "supervisor-release":
+                self.office.release(rid, reason, by="sl.schmidt", why="Freigabe genehmigt")
             elif op == "officer-delete":
                 self.office.delete(rid, by=officer)
             elif op == "supervisor-delete":
@@ -94,7 +96,8 @@ class World:
 
 OPS = st.one_of(
     st.tuples(st.just("dock"), st.integers(0, 2), st.integers(1, 2), st.integers(1, 3), st.integers(0, 2)),
-    st.tuples(st.sampled_from(["hold", "release", "officer-delete", "supervisor-delete", "view", "purge"]),
+    st.tuples(st.sampled_from(["hold", "release", "supervisor-release", "officer-delete", "supervisor-delete", "view",
+                               "purge"]),
               st.integers(0, 50), st.sampled_from(["owi", "straf"])),
     st.just(("refresh",)))
 
@@ -130,6 +133,7 @@ def test_a_rebuild_gives_the_index_the_refreshes_built(tmp_path_factory, ops):
         {r: [(h.reason, h.case, h.audit_seq) for h in hs] for r, hs in got.holds.items()}
     assert {r: e.seq for r, e in state.deleted.items()} == {r: e.seq for r, e in got.deleted.items()}
     assert state.approvals == {r: a for r, a in got.approvals.items()}
+    assert state.release_requests == got.release_requests and state.demo == got.demo is True
     rows = {r["id"]: r for r in rebuilt.page(Filters(), limit=10_000).rows}
     assert set(rows) == set(scan)
     for rid, rec in scan.items():

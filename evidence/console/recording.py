@@ -66,6 +66,7 @@ def recording_page(rid: str) -> Any:
         receipts=c.index.receipts(rec), flagged=flagged,
         deleted=state.deleted.get(rec.id), holds=state.holds.get(rec.id, []),
         approvals=state.approvals.get(rec.id, {}), days=days, shown_events=SHOWN_EVENTS,
+        requests=state.release_requests.get(rec.id, {}),
         message=request.args.get("msg"))
 
 
@@ -86,9 +87,10 @@ def hold(rid: str) -> Any:
 
 
 @bp.post("/recordings/<rid>/release")
-@login_required("clerk")
+@login_required("clerk", "supervisor")
 def release(rid: str) -> Any:
-    return act(rid, lambda rec: ctx().office.release(rec.id, request.form.get("reason", ""), g.user))
+    return act(rid, lambda rec: ctx().office.release(rec.id, request.form.get("reason", ""), g.user,
+                                                     request.form.get("why", "")))
 
 
 @bp.post("/recordings/<rid>/delete")

@@ -57,6 +57,8 @@ CREATE TABLE holds (
 CREATE INDEX holds_recording ON holds(recording);
 CREATE INDEX holds_case ON holds(case_key, recording);
 CREATE TABLE approvals (recording TEXT, role TEXT, by TEXT, PRIMARY KEY (recording, role));
+CREATE TABLE release_requests (recording TEXT, reason TEXT, by TEXT, why TEXT, audit_seq INTEGER,
+    PRIMARY KEY (recording, reason));
 CREATE TABLE deletions (recording TEXT PRIMARY KEY, audit_seq INTEGER, action TEXT, by TEXT, utc_us INTEGER,
     footage_gone INTEGER DEFAULT 0, check_until_us INTEGER DEFAULT 0);
 CREATE INDEX deletions_open ON deletions(footage_gone);
@@ -109,7 +111,8 @@ def create(path: Path, store_location: str) -> sqlite3.Connection:
             "CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
         conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
             ("schema", SCHEMA_ID), ("store", store_location), ("complete", "0"), ("audit_seq", "0"),
-            ("audit_digest", ""), ("retention_days", "14"), ("supervisors", "[]"), ("initialised", "0")])
+            ("audit_digest", ""), ("retention_days", "14"), ("supervisors", "[]"), ("initialised", "0"), ("demo", "0"),
+            ("retention_approval", "")])
     return conn
 
 

@@ -193,9 +193,18 @@ class Follower:
         c, rec, d = self.conn, e.recording or "", e.details
         try:
             if e.action == "init":
+                if self._meta("initialised") != "1":
+                    self._set("demo", int(bool(d.get("demo", False))))  # the first init decides, for good
                 self._set("initialised", 1)
                 self._set("retention_days", int(d.get("retention_days", 14)))
                 self._set("supervisors", json.dumps(list(d.get("supervisors", []))))
+                self._set("retention_approval", "")
+            elif e.action == "approve-retention":
+                self._set("retention_approval", json.dumps({"retention_days": int(d["retention_days"]), "by": e.by,
+                                                             "audit_seq": e.seq}))
+            elif e.action == "approve-release":
+                c.execute("INSERT OR REPLACE INTO release_requests VALUES (?, ?, ?, ?, ?)",
+                          (rec, str(d["reason"]), e.by, str(d.get("why", "")), e.seq))
             elif e.action == "hold":
                 case = str(d.get("case", ""))
                 c.execute("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -203,6 +212,7 @@ class Follower:
                 self._held(rec)
             elif e.action == "release":
                 c.execute("DELETE FROM holds WHERE recording = ? AND reason = ?", (rec, str(d["reason"])))
+                c.execute("DELETE FROM release_requests WHERE recording = ? AND reason = ?", (rec, str(d["reason"])))
                 self._held(rec)
             elif e.action == "approve-delete":
                 c.execute("INSERT OR REPLACE INTO approvals VALUES (?, ?, ?)", (rec, str(d["role"]), e.by or ""))

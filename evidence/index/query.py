@@ -195,13 +195,18 @@ def recording(conn: sqlite3.Connection, rid: str) -> Recording | None:
 def state(conn: sqlite3.Connection, rids: list[str], meta: dict[str, str]) -> State:
     """The office's state (policy, roles) and what concerns ``rids``: holds, approvals, deletion."""
     s = State(initialised=meta.get("initialised") == "1", retention_days=int(meta.get("retention_days") or 14),
-              supervisors=json.loads(meta.get("supervisors") or "[]"))
+              supervisors=json.loads(meta.get("supervisors") or "[]"), demo=meta.get("demo") == "1",
+              retention_approval=json.loads(meta["retention_approval"]) if meta.get("retention_approval") else None)
     ids = json.dumps(sorted(set(rids)))
     for h in conn.execute("SELECT * FROM holds WHERE recording IN (SELECT value FROM json_each(?)) "
                           "ORDER BY audit_seq", (ids,)):
         s.holds.setdefault(h["recording"], []).append(_hold(h))
     for a in conn.execute("SELECT * FROM approvals WHERE recording IN (SELECT value FROM json_each(?))", (ids,)):
         s.approvals.setdefault(a["recording"], {})[a["role"]] = a["by"]
+    for r in conn.execute("SELECT * FROM release_requests WHERE recording IN (SELECT value FROM json_each(?))",
+                          (ids,)):
+        s.release_requests.setdefault(r["recording"], {})[r["reason"]] = {"by": r["by"], "why": r["why"],
+                                                                          "audit_seq": r["audit_seq"]}
     for d in conn.execute("SELECT a.* FROM deletions d JOIN audit a ON a.seq = d.audit_seq "
                           "WHERE d.recording IN (SELECT value FROM json_each(?))", (ids,)):
         s.deleted[d["recording"]] = entry(d)
