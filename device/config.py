@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common import config_schema, keys
+from common.text import check_plain
 
 
 ConfigError = config_schema.ConfigError
@@ -127,6 +128,11 @@ class Config:
     base_dir: Path = field(default=Path("."), compare=False)  # relative paths start here
 
     def __post_init__(self) -> None:
+        for what, value in (("device.id", self.device.id), ("device.officer_id", self.device.officer_id)):
+            try:
+                check_plain(value, what)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         r, p = self.recording, self.policy
         if r.pre_record_seconds > p.pre_record_cap_seconds:
             raise ConfigError(

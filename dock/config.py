@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common import config_schema
 from common.config_schema import ConfigError, ranged
+from common.text import check_plain
 
 __all__ = ["ConfigError", "DockConfig", "load", "from_dict"]
 
@@ -52,6 +53,10 @@ class DockConfig:
     def __post_init__(self) -> None:
         if not self.dock.id or len(self.dock.id) > 64:
             raise ConfigError("dock.id must be 1–64 characters")
+        try:
+            check_plain(self.dock.id, "dock.id")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         store = self.dock.store
         if store.startswith("s3://"):
             from evidence.s3 import parse_url

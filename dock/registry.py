@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from common import keys
 from common.fsutil import write_atomic
+from common.text import check_plain
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -89,6 +90,10 @@ class Registry:
         check_id(officer_id, "officer id")
         if not name.strip() or len(name) > 200:
             raise RegistryError("officer name must be 1–200 characters")
+        try:
+            check_plain(name, "officer name")
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
         if trained is not None:
             try:
                 day = dt.date.fromisoformat(trained)

@@ -49,7 +49,8 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
     store = office.store
     rec, state = office.find(recording_id)
     if rec.id in state.deleted:
-        raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); nothing to export")
+        raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); nothing to export",
+                      "deleted")
     problems = verify_recording(office.idx(), rec, state, use_cache=False)["problems"]  # gaps, chain breaks: reported
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         mp4 = Path(tmp) / "export.mp4"
@@ -86,7 +87,7 @@ def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path,
                 segments.append(_segment(store, rec, s, identity, ts, receipts))
         if not any(seg["included"] for seg in segments):
             raise Refused(f"no footage of {rec.id} can be exported: "
-                          + "; ".join(f"segment {seg['seq']}: {seg['excluded_reason']}" for seg in segments))
+                          + "; ".join(f"segment {seg['seq']}: {seg['excluded_reason']}" for seg in segments), "no_footage")
         streams = _remux(joined, mp4, rec.first.audio)
     finally:
         joined.unlink(missing_ok=True)
@@ -120,7 +121,7 @@ def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes, ts: 
     try:
         got = age_format.recover(data, identity)
     except age_format.AgeError as exc:
-        raise Refused(f"cannot decrypt segment {s.seq} with this identity: {exc}") from None
+        raise Refused(f"cannot decrypt segment {s.seq} with this identity: {exc}", "identity", seq=s.seq) from None
     ts.write(got.plaintext)
     clock = m.clock or {}
     return {

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.keys import fingerprint
+from common.text import plain
 from evidence import audit
 from evidence.errors import LockedError, StoreUnavailable
 from evidence.index import Filters, Index, case_key
@@ -44,7 +45,14 @@ CLOCK_SLACK_US = 60_000_000   # purge --now may be this far ahead of the clock (
 
 
 class Refused(ValueError):
-    """The request is not allowed or names something that is not there; nothing changed."""
+    """The request is not allowed or names something that is not there; nothing changed.
+
+    The message is English for the command line; ``key`` and ``params`` name the refusal,
+    so the console says it in the user's language (``refused_<key>`` in its texts)."""
+
+    def __init__(self, message: str, key: str = "", **params: Any) -> None:
+        super().__init__(message)
+        self.key, self.params = key, params
 
 
 def check_user(name: str, what: str = "--by") -> str:
@@ -183,13 +191,14 @@ class Office:
     def hold(self, recording_id: str, reason: str, case: str, by: str) -> dict[str, Any]:
         check_user(by)
         if reason not in HOLD_REASONS:
-            raise Refused(f"--reason must be one of {', '.join(HOLD_REASONS)}, got {reason!r}")
-        if not case.strip() or len(case) > 200 or not case_key(case):
-            raise Refused("--case must name the proceedings (a file or case reference, up to 200 characters)")
+            raise Refused(f"--reason must be one of {', '.join(HOLD_REASONS)}, got {reason!r}", "reason")
+        if not case.strip() or len(case) > 200 or not case_key(case) or not plain(case):
+            raise Refused("--case must name the proceedings (a file or case reference, up to 200 characters, "
+                          "no control or direction characters)", "case")
         rec, state = self.find(recording_id)
         if rec.id in state.deleted:
             raise Refused(f"recording {rec.id} was deleted (audit record {state.deleted[rec.id].seq}); "
-                          "nothing left to hold")
+                          "nothing left to hold", "deleted")
         if any(h.reason == reason and h.case == case for h in state.holds.get(rec.id, [])):
             return {"recording": rec.id, "held": True, "holds": [h.to_json() for h in state.holds[rec.id]],
                     "changed": False}
@@ -208,14 +217,14 @@ class Office:
         release of the same hold then carries out."""
         check_user(by)
         why = why.strip()
-        if not why or len(why) > 500:
+        if not why or len(why) > 500 or not plain(why):
             raise Refused("--why must say why the hold ends (up to 500 characters), e.g. the decision that "
-                          "closed the proceedings")
+                          "closed the proceedings", "why")
         rec, state = self.find(recording_id)
         active = state.holds.get(rec.id, [])
         if not any(h.reason == reason for h in active):
             raise Refused(f"recording {rec.id} has no hold for {reason!r} (holds: "
-                          f"{', '.join(f'{h.reason} {h.case}' for h in active) or 'none'})")
+                          f"{', '.join(f'{h.reason} {h.case}' for h in active) or 'none'})", "no_hold")
         details: dict[str, Any] = {"reason": reason, "why": why}
         if reason == "straf":
             request = state.release_requests.get(rec.id, {}).get(reason)
@@ -257,17 +266,19 @@ class Office:
                     "approvals": state.approvals.get(rec.id, {}), "changed": False}
         if state.held(rec.id):
             h = state.holds[rec.id][0]
-            raise Refused(f"recording {rec.id} is held ({h.reason}, case {h.case}); release every hold first")
+            raise Refused(f"recording {rec.id} is held ({h.reason}, case {h.case}); release every hold first",
+                          "held", case=h.case)
         if rec.officer_id is None:
             raise Refused(f"recording {rec.id} has no assigned officer to decide its deletion; it is deleted by "
-                          "purge when its retention ends")
+                          "purge when its retention ends", "no_officer")
         if by == rec.officer_id:
             role = "officer"
         elif state.is_supervisor(by):
             role = "supervisor"
         else:
             raise Refused(f"{by} may not approve deleting {rec.id}: only its officer ({rec.officer_id}) and a "
-                          f"supervisor ({', '.join(state.supervisors) or 'none named: init --supervisor NAME'})")
+                          f"supervisor ({', '.join(state.supervisors) or 'none named: init --supervisor NAME'})",
+                          "not_deciding", officer=rec.officer_id or "")
         approvals = dict(state.approvals.get(rec.id, {}))
         if role not in approvals:
             self._record("approve-delete", by=by, device=rec.device_id, recording=rec.id, details={"role": role})

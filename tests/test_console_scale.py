@@ -67,7 +67,7 @@ def scale(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale")
     store, writer, office, rids, long = _world(root)
     users = Users(store)
-    for uid, role in (("anna", "clerk"), ("dsb", "dpo")):
+    for uid, role in (("anna", "clerk"), ("dsb", "dpo"), ("sl.schmidt", "supervisor"), ("KOD-1", "officer")):
         users.set(uid, role, PASSWORD)
     app = create_app(store, office.key, writer.identity, index=Index(store, root / "console-index"),
                      cache_dir=root / "cache", refresh_s=0.5)
@@ -234,7 +234,7 @@ def test_pages_answer_503_not_500_before_the_first_index_is_built(tmp_path, monk
             time.sleep(0.05)
         listing = client.get("/recordings")
         assert listing.status_code == 503 and "neu aufgebaut" in listing.text and "nicht bereit" in listing.text
-        for path in (f"/recordings/{rids[0]}", "/audit", "/cases?az=AZ+4711/27", f"/recordings/{rids[0]}/poster.jpg"):
+        for path in (f"/recordings/{rids[0]}", "/cases?az=AZ+4711/27", f"/recordings/{rids[0]}/poster.jpg"):
             r = client.get(path)
             assert r.status_code == 503 and "Index" in r.text, (path, r.status_code)
     finally:
@@ -255,7 +255,8 @@ def test_pages_answer_503_not_500_before_the_first_index_is_built(tmp_path, monk
 def test_garbage_in_queries_gets_a_clear_answer_never_a_500(scale, path, status):
     s = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/login").text).group(1)
-    s.post(f"{scale.url}/login", data={"csrf_token": token, "user": "anna", "password": PASSWORD})
+    who = "dsb" if path.startswith("/audit") else "anna"          # the audit trail is the DPO's page
+    s.post(f"{scale.url}/login", data={"csrf_token": token, "user": who, "password": PASSWORD})
     got = s.get(scale.url + path.replace("/recordings/x/", f"/recordings/{scale.long}/"))
     assert got.status_code == status, (path, got.status_code, got.text[:300])
 
@@ -272,3 +273,54 @@ def test_holding_many_refuses_garbage(scale):
                          ({"rid": ["no-such-recording"], "reason": "owi", "case": "AZ 1"}, 404)):
         got = s.post(f"{scale.url}/recordings/hold", data={"csrf_token": token, **form}, allow_redirects=False)
         assert got.status_code == status, (form, got.status_code, got.text[:200])
+
+
+# ---------------------------------------------------------------------- who may do what
+MATRIX = {  # route: {role: status}; "own"/"other": an officer's own recording or another's
+    ("GET", "/recordings"): {"clerk": 200, "supervisor": 200, "officer": 200, "dpo": 403, None: 302},
+    ("GET", "/recordings/{own}"): {"clerk": 200, "supervisor": 200, "officer": 200, "dpo": 403, None: 302},
+    ("GET", "/recordings/{other}"): {"clerk": 200, "supervisor": 200, "officer": 404, "dpo": 403, None: 302},
+    ("GET", "/recordings/{own}/poster.jpg"): {"clerk": 200, "supervisor": 200, "officer": 200, "dpo": 403,
+                                              None: 302},
+    ("GET", "/recordings/{other}/hls/index.m3u8"): {"clerk": 200, "supervisor": 200, "officer": 404, "dpo": 403,
+                                                    None: 302},
+    ("GET", "/cases?az=AZ+4711/27"): {"clerk": 200, "supervisor": 200, "officer": 200, "dpo": 403, None: 302},
+    ("GET", "/audit"): {"clerk": 403, "supervisor": 403, "officer": 403, "dpo": 200, None: 302},
+    ("GET", "/"): {"clerk": 302, "supervisor": 302, "officer": 302, "dpo": 302, None: 302},
+    ("POST", "/recordings/{other}/hold"): {"clerk": 302, "supervisor": 403, "officer": 403, "dpo": 403},
+    ("POST", "/recordings/{other}/release"): {"clerk": 302, "supervisor": 302, "officer": 403, "dpo": 403},
+    ("POST", "/recordings/{own}/delete"): {"clerk": 403, "supervisor": 302, "officer": 302, "dpo": 403},
+    ("POST", "/recordings/{other}/export"): {"clerk": 200, "supervisor": 403, "officer": 403, "dpo": 403},
+    ("POST", "/recordings/hold"): {"clerk": 400, "supervisor": 403, "officer": 403, "dpo": 403},
+    ("POST", "/cases/export"): {"clerk": 404, "supervisor": 403, "officer": 403, "dpo": 403},
+}
+
+
+def test_every_role_on_every_route(scale):
+    """The role × route matrix of docs/console.md, enforced by the server (the forms are
+    valid but refused or empty, so nothing changes)."""
+    app = scale.app
+    own = next(r for r in scale.rids if "cam-1-" in r)           # KOD-1 recorded on cam-1
+    other = next(r for r in scale.rids if "cam-2-" in r)
+    users = {"clerk": "anna", "supervisor": "sl.schmidt", "officer": "KOD-1", "dpo": "dsb", None: None}
+    for role, uid in users.items():
+        client = app.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+        if uid:
+            assert client.post("/login", data={"csrf_token": token, "user": uid, "password": PASSWORD}
+                               ).status_code == 302
+            token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+        for (method, path), want in MATRIX.items():
+            if role not in want:
+                continue
+            url = path.format(own=own, other=other)
+            form = {"csrf_token": token, "reason": "owi", "case": " ", "why": " ", "az": "nothing"}
+            got = client.get(url) if method == "GET" else client.post(url, data=form)
+            assert got.status_code == want[role], (role, method, url, got.status_code)
+    # and what the home page leads to: a page the role may see
+    for role, target in (("dpo", "/audit"), ("clerk", "/recordings"), ("officer", "/recordings")):
+        client = app.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf_token": token, "user": users[role], "password": PASSWORD})
+        assert client.get("/").headers["Location"].endswith(target)
+        assert client.get(target).status_code == 200

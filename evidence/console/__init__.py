@@ -45,8 +45,9 @@ from flask import Flask, abort, current_app, g, redirect, render_template, reque
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from evidence import audit
-from evidence.console.i18n import LANGS, days_text, text
+from evidence.console.i18n import LANGS, action_text, days_text, event_text, role_text, text
 from evidence.index import Index, IndexBusy, IndexCorrupt, IndexStale
+from evidence.errors import StoreUnavailable
 from evidence.office import Office
 from evidence.recordings import Recording
 from evidence.state import HOLD_REASONS, State
@@ -231,8 +232,12 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
         lang = g.get("lang", "de")
         return {"t": lambda k, **kw: text(k, _lang(), **kw), "user": g.get("user"), "role": g.get("role"),
                 "lang": lang, "local": lambda us, seconds=True: local_time(us, lang, seconds),
+                "utc": lambda us: local_time(us, "en") if us is None else
+                dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                 "duration": duration_text, "days_text": lambda n: days_text(n, lang),
-                "reasons": list(HOLD_REASONS), "banner": _banner(c, lang)}
+                "role_text": lambda r: role_text(r, lang), "action_text": lambda a: action_text(a, lang),
+                "event_text": lambda k, d: event_text(k, d, lang),
+                "reasons": list(HOLD_REASONS), "banner": _banner(c, lang), "demo": _demo(c)}
 
     @app.errorhandler(CSRFError)
     def csrf_error(_: Any) -> Any:
@@ -257,11 +262,32 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
     def not_found(_: Any) -> Any:
         return render_template("message.html", message=text("not_found", _lang())), 404
 
+    @app.errorhandler(413)
+    def too_large(_: Any) -> Any:
+        return render_template("message.html", message=text("too_large", _lang())), 413
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(exc: Exception) -> Any:  # the store out of reach mid-request
+        return render_template("message.html", message=text("store_unavailable", _lang(), error=str(exc)[:200])), 503
+
+    @app.errorhandler(500)
+    def server_error(_: Any) -> Any:  # logged by Flask; the user gets a page in their language
+        return render_template("message.html", message=text("server_error", _lang())), 500
+
     @app.get("/")
     def home() -> Any:
+        if g.get("user") is None:
+            return redirect(url_for("auth.login"))
         return redirect(url_for("trail.audit_page" if g.get("role") == "dpo" else "recordings.recordings"))
 
     return app
+
+
+def _demo(c: Console) -> bool:
+    try:
+        return c.index.meta().get("demo") == "1"
+    except Exception:  # no index yet: the banner says so
+        return False
 
 
 def _banner(c: Console, lang: str) -> str | None:

@@ -64,8 +64,16 @@ TEXT: dict[str, dict[str, str]] = {
     "action": {"de": "Aktion", "en": "Action"},
     "by": {"de": "durch", "en": "by"},
     "time": {"de": "Zeit", "en": "Time"},
+    "page": {"de": "Seite", "en": "page"},
+    "playback": {"de": "Wiedergabe", "en": "playback"},
     "recording": {"de": "Aufnahme", "en": "Recording"},
     "done": {"de": "Erledigt.", "en": "Done."},
+    "release_waiting_supervisor": {"de": "Beantragt; die Aufhebung wartet auf die Zustimmung einer Leitung.",
+                                   "en": "Requested; the release waits for a supervisor's approval."},
+    "delete_waiting_supervisor": {"de": "Zustimmung erfasst; es fehlt noch die Zustimmung einer Leitung.",
+                                  "en": "Approval recorded; a supervisor's is still missing."},
+    "delete_waiting_officer": {"de": "Zustimmung erfasst; es fehlt noch die der aufnehmenden Einsatzkraft.",
+                               "en": "Approval recorded; the recording officer's is still missing."},
     "forbidden": {"de": "Für Ihre Rolle nicht erlaubt.", "en": "Not allowed for your role."},
     "not_found": {"de": "Nicht gefunden.", "en": "Not found."},
     "csrf": {"de": "Formular abgelaufen oder ungültig; bitte neu laden.",
@@ -109,6 +117,58 @@ TEXT: dict[str, dict[str, str]] = {
     "frames": {"de": "Bilder", "en": "Frames"},
     "details": {"de": "Einzelheiten", "en": "Details"},
     "back": {"de": "Zurück", "en": "Back"},
+    "refused_reason": {"de": "Bitte einen der angebotenen Gründe wählen.", "en": "Please choose one of the reasons."},
+    "refused_case": {"de": "Bitte ein Aktenzeichen angeben (bis 200 Zeichen, ohne Steuer- oder Richtungszeichen).",
+                     "en": "Please give a case reference (up to 200 characters, no control or direction characters)."},
+    "refused_deleted": {"de": "Die Aufnahme ist gelöscht.", "en": "The recording was deleted."},
+    "refused_why": {"de": "Bitte begründen, warum die Sicherung endet (bis 500 Zeichen).",
+                    "en": "Please say why the hold ends (up to 500 characters)."},
+    "refused_no_hold": {"de": "Für diesen Grund besteht keine Sicherung.", "en": "There is no hold for this reason."},
+    "refused_held": {"de": "Die Aufnahme ist gesichert (Aktenzeichen {case}); erst alle Sicherungen aufheben.",
+                     "en": "The recording is held (case {case}); release every hold first."},
+    "refused_no_officer": {"de": "Die Aufnahme hat keine zugeordnete Einsatzkraft; sie wird nach Ablauf der Frist "
+                                 "gelöscht.", "en": "The recording has no officer; it is deleted when its retention ends."},
+    "refused_not_deciding": {"de": "Über die vorzeitige Löschung entscheiden nur die aufnehmende Einsatzkraft "
+                                   "({officer}) und eine Leitung.",
+                             "en": "Only its officer ({officer}) and a supervisor decide an early deletion."},
+    "refused_no_footage": {"de": "Von dieser Aufnahme ist kein Bildmaterial mehr vorhanden oder lesbar.",
+                           "en": "None of this recording's footage is there or readable."},
+    "refused_identity": {"de": "Segment {seq} lässt sich mit dem Schlüssel der Beweismittelstelle nicht "
+                               "entschlüsseln; bitte die IT verständigen.",
+                         "en": "Segment {seq} cannot be decrypted with the office's identity; please call IT."},
+    "store_unavailable": {"de": "Der Speicher ist gerade nicht erreichbar; bitte später erneut versuchen. ({error})",
+                          "en": "The store cannot be reached right now; please try again later. ({error})"},
+    "too_large": {"de": "Die Anfrage ist zu groß.", "en": "The request is too large."},
+    "server_error": {"de": "Ein interner Fehler ist aufgetreten; er ist protokolliert. Bitte erneut versuchen "
+                           "oder die IT verständigen.",
+                     "en": "An internal error occurred and was logged. Please try again or call IT."},
+    "demo_store": {"de": "Demo-Speicher: Zeitangaben dürfen hier vorgreifen. Keine echten Beweismittel.",
+                   "en": "Demo store: time may be moved ahead here. No real evidence."},
+    "key": {"de": "Schlüssel", "en": "key"},
+    "unverified": {"de": "Signatur nicht geprüft", "en": "signature not verified"},
+    "entries": {"de": "{n} Einträge", "en": "{n} entries"},
+    "count_items": {"de": "{n} Einträge", "en": "{n} items"},
+    "detail_retention_days": {"de": "Speicherfrist (Tage)", "en": "retention (days)"},
+    "detail_supervisors": {"de": "Leitungen", "en": "supervisors"},
+    "detail_demo": {"de": "Demo", "en": "demo"},
+    "detail_approved_by": {"de": "vorgeschlagen von", "en": "proposed by"},
+    "detail_dock": {"de": "Dockingstation", "en": "dock"},
+    "detail_segments": {"de": "Segmente", "en": "segments"},
+    "detail_stored_now": {"de": "neu gespeichert", "en": "stored now"},
+    "detail_recordings": {"de": "Aufnahmen", "en": "recordings"},
+    "detail_bytes": {"de": "Bytes", "en": "bytes"},
+    "detail_what": {"de": "was", "en": "what"},
+    "detail_reason": {"de": "Grund", "en": "reason"},
+    "detail_case": {"de": "Aktenzeichen", "en": "case"},
+    "detail_why": {"de": "Begründung", "en": "why"},
+    "detail_requested_by": {"de": "beantragt von", "en": "requested by"},
+    "detail_role": {"de": "Rolle", "en": "role"},
+    "detail_approvals": {"de": "Zustimmungen", "en": "approvals"},
+    "detail_expired_utc": {"de": "Frist abgelaufen (UTC)", "en": "expired (UTC)"},
+    "detail_now_utc": {"de": "Zeitpunkt (UTC)", "en": "at (UTC)"},
+    "detail_file": {"de": "Datei", "en": "file"},
+    "detail_sha256": {"de": "SHA-256", "en": "SHA-256"},
+    "detail_id": {"de": "Benutzer", "en": "user"},
     "index_unavailable": {"de": "Der Index ist noch nicht bereit: {error}", "en": "The index is not ready: {error}"},
     "banner_rebuilding": {"de": "Der Index wird aus dem Speicher neu aufgebaut ({phase}: {done} von {total}). "
                                 "Bis dahin zeigen die Seiten den bisherigen Stand.",
@@ -127,6 +187,78 @@ TEXT: dict[str, dict[str, str]] = {
     "newer": {"de": "‹ Neuere", "en": "‹ Newer"},
     "older": {"de": "Ältere ›", "en": "Older ›"},
 }
+
+
+ROLES = {"clerk": {"de": "Sachbearbeitung", "en": "clerk"}, "supervisor": {"de": "Leitung", "en": "supervisor"},
+         "officer": {"de": "Einsatzkraft", "en": "officer"}, "dpo": {"de": "Datenschutz", "en": "data-protection officer"}}
+ACTIONS = {
+    "init": {"de": "Einrichtung und Regeln", "en": "set-up and policy"},
+    "ingest": {"de": "Übernahme durch die Dockingstation", "en": "ingest by the dock"},
+    "view": {"de": "Ansicht", "en": "view"}, "export": {"de": "Export", "en": "export"},
+    "hold": {"de": "Sicherung", "en": "hold"}, "release": {"de": "Aufhebung der Sicherung", "en": "release"},
+    "approve-delete": {"de": "Zustimmung zur Löschung", "en": "deletion approval"},
+    "delete": {"de": "Löschung (vorzeitig)", "en": "early deletion"},
+    "purge": {"de": "Löschung nach Frist", "en": "deletion after retention"},
+    "user": {"de": "Benutzerverwaltung", "en": "user change"},
+    "approve-retention": {"de": "Vorschlag kürzere Speicherfrist", "en": "shorter retention proposed"},
+    "approve-release": {"de": "Antrag auf Aufhebung", "en": "release requested"},
+}
+STATES = {"READY": {"de": "bereit", "en": "ready"}, "STANDBY": {"de": "Bereitschaft", "en": "standby"},
+          "ANNOUNCING": {"de": "Ankündigung", "en": "announcing"}, "RECORDING": {"de": "Aufnahme", "en": "recording"},
+          "DOCKED": {"de": "angedockt", "en": "docked"}, "ERROR": {"de": "Fehler", "en": "error"},
+          "BOOTING": {"de": "Start", "en": "booting"}, "SHUTDOWN": {"de": "ausgeschaltet", "en": "shut down"}}
+EVENTS = {
+    "announcement": {"de": "Ankündigung: „{text}“", "en": "announcement: “{text}”"},
+    "state": {"de": "Zustand: {state}", "en": "state: {state}"},
+    "gesture_press": {"de": "Taste kurz gedrückt", "en": "button pressed"},
+    "gesture_double": {"de": "Taste doppelt gedrückt (Gefahr im Verzug)", "en": "double press (imminent danger)"},
+    "gesture_hold": {"de": "Taste gehalten", "en": "button held"},
+    "marker": {"de": "Markierung Nr. {n}", "en": "marker no. {n}"},
+    "recording_stop": {"de": "Aufnahme beendet ({reason})", "en": "recording stopped ({reason})"},
+    "clock_set": {"de": "Uhr gestellt (Abweichung {offset_ms} ms, {dock_id})",
+                  "en": "clock set (offset {offset_ms} ms, {dock_id})"},
+    "officer_assigned": {"de": "Einsatzkraft zugewiesen: {officer_id}", "en": "officer assigned: {officer_id}"},
+    "warning": {"de": "Warnung: {warning}", "en": "warning: {warning}"},
+}
+STOP_REASONS = {"button_hold": {"de": "Halten 3 s", "en": "held 3 s"},
+                "storage_full": {"de": "Speicher voll", "en": "storage full"},
+                "storage_error": {"de": "Speicherfehler", "en": "storage error"},
+                "shutdown": {"de": "Ausschalten", "en": "shutdown"},
+                "shutdown_sigterm": {"de": "Herunterfahren", "en": "shut down"},
+                "shutdown_sigint": {"de": "Herunterfahren", "en": "shut down"},
+                "docked": {"de": "angedockt", "en": "docked"},
+                "battery_critical": {"de": "Akku leer", "en": "battery empty"},
+                "external": {"de": "von außen beendet", "en": "stopped from outside"}}
+
+
+def _pick(table: dict[str, dict[str, str]], key: str, lang: str) -> str:
+    entry = table.get(key)
+    return entry.get(lang, entry["de"]) if entry else key
+
+
+def role_text(role: str | None, lang: str) -> str:
+    return _pick(ROLES, role or "", lang)
+
+
+def action_text(action: str, lang: str) -> str:
+    return _pick(ACTIONS, action, lang)
+
+
+def event_text(kind: str, data: dict[str, object], lang: str) -> str:
+    """An event of the camera's log as a sentence (unknown kinds by their name)."""
+    template = EVENTS.get(kind)
+    if template is None:
+        return kind
+    values = {k: v for k, v in data.items()}
+    values.setdefault("text", "")
+    values["state"] = _pick(STATES, str(data.get("state", "")), lang)  # the state entered
+    values["reason"] = _pick(STOP_REASONS, str(data.get("reason", "")), lang)
+    offset = data.get("offset_us")
+    ms = f"{offset / 1000:.1f}" if isinstance(offset, (int, float)) else "?"
+    values["offset_ms"] = ms.replace(".", ",") if lang == "de" else ms
+    for k in ("n", "dock_id", "officer_id", "warning"):
+        values.setdefault(k, "?")
+    return template.get(lang, template["de"]).format(**values)
 
 
 def days_text(n: int, lang: str) -> str:

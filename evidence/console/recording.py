@@ -10,10 +10,10 @@ import shutil
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
-from flask import Blueprint, abort, g, redirect, render_template, request, send_file, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, session, url_for
 
 from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
-from evidence.console.i18n import text
+from evidence.console.i18n import TEXT, text
 from evidence.errors import LockedError, StoreUnavailable
 from evidence.export import export as run_export
 from evidence.index import IndexBusy, IndexCorrupt, IndexStale
@@ -66,17 +66,31 @@ def recording_page(rid: str) -> Any:
         receipts=c.index.receipts(rec), flagged=flagged,
         deleted=state.deleted.get(rec.id), holds=state.holds.get(rec.id, []),
         approvals=state.approvals.get(rec.id, {}), days=days, shown_events=SHOWN_EVENTS,
-        requests=state.release_requests.get(rec.id, {}),
-        message=request.args.get("msg"))
+        requests=state.release_requests.get(rec.id, {}))
 
 
-def act(rid: str, fn: Callable[[Recording], Any]) -> Any:
+def refusal(exc: Exception) -> str:
+    """What went wrong, in the user's language where the refusal has a name."""
+    key = getattr(exc, "key", "")
+    if key and f"refused_{key}" in TEXT:
+        return text(f"refused_{key}", g.lang, **getattr(exc, "params", {}))
+    if isinstance(exc, StoreUnavailable):
+        return text("store_unavailable", g.lang, error=str(exc)[:200])
+    return str(exc)
+
+
+def act(rid: str, fn: Callable[[Recording], Any], waiting_key: str = "waiting") -> Any:
+    """Do it, then show the recording with what happened (the message travels in the
+    session, never in the address)."""
     rec, _ = ctx().recording(rid)
     try:
-        fn(rec)
+        result = fn(rec)
     except (Refused, LockedError, StoreUnavailable, IndexBusy, IndexCorrupt, IndexStale) as exc:
-        return redirect(url_for("recording.recording_page", rid=rid, msg=str(exc)))
-    return redirect(url_for("recording.recording_page", rid=rid, msg=text("done", g.lang)))
+        flash(refusal(exc), "error")
+    else:
+        waiting = result.get("waiting_for") if isinstance(result, dict) else None
+        flash(text(f"{waiting_key}_{waiting}" if waiting else "done", g.lang), "done")
+    return redirect(url_for("recording.recording_page", rid=rid))
 
 
 @bp.post("/recordings/<rid>/hold")
@@ -90,16 +104,18 @@ def hold(rid: str) -> Any:
 @login_required("clerk", "supervisor")
 def release(rid: str) -> Any:
     return act(rid, lambda rec: ctx().office.release(rec.id, request.form.get("reason", ""), g.user,
-                                                     request.form.get("why", "")))
+                                                     request.form.get("why", "")), "release_waiting")
 
 
 @bp.post("/recordings/<rid>/delete")
 @login_required("officer", "supervisor")
 def delete(rid: str) -> Any:
-    def go(rec: Recording) -> None:
-        if ctx().office.delete(rec.id, g.user).get("deleted"):
+    def go(rec: Recording) -> dict[str, Any]:
+        result = ctx().office.delete(rec.id, g.user)
+        if result.get("deleted"):
             ctx().media.forget(rec.id)
-    return act(rid, go)
+        return result
+    return act(rid, go, "delete_waiting")
 
 
 @bp.post("/recordings/<rid>/export")
@@ -114,7 +130,8 @@ def export(rid: str) -> Any:
         run_export(c.office, rec.id, c.identity, d / f"{rec.id}.mp4", g.user)
     except Refused as exc:
         shutil.rmtree(d, ignore_errors=True)
-        return redirect(url_for("recording.recording_page", rid=rid, msg=str(exc)))
+        flash(refusal(exc), "error")
+        return redirect(url_for("recording.recording_page", rid=rid))
     session["exports"] = [*session.get("exports", [])[-20:], token]
     return render_template("export.html", title=f"{text('export', g.lang)}: {rec.id}", token=token,
                            files=sorted(p.name for p in d.iterdir()),

@@ -1,4 +1,6 @@
-"""The audit trail, newest first, 50 a page, filtered by action, recording and person.
+"""The audit trail, newest first, 50 a page, filtered by action, recording and person:
+the data-protection officer's page (clerks and supervisors see each recording's entries
+on its page).
 
 The chain is verified as the index follows it (each new record's signature and link);
 the page shows how far that reaches, and a full check stays ``audit --verify``."""
@@ -22,7 +24,7 @@ def _seq(text: str) -> int | None:
 
 
 @bp.get("/audit")
-@login_required("dpo", "clerk", "supervisor")
+@login_required("dpo")  # the whole trail: the data-protection officer's (docs/console.md); others see a recording's
 def audit_page() -> Any:
     c = ctx()
     f = {k: request.args.get(k, "").strip()[:128] for k in ("action", "recording", "by")}

@@ -302,7 +302,7 @@ class Index:
                 "LIMIT 10000", (rec.device_id, start, end, rec.id)):
             data = json.loads(e["data"])
             out.events.append({"seq": e["seq"], "utc_us": e["utc_us"], "mono_us": e["mono_us"], "kind": e["kind"],
-                               "data": data})
+                               "data": {**data, "state": e["state"]} if e["kind"] == "state" else data})
             if e["kind"] == "marker":
                 out.markers.append({"n": data.get("n"), "utc_us": e["utc_us"],
                                     "offset_s": round(max(0.0, (e["mono_us"] - first.first_pts_us) / 1e6), 3)})

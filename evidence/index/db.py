@@ -67,7 +67,7 @@ CREATE TABLE exports (audit_seq INTEGER PRIMARY KEY, recording TEXT, by TEXT, ut
     sha256 TEXT);
 CREATE INDEX exports_recording ON exports(recording);
 CREATE TABLE events (
-    device TEXT, seq INTEGER, utc_us INTEGER, mono_us INTEGER, kind TEXT, recording TEXT, data TEXT,
+    device TEXT, seq INTEGER, utc_us INTEGER, mono_us INTEGER, kind TEXT, recording TEXT, data TEXT, state TEXT,
     PRIMARY KEY (device, seq)) WITHOUT ROWID;
 CREATE INDEX events_mono ON events(device, kind, mono_us);
 CREATE INDEX events_recording ON events(recording);

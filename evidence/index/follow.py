@@ -366,9 +366,9 @@ class Follower:
                 data_ = body.get("data") if isinstance(body.get("data"), dict) else {}
                 rid = data_.get("recording_id") if isinstance(data_.get("recording_id"), str) else None
                 mono = body.get("mono_us") if isinstance(body.get("mono_us"), int) else 0
-                self.conn.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", (
+                self.conn.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
                     device, body.get("seq"), body.get("utc_us"), mono, str(body.get("kind")), rid,
-                    json.dumps(jsonable(data_), ensure_ascii=False)))
+                    json.dumps(jsonable(data_), ensure_ascii=False), str(body.get("state", ""))))
                 added.append((mono, rid))
                 self.report.events += 1
             if torn:
