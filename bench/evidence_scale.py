@@ -33,10 +33,8 @@ import os
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,7 +48,7 @@ from evidence import audit  # noqa: E402
 from evidence.cli import main as evidence_main  # noqa: E402
 from evidence.index import Filters, Index  # noqa: E402
 from evidence.office import Office  # noqa: E402
-from evidence.store import EvidenceStore, FsEvidenceStore, open_store  # noqa: E402
+from evidence.store import EvidenceStore, open_store  # noqa: E402
 from evidence.users import Users  # noqa: E402
 from simulator.store_gen import StoreWriter, Take, TsFootage  # noqa: E402
 

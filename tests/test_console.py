@@ -273,37 +273,54 @@ def test_login_is_throttled(console):
     assert r.status_code == 429  # even the right password, until the window has passed
 
 
-def test_serve_as_a_process_stops_cleanly_on_sigterm(console, tmp_path, authority):
-    """`bodycam-evidence serve`: answers, and SIGTERM (systemd's stop) ends it with exit 0
-    and its cache of decrypted footage removed."""
+def _serve(console, authority, port: int, tmp: Path):
     import os
-    import signal
-    import socket
     import subprocess
     import sys
     import time
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     key = next(console.store.root.parent.glob("office-keys/office.key"))
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "bodycam-evidence"), "--store", str(console.store.root),
                              "--key", str(key), "serve", "--identity", str(authority[0]), "--port", str(port)],
                             env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert requests.get(f"http://127.0.0.1:{port}/login", timeout=2).status_code == 200
+            return proc
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_as_a_process_stops_cleanly_on_sigterm_and_a_killed_ones_leftovers_go(console, tmp_path, authority):
+    """`bodycam-evidence serve`: answers, and SIGTERM (systemd's stop) ends it with exit 0
+    and its private directory (exports of decrypted footage) removed; what a console
+    killed with SIGKILL left is removed when the next one starts. Nothing goes to TMPDIR."""
+    import signal
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    mine = console.store.root.with_name(console.store.root.name + ".index") / "console"
+    proc = _serve(console, authority, _free_port(), tmp)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert requests.get(f"http://127.0.0.1:{port}/login", timeout=2).status_code == 200
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.2)
-        assert [p.name.startswith("bodycam-console-") for p in tmp.iterdir()] == [True]
+        assert [p.name for p in mine.iterdir()] == [str(proc.pid)] and oct(mine.stat().st_mode)[-3:] == "700"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-        assert list(tmp.iterdir()) == []
+        assert list(mine.iterdir()) == [] and list(tmp.iterdir()) == []
+        killed = _serve(console, authority, _free_port(), tmp)
+        (mine / str(killed.pid) / "exports" / ("ab" * 16)).mkdir(parents=True)
+        (mine / str(killed.pid) / "exports" / ("ab" * 16) / "x.mp4").write_bytes(b"decrypted")
+        killed.kill()
+        killed.wait(20)
+        assert (mine / str(killed.pid)).exists()                 # left behind by the kill …
+        proc = _serve(console, authority, _free_port(), tmp)
+        assert [p.name for p in mine.iterdir()] == [str(proc.pid)]  # … and gone at the next start
     finally:
         if proc.poll() is None:
             proc.kill()

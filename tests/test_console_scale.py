@@ -324,3 +324,60 @@ def test_every_role_on_every_route(scale):
         client.post("/login", data={"csrf_token": token, "user": users[role], "password": PASSWORD})
         assert client.get("/").headers["Location"].endswith(target)
         assert client.get(target).status_code == 200
+
+
+def test_export_links_are_the_makers_expire_and_die_with_the_recording(tmp_path, monkeypatch):
+    import time
+    store, writer, office, rids, _ = _world(tmp_path)
+    for uid in ("anna", "bea"):
+        Users(store).set(uid, "clerk", PASSWORD)
+    clock = [time.time_ns() // 1000]
+    app = create_app(store, office.key, writer.identity, index=Index(store, tmp_path / "ci"),
+                     now_us=lambda: clock[0], refresh_s=0.2, export_ttl_s=3600)
+    c = app.extensions["bodycam"]
+    deadline = time.monotonic() + 30
+    while not c.index.usable():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    def client(user):
+        cl = app.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', cl.get("/login").text).group(1)
+        cl.post("/login", data={"csrf_token": token, "user": user, "password": PASSWORD})
+        return cl, re.search(r'name="csrf_token" value="([^"]+)"', cl.get("/login").text).group(1)
+    anna, token = client("anna")
+    bea, _ = client("bea")
+
+    def export(rid):
+        page = anna.post(f"/recordings/{rid}/export", data={"csrf_token": token})
+        assert page.status_code == 200
+        return re.search(r'href="(/exports/[0-9a-f]{32}/[^"]+\.mp4)"', page.text).group(1)
+    link = export(rids[10])
+    assert anna.get(link).status_code == 200 and bea.get(link).status_code == 404   # the maker's only
+    folder = c.cache / "exports" / link.split("/")[2]
+    assert oct(folder.stat().st_mode)[-3:] == "700"
+    assert {oct(p.stat().st_mode)[-3:] for p in folder.iterdir()} == {"600"}
+    clock[0] += 3601 * 1_000_000                                                    # an hour later
+    assert anna.get(link).status_code == 404 and not folder.exists()
+    # deleted behind the console's back (the officer and a supervisor, through the CLI's office)
+    link = export(rids[11])
+    folder = c.cache / "exports" / link.split("/")[2]
+    rec = c.index.recording(rids[11])
+    office.delete(rids[11], by=rec.officer_id)
+    office.delete(rids[11], by="sl.schmidt")
+    deadline = time.monotonic() + 10
+    while folder.exists():                                                          # the sweep removes it
+        assert time.monotonic() < deadline, "the export of a deleted recording is still there"
+        time.sleep(0.1)
+    assert anna.get(link).status_code == 404
+    # an export that fails half-way leaves nothing decrypted behind
+    import evidence.console.recording as recording_page
+
+    def half_way(office_, rid, identity, out, by):
+        out.write_bytes(b"half a decrypted mp4")
+        raise RuntimeError("disk pulled")
+    monkeypatch.setattr(recording_page, "run_export", half_way)
+    before = set((c.cache / "exports").iterdir())
+    assert anna.post(f"/recordings/{rids[12]}/export", data={"csrf_token": token}).status_code == 500
+    assert set((c.cache / "exports").iterdir()) == before
+    c.stop.set()

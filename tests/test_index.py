@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from common import keys
 from evidence import audit
-from evidence.index import Filters, Index, IndexStale, case_key
+from evidence.index import Filters, Index, case_key
 from evidence.index.query import local_day_bounds
 from evidence.office import Office, Refused
 from evidence.recordings import index as full_scan

@@ -30,7 +30,6 @@ import logging
 import re
 import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -107,11 +106,12 @@ class Console:
     office: Office
     index: Index
     users: Users
-    cache: Path                                   # exports (private, removed at shutdown)
+    cache: Path                                   # this console's private files (removed at shutdown)
     now_us: Callable[[], int]
     throttle: Throttle = field(default_factory=Throttle)
     checks: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="verify"))
     media: Any = None                             # evidence.console.media.Media
+    exports: Any = None                           # evidence.console.exports.Exports
     verifying: dict[str, Any] = field(default_factory=dict)   # recording → its verification's future
     lock: threading.Lock = field(default_factory=threading.Lock)
     refresh_error: str | None = None
@@ -128,6 +128,11 @@ class Console:
         with contextlib.suppress(IndexBusy, IndexCorrupt, IndexStale):  # the background thread mends it
             self.index.refresh(rebuild=False, pending=False)
         return entry
+
+    def any_deleted(self, rids: list[str]) -> bool:
+        """Whether any of ``rids`` is deleted (or no longer known)."""
+        rows = [self.index.row(r) for r in rids]
+        return any(r is None or r["deleted"] for r in rows)
 
     def row(self, rid: str) -> dict[str, Any]:
         """The recording's index row if this user may see it (404 otherwise), without its manifests."""
@@ -186,8 +191,10 @@ def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
                cache_dir: Path | None = None, secret: bytes | None = None, index: Index | None = None,
                now_us: Callable[[], int] = lambda: time.time_ns() // 1000, refresh_s: float = 5.0,
-               media_bytes: int = 128 << 20) -> Flask:
+               media_bytes: int = 128 << 20, export_ttl_s: float = 3600.0) -> Flask:
     from evidence.console import auth, media, recording, recordings, trail
+    from evidence.console.exports import Exports
+    from evidence.console.exports import cache_dir as cache_dir_of
     app = Flask(__name__)
     app.config.update(SECRET_KEY=secret or secrets.token_bytes(32), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", WTF_CSRF_TIME_LIMIT=8 * 3600,
@@ -196,10 +203,11 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
     index = index if index is not None else Index(store, now_us=now_us)
     office = Office(store, key, now_us, index, rebuild=False)
     office.check_key()
-    cache = Path(cache_dir or tempfile.mkdtemp(prefix="bodycam-console-"))
+    cache = Path(cache_dir) if cache_dir is not None else cache_dir_of(index.dir)
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     c = Console(store, key, identity, office, index, Users(store), cache, now_us)
     c.media = media.Media(c, media_bytes)
+    c.exports = Exports(cache / "exports", now_us, ttl_s=export_ttl_s)
     app.extensions["bodycam"] = c
     for bp in (auth.bp, recordings.bp, recording.bp, media.bp, trail.bp):
         app.register_blueprint(bp)
@@ -309,8 +317,11 @@ def _start_refresher(c: Console, every_s: float) -> None:
     def loop() -> None:
         while not c.stop.is_set():
             try:
-                c.index.refresh()
+                report = c.index.refresh()
                 c.refresh_error = c.busy_elsewhere = None
+                for rid in report.deleted:  # deleted here or elsewhere (a CLI purge): no decrypted copy stays
+                    c.media.forget(rid)
+                c.exports.sweep(c.any_deleted)
             except IndexBusy as exc:  # `reindex` in another process: the pages say so
                 c.busy_elsewhere = str(exc)
             except Exception as exc:  # the store out of reach: shown, retried

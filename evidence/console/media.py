@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import av
-from flask import Blueprint, Response, abort, g, session, url_for
+from flask import Blueprint, Response, abort, session, url_for
 
 from common import age_format
 from evidence.console import ROLES_REVIEW, ctx, login_required

@@ -5,12 +5,10 @@ Everything comes from the index and costs what this recording holds, not the sto
 from __future__ import annotations
 
 import re
-import secrets
-import shutil
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
 from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
 from evidence.console.i18n import TEXT, text
@@ -123,28 +121,26 @@ def delete(rid: str) -> Any:
 def export(rid: str) -> Any:
     c = ctx()
     rec, _ = c.recording(rid)
-    token = secrets.token_hex(16)
-    d = c.cache / "exports" / token
-    d.mkdir(parents=True)
+    token, d = c.exports.new(g.user, [rec.id])
     try:
         run_export(c.office, rec.id, c.identity, d / f"{rec.id}.mp4", g.user)
     except Refused as exc:
-        shutil.rmtree(d, ignore_errors=True)
+        c.exports.discard(token)
         flash(refusal(exc), "error")
         return redirect(url_for("recording.recording_page", rid=rid))
-    session["exports"] = [*session.get("exports", [])[-20:], token]
+    except BaseException:
+        c.exports.discard(token)  # a failed export leaves no decrypted part behind
+        raise
     return render_template("export.html", title=f"{text('export', g.lang)}: {rec.id}", token=token,
-                           files=sorted(p.name for p in d.iterdir()),
-                           back=url_for("recording.recording_page", rid=rec.id))
+                           files=c.exports.finish(token), back=url_for("recording.recording_page", rid=rec.id))
 
 
 @bp.get("/exports/<token>/<name>")
 @login_required("clerk")
 def download(token: str, name: str) -> Any:
-    if token not in session.get("exports", []) or not re.fullmatch(r"[0-9a-f]{32}", token) \
-            or not SAFE_ID.fullmatch(name):
+    """Only for the clerk who made the export, within its lifetime, while its recordings exist."""
+    c = ctx()
+    path = c.exports.file(token, name, g.user, c.any_deleted) if SAFE_ID.fullmatch(name) else None
+    if path is None:
         abort(404)
-    path = ctx().cache / "exports" / token / name
-    if not path.is_file():
-        abort(404)
-    return send_file(path, as_attachment=True, download_name=name)
+    return send_file(path, as_attachment=True, download_name=name, max_age=0)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
-import shutil
 from typing import Any
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
@@ -124,23 +122,23 @@ def case_export() -> Any:
     rows = [r for r in c.index.case(az).rows if not r["deleted"]] if case_key(az) else []
     if not rows:
         abort(404)
-    token = secrets.token_hex(16)
-    d = c.cache / "exports" / token
-    d.mkdir(parents=True)
+    token, d = c.exports.new(g.user, [r["id"] for r in rows])
     done, problems = [], []
-    for r in rows:
-        try:
-            result = run_export(c.office, r["id"], c.identity, d / f"{r['id']}.mp4", g.user)
-            done.append({"recording": r["id"], "mp4": f"{r['id']}.mp4", "sha256": result["sha256"],
-                         "verification_problems": result["verification_problems"]})
-        except Refused as exc:
-            problems.append({"recording": r["id"], "problem": str(exc)})
-    if not done:
-        shutil.rmtree(d, ignore_errors=True)
-        return render_template("message.html", message="; ".join(p["problem"] for p in problems)), 400
-    (d / "case.json").write_text(json.dumps({"case": az, "by": g.user, "exports": done, "not_exported": problems},
-                                            indent=2, ensure_ascii=False))
-    from flask import session
-    session["exports"] = [*session.get("exports", [])[-20:], token]
+    try:
+        for r in rows:
+            try:
+                result = run_export(c.office, r["id"], c.identity, d / f"{r['id']}.mp4", g.user)
+                done.append({"recording": r["id"], "mp4": f"{r['id']}.mp4", "sha256": result["sha256"],
+                             "verification_problems": result["verification_problems"]})
+            except Refused as exc:
+                problems.append({"recording": r["id"], "problem": str(exc)})
+        if not done:
+            c.exports.discard(token)
+            return render_template("message.html", message="; ".join(p["problem"] for p in problems)), 400
+        (d / "case.json").write_text(json.dumps({"case": az, "by": g.user, "exports": done,
+                                                 "not_exported": problems}, indent=2, ensure_ascii=False))
+    except BaseException:
+        c.exports.discard(token)  # a failed export leaves no decrypted part behind
+        raise
     return render_template("export.html", title=text("case_export", g.lang, az=az), token=token,
-                           files=sorted(p.name for p in d.iterdir()), back=url_for("recordings.case", az=az))
+                           files=c.exports.finish(token), back=url_for("recordings.case", az=az))

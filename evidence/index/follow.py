@@ -54,6 +54,7 @@ class Report:
     events: int = 0
     receipts: int = 0
     problems: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)   # recordings whose deletion this refresh applied
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -223,6 +224,7 @@ class Follower:
                           "check_until_us) VALUES (?, ?, ?, ?, ?, ?)",
                           (rec, e.seq, e.action, e.by, e.utc_us, self.now_us() + PENDING_S * 1_000_000 if load else 0))
                 c.execute("UPDATE recordings SET deleted = 1 WHERE id = ?", (rec,))
+                self.report.deleted.append(rec)
             elif e.action == "user":
                 c.execute("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", (str(d["id"]), str(d["role"]), e.seq))
             elif e.action == "export":
