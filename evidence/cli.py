@@ -170,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--identity", type=Path, required=True, help="the evidence office's age identity")
     c.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     c.add_argument("--port", type=int, default=8080)
+    c.add_argument("--export-ttl-minutes", type=_count, default=60,
+                   help="how long an export's download link works (default 60)")
 
     c = sub.add_parser("users", parents=[common], help="console users: add (or change) one, list them")
     c.add_argument("users_command", choices=["add", "list"])
@@ -375,7 +377,8 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
         raise Refused(f"--port must be 1…65535, got {args.port}")
     identity = _identity(args.identity)
     office.check_key()
-    app = create_app(office.store, office.key, identity, index=office.idx())
+    app = create_app(office.store, office.key, identity, index=office.idx(),
+                     export_ttl_s=args.export_ttl_minutes * 60.0)
     print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # systemd's stop: clean up like Ctrl-C
     try:
