@@ -49,7 +49,6 @@ from evidence.cli import main as evidence_main  # noqa: E402
 from evidence.index import Filters, Index  # noqa: E402
 from evidence.office import Office  # noqa: E402
 from evidence.store import EvidenceStore, open_store  # noqa: E402
-from evidence.users import Users  # noqa: E402
 from simulator.store_gen import StoreWriter, Take, TsFootage  # noqa: E402
 
 DAY = 86_400_000_000
@@ -187,8 +186,6 @@ class City:
             watch_appends()
         office.idx().refresh()
         office.idx().close()
-        Users(store).set("anna", "clerk", PASSWORD)
-        Users(store).set("KOD-101", "officer", PASSWORD)
         self.info = {"backend": self.backend, "scale": self.scale, "generated_utc_us": now, "hour": hour,
                      "case": "AZ 100/26", "appends": {str(k): v for k, v in appends.items()},
                      "identity": str(authority.identity), "office_key": str(self.keys / "office.key"),
@@ -467,6 +464,9 @@ def run_backend(backend: str, args: argparse.Namespace, endpoint: str | None) ->
     store = city.store()
     index = Index(store, city.index_dir)
     index.refresh()
+    office = Office(store, keys.load_signing_key(Path(city.info["office_key"])), lambda: time.time_ns() // 1000, index)
+    for uid, role in (("anna", "clerk"), ("KOD-101", "officer")):  # console users, on record
+        office.set_user(uid, role, PASSWORD, by="bench")
     res: dict[str, Any] = {"backend": backend, "status": index.status(), "baseline": baseline(store),
                            "appends": city.info["appends"]}
     log("refresh after a docking …")

@@ -14,6 +14,8 @@
     bodycam-evidence --store STORE delete --recording ID --by USER      (officer, then supervisor)
     bodycam-evidence --store STORE export --recording ID --identity FILE --out FILE.mp4 --by USER
     bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]] [--limit N] [--before SEQ]
+    bodycam-evidence --store STORE users add|passwd|disable|enable|remove --id ID [--role R]   (password on stdin)
+    bodycam-evidence --store STORE users list
 
 Every command reads through the office's index of the store (--index DIR or
 $BODYCAM_INDEX; default STORE.index beside a directory store, the user's cache for S3),
@@ -172,9 +174,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--port", type=int, default=8080)
     c.add_argument("--export-ttl-minutes", type=_count, default=60,
                    help="how long an export's download link works (default 60)")
+    c.add_argument("--idle-minutes", type=_count, default=30, help="a session ends after this long idle (default 30)")
+    c.add_argument("--behind-tls", action="store_true",
+                   help="served through a TLS reverse proxy: the session cookie is sent over HTTPS only")
 
-    c = sub.add_parser("users", parents=[common], help="console users: add (or change) one, list them")
-    c.add_argument("users_command", choices=["add", "list"])
+    c = sub.add_parser("users", parents=[common],
+                       help="console users: add (or change role and password), passwd, disable, enable, remove, list")
+    c.add_argument("users_command", choices=["add", "passwd", "disable", "enable", "remove", "list"])
     c.add_argument("--id", help="user id (an officer's id for the officer role)")
     c.add_argument("--role", choices=["clerk", "supervisor", "officer", "dpo"])
     c.add_argument("--by", type=_user, default=me)
@@ -363,11 +369,19 @@ def _read_password(user_id: str) -> str:
 def _users(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     from evidence.users import Users
     if args.users_command == "list":
-        return 0, {"users": [{"id": u.id, "role": u.role} for u in Users(office.store).all()]}
-    if not args.id or not args.role:
-        raise Refused("users add needs --id and --role")
+        return 0, {"users": [{"id": u.id, "role": u.role, "state": u.state} for u in Users(office.store).all()]}
+    if not args.id:
+        raise Refused(f"users {args.users_command} needs --id")
+    if args.users_command == "add":
+        if not args.role:
+            raise Refused("users add needs --id and --role")
+        office.check_key()
+        return 0, office.set_user(args.id, args.role, _read_password(args.id), args.by)
     office.check_key()
-    return 0, office.set_user(args.id, args.role, _read_password(args.id), args.by)
+    if args.users_command == "passwd":
+        return 0, office.user_passwd(args.id, _read_password(args.id), args.by)
+    state = {"disable": "disabled", "enable": "active", "remove": "removed"}[args.users_command]
+    return 0, office.user_state(args.id, state, args.by)
 
 
 def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
@@ -378,7 +392,8 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     identity = _identity(args.identity)
     office.check_key()
     app = create_app(office.store, office.key, identity, index=office.idx(),
-                     export_ttl_s=args.export_ttl_minutes * 60.0)
+                     export_ttl_s=args.export_ttl_minutes * 60.0, idle_s=args.idle_minutes * 60.0,
+                     behind_tls=args.behind_tls)
     print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # systemd's stop: clean up like Ctrl-C
     try:

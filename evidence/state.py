@@ -83,7 +83,10 @@ class State:
             elif e.action in ("delete", "purge"):
                 s.deleted[rec] = e
             elif e.action == "user":
-                s.roles[e.details["id"]] = e.details["role"]
+                if e.details.get("state", "active") == "active":
+                    s.roles[e.details["id"]] = e.details["role"]
+                else:
+                    s.roles.pop(e.details["id"], None)
         return s
 
     def is_supervisor(self, user: str) -> bool:

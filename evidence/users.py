@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -35,10 +36,14 @@ _HASHER = PasswordHasher()  # argon2id, the library's current defaults (64 MiB, 
 _DUMMY = _HASHER.hash("not a password of anybody")  # checked against for unknown users: same time
 
 
+STATES = ("active", "disabled", "removed")
+
+
 @dataclass(frozen=True)
 class User:
     id: str
     role: str
+    state: str = "active"
 
 
 class UserError(ValueError):
@@ -46,6 +51,9 @@ class UserError(ValueError):
 
 
 class Users:
+    """The console's users in the store. A removed user stays as a tombstone (id, role,
+    ``removed``, no password), so the id is not silently given to someone else."""
+
     def __init__(self, store: EvidenceStore) -> None:
         self.store = store
 
@@ -54,36 +62,63 @@ class Users:
             raise UserError(f"user id {user_id!r}: letters, digits, . _ @ -; up to 64")
         return f"console/users/{user_id}.json"
 
+    def _read(self, user_id: str) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self.store.backend.read(self._key(user_id)))
+        except (FileNotFoundError, UserError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("role") in ROLES else None
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.store.backend.replace(self._key(record["id"]), json.dumps(record).encode())
+
     def set(self, user_id: str, role: str, password: str) -> None:
-        """Create the user or replace their role and password."""
-        key = self._key(user_id)
+        """Create the user (or an earlier removed one anew) or replace their role and password."""
+        self._key(user_id)
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        if len(password) < MIN_PASSWORD:
-            raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
-        record = {"id": user_id, "role": role, "hash": _HASHER.hash(password)}
-        self.store.backend.replace(key, json.dumps(record).encode())
+        _check_password(password)
+        self._write({"id": user_id, "role": role, "hash": _HASHER.hash(password), "state": "active"})
+
+    def passwd(self, user_id: str, password: str) -> User:
+        record = self._existing(user_id)
+        _check_password(password)
+        record["hash"] = _HASHER.hash(password)
+        self._write(record)
+        return _user(record)
+
+    def set_state(self, user_id: str, state: str) -> User:
+        """``disabled`` (no login, sessions end; ``active`` again later) or ``removed``."""
+        if state not in STATES:
+            raise UserError(f"state must be one of {', '.join(STATES)}")
+        record = self._existing(user_id)
+        record["state"] = state
+        if state == "removed":
+            record.pop("hash", None)
+        self._write(record)
+        return _user(record)
+
+    def _existing(self, user_id: str) -> dict[str, Any]:
+        record = self._read(user_id)
+        if record is None or record.get("state", "active") == "removed":
+            raise UserError(f"there is no console user {user_id!r} (see: bodycam-evidence users list)")
+        return record
 
     def get(self, user_id: str) -> User | None:
-        try:
-            record = json.loads(self.store.backend.read(self._key(user_id)))
-        except (FileNotFoundError, UserError, ValueError):
-            return None
-        return User(record["id"], record["role"]) if record.get("role") in ROLES else None
+        record = self._read(user_id)
+        return _user(record) if record is not None else None
 
     def check(self, user_id: str, password: str) -> User | None:
-        """The user if the password is theirs; None otherwise (in about the same time)."""
+        """The user if the password is theirs and they may log in; None otherwise (in about
+        the same time either way)."""
+        record = self._read(user_id)
         try:
-            record = json.loads(self.store.backend.read(self._key(user_id)))
-        except (FileNotFoundError, UserError, ValueError):
-            record = None
-        try:
-            _HASHER.verify(record["hash"] if record else _DUMMY, password)
+            _HASHER.verify(record.get("hash") or _DUMMY if record else _DUMMY, password)
         except (VerificationError, InvalidHashError):
             return None
-        if record is None or record.get("role") not in ROLES:
+        if record is None or not record.get("hash") or record.get("state", "active") != "active":
             return None
-        return User(record["id"], record["role"])
+        return _user(record)
 
     def all(self) -> list[User]:
         out = []
@@ -92,3 +127,12 @@ class Users:
             if user is not None:
                 out.append(user)
         return out
+
+
+def _user(record: dict[str, Any]) -> User:
+    return User(record["id"], record["role"], record.get("state", "active"))
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")

@@ -86,7 +86,8 @@ def login(page, url: str, user: str, password: str) -> None:
     page.goto(f"{url}/login")
     page.fill("input[name=user]", user)
     page.fill("input[name=password]", password)
-    page.click("#login")
+    with page.expect_navigation():
+        page.click("#login")
 
 
 def wait_js(page, expression: str, timeout: float = 20.0) -> None:
@@ -132,11 +133,13 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         # Puts it on hold.
         page.select_option("#hold-form select[name=reason]", "straf")
         page.fill("#hold-form input[name=case]", "AZ 4711/26")
-        page.click("#hold")
+        with page.expect_navigation():
+            page.click("#hold")
         assert "gesichert" in page.inner_text("#status") and "AZ 4711/26" in page.inner_text("#status")
         page.screenshot(path=shots / "3-held.png", full_page=True)
         # Exports it: MP4 and evidence report to download.
-        page.click("#export")
+        with page.expect_navigation():
+            page.click("#export")
         links = page.locator("#downloads a")
         assert links.count() == 3
         page.screenshot(path=shots / "3b-export.png", full_page=True)
@@ -156,14 +159,16 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         # The officer asks for early deletion of their emergency recording…
         login(page, console.url, console.officer, "officer-password-1")
         page.goto(f"{console.url}/recordings/{emergency}")
-        page.click("#delete")
+        with page.expect_navigation():
+            page.click("#delete")
         assert "es fehlt noch die Zustimmung einer Leitung" in page.inner_text("#message")
         page.screenshot(path=shots / "4-officer-requested.png", full_page=True)
         logout(page)
         # …and a supervisor approves it: gone.
         login(page, console.url, "sl.mueller", PASSWORDS["sl.mueller"])
         page.goto(f"{console.url}/recordings/{emergency}")
-        page.click("#delete")
+        with page.expect_navigation():
+            page.click("#delete")
         assert "gelöscht" in page.inner_text("#status")
         assert page.locator("#player").count() == 0
         page.goto(console.url)
@@ -326,16 +331,24 @@ def test_serve_as_a_process_stops_cleanly_on_sigterm_and_a_killed_ones_leftovers
             proc.kill()
 
 
-def test_throttle_forgets_old_failures_and_stays_bounded():
+def test_throttle_waits_grow_forget_and_stay_bounded():
     from evidence.console import FAIL_WINDOW_S, FAILS_ALLOWED, Throttle
     now = [0.0]
     t = Throttle(clock=lambda: now[0])
     for _ in range(FAILS_ALLOWED):
-        t.fail("user:a")
-    assert t.blocked("user:a") and not t.blocked("user:b")
-    now[0] += FAIL_WINDOW_S + 1
-    assert not t.blocked("user:a")
-    for i in range(10_050):  # an attacker trying made-up user ids
-        t.fail(f"user:{i}")
+        assert t.begin("a")
+        t.end("a", "10.0.0.1", ok=False)
+    assert not t.begin("a") and t.begin("b")           # a waits; b (same address) does not
+    t.end("b", "10.0.0.1", ok=True)
+    assert 59 <= t.wait_s("a") <= 60
+    now[0] += 61
+    assert t.begin("a")                                # after the first wait: one more try …
+    t.end("a", "10.0.0.1", ok=False)
+    assert 119 <= t.wait_s("a") <= 120                 # … and the next wait is twice as long
+    now[0] += FAIL_WINDOW_S + 901
+    assert t.wait_s("a") == 0
+    for i in range(10_050):                            # an attacker trying made-up user ids
+        t.begin(f"u{i}")
+        t.end(f"u{i}", "10.0.0.2", ok=False)
         now[0] += 0.2
     assert len(t._fails) < 10_050

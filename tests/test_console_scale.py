@@ -19,7 +19,6 @@ from evidence.console import create_app
 from evidence.index import Index
 from evidence.office import Office
 from evidence.store import FsEvidenceStore
-from evidence.users import Users
 from simulator.store_gen import StoreWriter, Take, TsFootage
 from tests.test_console import chromium_path, login, wait_js
 
@@ -66,9 +65,8 @@ def _world(root: Path) -> tuple[FsEvidenceStore, StoreWriter, Office, list[str],
 def scale(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale")
     store, writer, office, rids, long = _world(root)
-    users = Users(store)
     for uid, role in (("anna", "clerk"), ("dsb", "dpo"), ("sl.schmidt", "supervisor"), ("KOD-1", "officer")):
-        users.set(uid, role, PASSWORD)
+        office.set_user(uid, role, PASSWORD, by="admin")
     app = create_app(store, office.key, writer.identity, index=Index(store, root / "console-index"),
                      cache_dir=root / "cache", refresh_s=0.5)
     from werkzeug.serving import make_server
@@ -100,31 +98,38 @@ def test_pages_filters_case_search_holds_and_playback_in_chromium(scale):
         first = page.locator("#recordings tr[data-recording]").evaluate_all("rs => rs.map(r => r.dataset.recording)")
         assert first[0] == scale.long                                   # newest first
         page.screenshot(path=shots / "1-list.png", full_page=True)
-        page.click("#next-page")
+        with page.expect_navigation():
+            page.click("#next-page")
         assert page.inner_text("#count") == "51–100 von 121"
-        page.click("#next-page")
+        with page.expect_navigation():
+            page.click("#next-page")
         assert page.inner_text("#count") == "101–121 von 121" and page.locator("#next-page").count() == 0
-        page.click("#prev-page")
+        with page.expect_navigation():
+            page.click("#prev-page")
         assert page.inner_text("#count") == "51–100 von 121"
-        page.click("#first-page")
+        with page.expect_navigation():
+            page.click("#first-page")
         assert page.inner_text("#count") == "1–50 von 121"
         # filters: an officer on one local day
         page.fill("input[name=officer]", "KOD-1")
         page.fill("input[name=from]", "2027-01-16")
         page.fill("input[name=to]", "2027-01-16")
-        page.click("#filter")
+        with page.expect_navigation():
+            page.click("#filter")
         assert page.inner_text("#count") == "1–20 von 20"
         assert set(page.locator("#recordings tr[data-recording] td:nth-child(4)").all_inner_texts()) == {"KOD-1"}
         page.screenshot(path=shots / "2-filtered.png", full_page=True)
         # the Aktenzeichen, typed otherwise than it was entered
         page.goto(f"{scale.url}/recordings?az=az+4711-27")
         assert page.inner_text("#count") == "1–4 von 4"
-        page.click("#recordings td.status a")
+        with page.expect_navigation():
+            page.click("#recordings td.status a")
         assert page.inner_text("#count") == "4 Aufnahmen"
         assert sorted(page.locator("#case tr[data-recording]").evaluate_all(
             "rs => rs.map(r => r.dataset.recording)")) == sorted(scale.held)
         page.screenshot(path=shots / "3-case.png", full_page=True)
-        page.click("#case-export")
+        with page.expect_navigation():
+            page.click("#case-export")
         files = page.locator("#downloads a").all_inner_texts()
         assert any(f.endswith("case.json") for f in files) and sum(f.endswith(".mp4") for f in files) == 4
         case_json = next(h for h in page.locator("#downloads a").evaluate_all("as => as.map(a => a.href)")
@@ -139,7 +144,8 @@ def test_pages_filters_case_search_holds_and_playback_in_chromium(scale):
             boxes.nth(i).check()
         page.select_option("#bulk select[name=reason]", "owi")
         page.fill("#bulk input[name=case]", "OWi 12/27")
-        page.click("#hold-selected")
+        with page.expect_navigation():
+            page.click("#hold-selected")
         assert page.inner_text("#count") == "2 Aufnahmen"
         assert sorted(page.locator("#case tr[data-recording]").evaluate_all(
             "rs => rs.map(r => r.dataset.recording)")) == sorted(chosen)
@@ -177,7 +183,8 @@ def test_the_console_answers_with_a_banner_while_the_index_is_rebuilt(tmp_path, 
     from evidence import audit
     from evidence.index import follow
     store, writer, office, rids, _ = _world(tmp_path)
-    Users(store).set("anna", "clerk", PASSWORD)
+    office.set_user("anna", "clerk", PASSWORD, by="admin")
+    office.show(rids[0], by="anna")                      # the record altered below: a view
     index = Index(store, tmp_path / "console-index")
     index.refresh()
     app = create_app(store, office.key, writer.identity, index=index, cache_dir=tmp_path / "cache", refresh_s=0.2)
@@ -217,7 +224,7 @@ def test_the_console_answers_with_a_banner_while_the_index_is_rebuilt(tmp_path, 
 def test_pages_answer_503_not_500_before_the_first_index_is_built(tmp_path, monkeypatch):
     from evidence.index import follow
     store, writer, office, rids, _ = _world(tmp_path)
-    Users(store).set("anna", "clerk", PASSWORD)
+    office.set_user("anna", "clerk", PASSWORD, by="admin")
     gate = threading.Event()
     real = follow.Follower.rebuild_device
     monkeypatch.setattr(follow.Follower, "rebuild_device", lambda self, d: (gate.wait(30), real(self, d)))
@@ -330,10 +337,10 @@ def test_export_links_are_the_makers_expire_and_die_with_the_recording(tmp_path,
     import time
     store, writer, office, rids, _ = _world(tmp_path)
     for uid in ("anna", "bea"):
-        Users(store).set(uid, "clerk", PASSWORD)
+        office.set_user(uid, "clerk", PASSWORD, by="admin")
     clock = [time.time_ns() // 1000]
     app = create_app(store, office.key, writer.identity, index=Index(store, tmp_path / "ci"),
-                     now_us=lambda: clock[0], refresh_s=0.2, export_ttl_s=3600)
+                     now_us=lambda: clock[0], refresh_s=0.2, export_ttl_s=3600, idle_s=7200)
     c = app.extensions["bodycam"]
     deadline = time.monotonic() + 30
     while not c.index.usable():

@@ -45,6 +45,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from evidence import audit
 from evidence.console.i18n import LANGS, action_text, days_text, event_text, role_text, text
+from evidence.console.sessions import SessionStore, user_changed
 from evidence.index import Index, IndexBusy, IndexCorrupt, IndexStale
 from evidence.errors import StoreUnavailable
 from evidence.office import Office
@@ -56,7 +57,7 @@ from evidence.users import Users
 LOCAL_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)?")
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ROLES_REVIEW = ("clerk", "supervisor", "officer")
-FAILS_ALLOWED, FAIL_WINDOW_S = 5, 900
+FAILS_ALLOWED, FAIL_WINDOW_S, MAX_WAIT_S, ADDR_SLOW_AFTER = 5, 900, 900.0, 20
 LOCAL = ZoneInfo("Europe/Berlin")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self' blob:; "
        "worker-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -64,37 +65,68 @@ log = logging.getLogger("bodycam.console")
 
 
 class Throttle:
-    """At most ``FAILS_ALLOWED`` failed logins per user id and per address in the window."""
+    """Login attempts, per user id and per address.
+
+    Per user: one password check at a time (the reservation is taken atomically, so 40
+    attempts at once get one check, not 40), and after ``FAILS_ALLOWED`` failures within
+    ``FAIL_WINDOW_S`` a wait that doubles with every further failure (1 min, 2, 4, …, at
+    most 15 min). Per address (behind a reverse proxy: the whole office): failures only
+    slow it down — past ``ADDR_SLOW_AFTER`` each attempt waits a second — and never refuse
+    another user's correct login. Both maps are bounded (made-up ids are forgotten first).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._fails: dict[str, deque[float]] = defaultdict(deque)
+        self._busy: set[str] = set()
         self._lock = threading.Lock()
 
-    def blocked(self, *keys: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            for k in keys:
-                q = self._fails[k]
-                while q and now - q[0] > FAIL_WINDOW_S:
-                    q.popleft()
-                if len(q) >= FAILS_ALLOWED:
-                    return True
-        return False
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails[key]
+        while q and now - q[0] > FAIL_WINDOW_S + MAX_WAIT_S:
+            q.popleft()
+        return q
 
-    def fail(self, *keys: str) -> None:
+    def wait_s(self, user: str) -> float:
+        """Seconds until ``user`` may try again (0: now)."""
         with self._lock:
+            return self._wait(f"user:{user}", self.clock())
+
+    def _wait(self, key: str, now: float) -> float:
+        q = self._recent(key, now)
+        within = [t for t in q if now - t <= FAIL_WINDOW_S] if len(q) >= FAILS_ALLOWED else []
+        if len(within) < FAILS_ALLOWED:
+            return 0.0
+        delay = min(MAX_WAIT_S, 60.0 * 2 ** (len(within) - FAILS_ALLOWED))
+        return max(0.0, q[-1] + delay - now)
+
+    def begin(self, user: str) -> bool:
+        """Reserve the one password check of ``user``; False: another is running, or wait."""
+        key = f"user:{user}"
+        with self._lock:
+            if key in self._busy or self._wait(key, self.clock()) > 0:
+                return False
+            self._busy.add(key)
+            return True
+
+    def end(self, user: str, addr: str, ok: bool) -> None:
+        key = f"user:{user}"
+        with self._lock:
+            self._busy.discard(key)
             now = self.clock()
             if len(self._fails) > 10_000:  # made-up user ids must not grow this without bound
-                for k in [k for k, q in self._fails.items() if not q or now - q[-1] > FAIL_WINDOW_S]:
+                for k in [k for k, q in self._fails.items() if not q or now - q[-1] > FAIL_WINDOW_S + MAX_WAIT_S]:
                     del self._fails[k]
-            for k in keys:
-                self._fails[k].append(now)
+            if ok:
+                self._fails.pop(key, None)
+            else:
+                self._fails[key].append(now)
+                self._fails[f"addr:{addr}"].append(now)
 
-    def clear(self, *keys: str) -> None:
+    def addr_slow(self, addr: str) -> bool:
         with self._lock:
-            for k in keys:
-                self._fails.pop(k, None)
+            now = self.clock()
+            return sum(1 for t in self._recent(f"addr:{addr}", now) if now - t <= FAIL_WINDOW_S) >= ADDR_SLOW_AFTER
 
 
 @dataclass
@@ -108,6 +140,7 @@ class Console:
     users: Users
     cache: Path                                   # this console's private files (removed at shutdown)
     now_us: Callable[[], int]
+    sessions: Any = None                          # evidence.console.sessions.SessionStore
     throttle: Throttle = field(default_factory=Throttle)
     checks: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="verify"))
     media: Any = None                             # evidence.console.media.Media
@@ -191,21 +224,23 @@ def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
                cache_dir: Path | None = None, secret: bytes | None = None, index: Index | None = None,
                now_us: Callable[[], int] = lambda: time.time_ns() // 1000, refresh_s: float = 5.0,
-               media_bytes: int = 128 << 20, export_ttl_s: float = 3600.0) -> Flask:
+               media_bytes: int = 128 << 20, export_ttl_s: float = 3600.0, idle_s: float = 1800.0,
+               lifetime_s: float = 8 * 3600.0, behind_tls: bool = False) -> Flask:
     from evidence.console import auth, media, recording, recordings, trail
     from evidence.console.exports import Exports
     from evidence.console.exports import cache_dir as cache_dir_of
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=secret or secrets.token_bytes(32), SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Strict", WTF_CSRF_TIME_LIMIT=8 * 3600,
-                      PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=8), MAX_CONTENT_LENGTH=64 * 1024)
+    app.config.update(SECRET_KEY=secret or secrets.token_bytes(32), WTF_CSRF_TIME_LIMIT=None,  # the session's
+                      MAX_CONTENT_LENGTH=64 * 1024)                                           # lifetime bounds it
     CSRFProtect(app)
     index = index if index is not None else Index(store, now_us=now_us)
+    app.session_interface = SessionStore(index.dir / "sessions.sqlite", now_us, idle_s=idle_s,
+                                         lifetime_s=lifetime_s, secure=behind_tls)
     office = Office(store, key, now_us, index, rebuild=False)
     office.check_key()
     cache = Path(cache_dir) if cache_dir is not None else cache_dir_of(index.dir)
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    c = Console(store, key, identity, office, index, Users(store), cache, now_us)
+    c = Console(store, key, identity, office, index, Users(store), cache, now_us, app.session_interface)
     c.media = media.Media(c, media_bytes)
     c.exports = Exports(cache / "exports", now_us, ttl_s=export_ttl_s)
     app.extensions["bodycam"] = c
@@ -220,9 +255,15 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
             g.lang = session["lang"] = request.args["lang"]
         g.user = session.get("user")
         g.role = session.get("role")
-        if g.user is not None:  # a role changed or a user removed takes effect at once
-            current = c.users.get(g.user)
-            if current is None or current.role != g.role:
+        if g.user is not None:  # a password, role or access changed (here or elsewhere): the session ends
+            try:
+                current = c.index.user(g.user)
+            except (IndexCorrupt, IndexBusy, sqlite3.DatabaseError):
+                return  # no index yet: the session stands until it can be checked
+            if session.get("user_seq") is None and current is not None and current[1] == "active" \
+                    and current[0] == g.role:
+                session["user_seq"] = current[2]  # logged in before the index was built: bound now
+            if user_changed(session.get("user_seq"), (current[1], current[2]) if current else None):
                 session.clear()
                 g.user = g.role = None
 
@@ -322,6 +363,9 @@ def _start_refresher(c: Console, every_s: float) -> None:
                 for rid in report.deleted:  # deleted here or elsewhere (a CLI purge): no decrypted copy stays
                     c.media.forget(rid)
                 c.exports.sweep(c.any_deleted)
+                for user in report.users_changed:  # a password, role or access changed: their sessions end
+                    c.sessions.end_user(user)
+                c.sessions.sweep()
             except IndexBusy as exc:  # `reindex` in another process: the pages say so
                 c.busy_elsewhere = str(exc)
             except Exception as exc:  # the store out of reach: shown, retried

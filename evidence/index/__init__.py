@@ -397,6 +397,11 @@ class Index:
             f"SELECT DISTINCT {column} FROM recordings WHERE {column} IS NOT NULL ORDER BY {column} LIMIT ?",
             (limit,))]
 
+    def user(self, user_id: str) -> tuple[str, str, int] | None:
+        """(role, state, audit seq of the last change) of a console user, as on record."""
+        row = self.conn().execute("SELECT role, state, audit_seq FROM users WHERE id = ?", (user_id,)).fetchone()
+        return (row[0], row[1], row[2]) if row is not None else None
+
     def poster_dir(self) -> Path:
         return self.dir / "posters"
 

@@ -62,7 +62,7 @@ CREATE TABLE release_requests (recording TEXT, reason TEXT, by TEXT, why TEXT, a
 CREATE TABLE deletions (recording TEXT PRIMARY KEY, audit_seq INTEGER, action TEXT, by TEXT, utc_us INTEGER,
     footage_gone INTEGER DEFAULT 0, check_until_us INTEGER DEFAULT 0);
 CREATE INDEX deletions_open ON deletions(footage_gone);
-CREATE TABLE users (id TEXT PRIMARY KEY, role TEXT, audit_seq INTEGER);
+CREATE TABLE users (id TEXT PRIMARY KEY, role TEXT, audit_seq INTEGER, state TEXT);
 CREATE TABLE exports (audit_seq INTEGER PRIMARY KEY, recording TEXT, by TEXT, utc_us INTEGER, file TEXT,
     sha256 TEXT);
 CREATE INDEX exports_recording ON exports(recording);

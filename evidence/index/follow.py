@@ -55,6 +55,7 @@ class Report:
     receipts: int = 0
     problems: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)   # recordings whose deletion this refresh applied
+    users_changed: list[str] = field(default_factory=list)  # console users whose record changed
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -187,7 +188,17 @@ class Follower:
         self.conn.execute("INSERT OR REPLACE INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
             seq, entry.utc_us, entry.action, entry.by, entry.device, entry.recording,
             json.dumps(jsonable(entry.details), ensure_ascii=False), entry.signer, entry.digest, ok))
-        self._fold(entry, load)
+        if ok and not self._may(entry, known):
+            self.problem(f"audit:{seq}:role", f"audit record {seq} ({entry.action}) is signed by a {known[0]} key, "
+                                              "which may not record it; it is shown, not acted on")
+        elif ok:
+            self._fold(entry, load)  # a record nobody entitled signed is shown, never acted on
+
+    @staticmethod
+    def _may(entry: audit.Entry, known: Any) -> bool:
+        """Only a dock records ingests; only the office records its decisions."""
+        role = known[0] if known else ""
+        return role == ("dock" if entry.action == "ingest" else "office")
 
     def _fold(self, e: audit.Entry, load: bool) -> None:
         """What a record means for the office's state (as :class:`evidence.state.State` folds it)."""
@@ -226,7 +237,9 @@ class Follower:
                 c.execute("UPDATE recordings SET deleted = 1 WHERE id = ?", (rec,))
                 self.report.deleted.append(rec)
             elif e.action == "user":
-                c.execute("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", (str(d["id"]), str(d["role"]), e.seq))
+                c.execute("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?)",
+                          (str(d["id"]), str(d["role"]), e.seq, str(d.get("state", "active"))))
+                self.report.users_changed.append(str(d["id"]))
             elif e.action == "export":
                 c.execute("INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?)",
                           (e.seq, rec, e.by, e.utc_us, str(d.get("file", "")), str(d.get("sha256", ""))))

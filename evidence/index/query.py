@@ -210,7 +210,7 @@ def state(conn: sqlite3.Connection, rids: list[str], meta: dict[str, str]) -> St
     for d in conn.execute("SELECT a.* FROM deletions d JOIN audit a ON a.seq = d.audit_seq "
                           "WHERE d.recording IN (SELECT value FROM json_each(?))", (ids,)):
         s.deleted[d["recording"]] = entry(d)
-    s.roles = {u["id"]: u["role"] for u in conn.execute("SELECT id, role FROM users")}
+    s.roles = {u["id"]: u["role"] for u in conn.execute("SELECT id, role FROM users WHERE state = 'active'")}
     return s
 
 
