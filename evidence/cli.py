@@ -166,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--recording", required=True)
     c.add_argument("--identity", type=Path, required=True, help="the evidence office's age identity")
     c.add_argument("--out", type=Path, required=True, help="FILE.mp4 (reports go beside it)")
+    c.add_argument("--lang", choices=["de", "en"], default="de", help="the report's language (default de)")
     c.add_argument("--by", type=_user, required=True)
 
     c = sub.add_parser("serve", parents=[common], help="the Sichtung web console (docs/console.md)")
@@ -283,7 +284,7 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
         return 0, office.delete(args.recording, args.by)
     if cmd == "export":
         from evidence.export import export  # PyAV: only the command that needs it pays for loading it
-        return 0, export(office, args.recording, _identity(args.identity), args.out, args.by)
+        return 0, export(office, args.recording, _identity(args.identity), args.out, args.by, args.lang)
     if cmd == "users":
         return _users(args, office)
     if cmd == "serve":

@@ -38,7 +38,7 @@ from evidence.store import EvidenceStore
 from evidence.verify import verify_recording
 
 
-def export(office: Office, recording_id: str, identity: bytes, out: Path, by: str) -> dict[str, Any]:
+def export(office: Office, recording_id: str, identity: bytes, out: Path, by: str, lang: str = "de") -> dict[str, Any]:
     check_user(by)
     if out.suffix.lower() != ".mp4":
         raise Refused(f"--out must name an .mp4 file, got {out}")
@@ -62,8 +62,10 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
         office.refresh()
         report = _report(store, office, rec, segments, out, digest, mp4.stat().st_size, streams, by, entry)
         report["recording"]["verification_problems"] = problems
+        report["language"] = lang
+        report["labels"] = _labels(lang)
         (Path(tmp) / "report.json").write_text(json.dumps(report, indent=2))
-        (Path(tmp) / "report.html").write_text(_html(report))
+        (Path(tmp) / "report.html").write_text(_html(report, lang))
         for name, target in (("report.json", _beside(out, ".report.json")), ("report.html", _beside(out, ".report.html")),
                              ("export.mp4", out)):
             os.replace(Path(tmp) / name, target)
@@ -213,53 +215,113 @@ def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list
     }
 
 
-def _state(s: dict[str, Any]) -> str:
+LABELS = {  # the report's words: German (the office's), English
+    "title": ("Beweisbericht", "Evidence report"), "recording": ("Aufnahme", "Recording"),
+    "device": ("Kamera", "Device"), "device_key": ("Geräteschlüssel (SHA-256)", "Device key (SHA-256)"),
+    "officer": ("Einsatzkraft", "Officer"), "start": ("Beginn", "Start"), "end": ("Ende", "End"),
+    "announced": ("Angekündigt", "Announced"), "yes": ("ja", "yes"),
+    "not_announced": ("nein (Gefahr im Verzug)", "no (imminent danger)"), "no": ("NEIN", "NO"),
+    "signatures": ("Alle Signaturen geprüft", "All signatures verified"),
+    "truncated": ("Abgeschnittene Segmente", "Truncated segments"), "none": ("keine", "none"),
+    "problems": ("Befunde der Prüfung", "Verification problems"), "file": ("Exportdatei", "Export file"),
+    "file_sha": ("SHA-256 der Exportdatei", "Export SHA-256"), "duration": ("Dauer", "Duration"),
+    "video": ("Video", "Video"), "audio": ("Ton", "Audio"), "frames": ("Bilder", "frames"),
+    "packets": ("Pakete", "packets"), "by": ("Exportiert von", "Exported by"),
+    "at": ("am", "at"), "audit_record": ("Protokolleintrag", "audit record"), "store": ("Speicher", "Store"),
+    "segments": ("Segmente", "Segments"), "seq": ("Nr.", "Seq"), "signature": ("Signatur", "Signature"),
+    "state": ("Zustand", "State"), "clock": ("Uhrzeitabweichung (µs)", "Clock offset (µs)"),
+    "receipts": ("Empfangsbestätigungen der Dockingstation", "Custody receipts"),
+    "trail": ("Protokoll dieser Aufnahme", "Audit trail of this recording"), "time": ("Zeit", "Time"),
+    "action": ("Aktion", "Action"), "person": ("durch", "By"), "signed_by": ("signiert von", "Signed by"),
+    "complete": ("vollständig", "complete"), "cut": ("abgeschnitten", "truncated"),
+    "not_exported": ("NICHT EXPORTIERT", "NOT EXPORTED"), "unverified": ("nicht geprüft", "unverified"),
+    "verified": ("geprüft", "verified"), "generated": ("Erstellt", "Generated"),
+    "utc_note": ("Zeiten in Ortszeit (Europe/Berlin), UTC in Klammern.", "Times local (Europe/Berlin), UTC in brackets."),
+}
+ROLE_WORDS = {"office": ("Beweismittelstelle", "office"), "dock": ("Dockingstation", "dock"),
+              "device": ("Kamera", "device"), "unknown": ("unbekannt", "unknown")}
+
+
+def _labels(lang: str) -> dict[str, str]:
+    """What the JSON report's main fields are called for people (in ``lang``)."""
+    i = 0 if lang == "de" else 1
+    fields = {"recording.id": "recording", "recording.device": "device", "recording.device_key": "device_key",
+              "recording.officer": "officer", "recording.start_utc": "start", "recording.end_utc": "end",
+              "recording.announced": "announced", "recording.all_signatures_verified": "signatures",
+              "recording.truncated": "truncated", "recording.verification_problems": "problems",
+              "export.file": "file", "export.sha256": "file_sha", "export.duration_s": "duration",
+              "export.by": "by", "export.store": "store", "segments": "segments", "segments.receipts": "receipts",
+              "audit": "trail"}
+    return {k: LABELS[v][i] for k, v in fields.items()}
+
+
+def _state(s: dict[str, Any], w: Any) -> str:
     if not s["included"]:
-        return "<b>NOT EXPORTED</b>: " + html.escape(s["excluded_reason"])
-    return "<b>truncated</b>: " + html.escape(str(s["truncated_reason"])) if s["truncated"] else "complete"
+        return f"<b>{w('not_exported')}</b>: " + html.escape(s["excluded_reason"])
+    return f"<b>{w('cut')}</b>: " + html.escape(str(s["truncated_reason"])) if s["truncated"] else w("complete")
 
 
-def _receipt_text(receipts: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{c['dock_id']} {c['stored_utc']}" + ("" if c["signature_verified"] else " (unverified)")
-                     for c in receipts) or "none"
+def _receipts_text(receipts: list[dict[str, Any]], w: Any, lang: str) -> str:
+    return ", ".join(f"{c['dock_id']} {_when(c['stored_utc'], lang)}" + ("" if c["signature_verified"]
+                                                                       else f" ({w('unverified')})")
+                     for c in receipts) or w("none")
 
 
-def _html(report: dict[str, Any]) -> str:
+def _when(text: str | None, lang: str) -> str:
+    """ISO UTC → "02.12.2026, 12:01:40 (11:01:40 UTC)" in the office's time zone."""
+    if not text:
+        return "—"
+    from zoneinfo import ZoneInfo
+    t = dt.datetime.fromisoformat(text)
+    local = t.astimezone(ZoneInfo("Europe/Berlin"))
+    fmt = "%d.%m.%Y, %H:%M:%S" if lang == "de" else "%Y-%m-%d %H:%M:%S"
+    return f"{local.strftime(fmt)} ({t.astimezone(dt.timezone.utc).strftime('%H:%M:%S')} UTC)"
+
+
+def _html(report: dict[str, Any], lang: str = "de") -> str:
+    """The report for people, in German (``lang="en"``: English); the JSON beside it has the same facts."""
+    i = 0 if lang == "de" else 1
+
+    def w(key: str) -> str:
+        return LABELS[key][i]
     e = html.escape
     r, x = report["recording"], report["export"]
     rows = "".join(
-        f"<tr><td>{s['seq']}</td><td>{e(s['start_utc'])}</td><td>{e(str(s.get('end_utc')))}</td><td>{s['frames']}</td>"
-        f"<td><code>{e(s['sha256'])}</code></td><td>{e(s['signature'])}</td>"
-        f"<td>{_state(s)}</td>"
-        f"<td>{e(str(s.get('clock', {}).get('offset_us')))}</td>"
-        f"<td>{e(_receipt_text(s['receipts']))}</td></tr>"
+        f"<tr><td>{s['seq']}</td><td>{e(_when(s['start_utc'], lang))}</td><td>{e(_when(s.get('end_utc'), lang))}</td>"
+        f"<td>{s['frames']}</td><td><code>{e(s['sha256'])}</code></td>"
+        f"<td>{e(w('verified') if s['signature'] == 'verified' else s['signature'])}</td>"
+        f"<td>{_state(s, w)}</td><td>{e(str(s.get('clock', {}).get('offset_us')))}</td>"
+        f"<td>{e(_receipts_text(s['receipts'], w, lang))}</td></tr>"
         for s in report["segments"])
-    trail = "".join(f"<tr><td>{a['seq']}</td><td>{e(iso(a['utc_us']))}</td><td>{e(a['action'])}</td>"
-                    f"<td>{e(str(a['by']))}</td><td>{e(a['signer']['role'])} {e(a['signer']['id'])}</td></tr>"
-                    for a in report["audit"])
-    facts = [("Recording", r["id"]), ("Device", r["device"]), ("Device key (SHA-256)", r["device_key"]),
-             ("Officer", r["officer"]), ("Start (UTC)", r["start_utc"]), ("End (UTC)", r["end_utc"]),
-             ("Announced", "yes" if r["announced"] else "no (imminent danger)"),
-             ("All signatures verified", "yes" if r["all_signatures_verified"] else "NO"),
-             ("Truncated segments", "yes" if r["truncated"] else "none"),
-             ("Verification problems", "; ".join(r["verification_problems"]) or "none"),
-             ("Export file", x["file"]), ("Export SHA-256", x["sha256"]), ("Duration", f"{x['duration_s']} s"),
-             ("Video", f"{x['video_codec']} {x['width']}×{x['height']}, {x['video_frames']} frames"),
-             ("Audio", f"{x['audio_codec']}, {x['audio_packets']} packets" if x["audio_codec"] else "none"),
-             ("Exported by", f"{x['by']} at {x['utc']} (audit record {x['audit_seq']})"), ("Store", x["store"])]
+    trail = "".join(f"<tr><td>{a['seq']}</td><td>{e(_when(iso(a['utc_us']), lang))}</td><td>{e(a['action'])}</td>"
+                    f"<td>{e(str(a['by'] or ''))}</td><td>{e(ROLE_WORDS.get(a['signer']['role'], (a['signer']['role'],) * 2)[i])} "
+                    f"{e(a['signer']['id'])}</td></tr>" for a in report["audit"])
+    facts = [(w("recording"), r["id"]), (w("device"), r["device"]), (w("device_key"), r["device_key"]),
+             (w("officer"), r["officer"]), (w("start"), _when(r["start_utc"], lang)),
+             (w("end"), _when(r["end_utc"], lang)),
+             (w("announced"), w("yes") if r["announced"] else w("not_announced")),
+             (w("signatures"), w("yes") if r["all_signatures_verified"] else w("no")),
+             (w("truncated"), w("yes") if r["truncated"] else w("none")),
+             (w("problems"), "; ".join(r["verification_problems"]) or w("none")),
+             (w("file"), x["file"]), (w("file_sha"), x["sha256"]), (w("duration"), f"{x['duration_s']} s"),
+             (w("video"), f"{x['video_codec']} {x['width']}×{x['height']}, {x['video_frames']} {w('frames')}"),
+             (w("audio"), f"{x['audio_codec']}, {x['audio_packets']} {w('packets')}" if x["audio_codec"] else w("none")),
+             (w("by"), f"{x['by']} {w('at')} {_when(x['utc'], lang)} ({w('audit_record')} {x['audit_seq']})"),
+             (w("store"), x["store"])]
     table = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Evidence report {e(r['id'])}</title>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{w('title')} {e(r['id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}
 td,th{{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}}code{{font-size:85%}}</style>
 </head><body>
-<h1>Evidence report: {e(r['id'])}</h1>
+<h1>{w('title')}: <bdi>{e(r['id'])}</bdi></h1>
+<p>{w('utc_note')}</p>
 <table>{table}</table>
-<h2>Segments</h2>
-<table><tr><th>Seq</th><th>Start (UTC)</th><th>End (UTC)</th><th>Frames</th><th>SHA-256</th><th>Signature</th>
-<th>State</th><th>Clock offset (µs)</th><th>Custody receipts</th></tr>{rows}</table>
-<h2>Audit trail of this recording</h2>
-<table><tr><th>#</th><th>UTC</th><th>Action</th><th>By</th><th>Signed by</th></tr>{trail}</table>
-<p>Generated {e(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))} by open-bodycam.</p>
+<h2>{w('segments')}</h2>
+<table><tr><th>{w('seq')}</th><th>{w('start')}</th><th>{w('end')}</th><th>{w('video')}: {w('frames')}</th><th>SHA-256</th>
+<th>{w('signature')}</th><th>{w('state')}</th><th>{w('clock')}</th><th>{w('receipts')}</th></tr>{rows}</table>
+<h2>{w('trail')}</h2>
+<table><tr><th>#</th><th>{w('time')}</th><th>{w('action')}</th><th>{w('person')}</th><th>{w('signed_by')}</th></tr>{trail}</table>
+<p>{w('generated')} {e(_when(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), lang))} · open-bodycam</p>
 </body></html>
 """

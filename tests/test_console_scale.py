@@ -380,7 +380,7 @@ def test_export_links_are_the_makers_expire_and_die_with_the_recording(tmp_path,
     # an export that fails half-way leaves nothing decrypted behind
     import evidence.console.recording as recording_page
 
-    def half_way(office_, rid, identity, out, by):
+    def half_way(office_, rid, identity, out, by, lang):
         out.write_bytes(b"half a decrypted mp4")
         raise RuntimeError("disk pulled")
     monkeypatch.setattr(recording_page, "run_export", half_way)

@@ -266,7 +266,10 @@ def test_export_opens_in_stock_tools_with_its_report(office, authority, tmp_path
     report = json.loads((tmp_path / "export" / "rec.report.json").read_text())
     assert report["recording"]["all_signatures_verified"] and report["export"]["sha256"] == result["sha256"]
     assert all(s["receipts"] and s["receipts"][0]["signature_verified"] for s in report["segments"])
-    assert rec["id"] in (tmp_path / "export" / "rec.report.html").read_text()
+    page = (tmp_path / "export" / "rec.report.html").read_text()
+    assert rec["id"] in page and "Beweisbericht" in page and "Alle Signaturen geprüft" in page  # German
+    assert "unbekannt" not in page and "Beweismittelstelle office" in page   # signers by role and id
+    assert report["language"] == "de" and report["labels"]["recording.officer"] == "Einsatzkraft"
     assert office.ok("audit")["entries"][-1]["action"] == "export"
     assert result["verification_problems"] == [] and result["excluded_segments"] == []
     # A segment lost from the store: the rest is exported, and the report names the gap.
@@ -278,7 +281,10 @@ def test_export_opens_in_stock_tools_with_its_report(office, authority, tmp_path
                     str(tmp_path / "export" / "gap.mp4"), "--by", "anna")
     assert gap["excluded_segments"] == [lost] and gap["frames"] < result["frames"]
     assert any("footage missing" in p for p in gap["verification_problems"])
-    assert "NOT EXPORTED" in (tmp_path / "export" / "gap.report.html").read_text()
+    assert "NICHT EXPORTIERT" in (tmp_path / "export" / "gap.report.html").read_text()
+    english = office.ok("export", "--recording", rec["id"], "--identity", str(authority[0]), "--out",
+                        str(tmp_path / "export" / "en.mp4"), "--by", "anna", "--lang", "en")
+    assert "Evidence report" in Path(english["report_html"]).read_text()
     # Bad input: nothing written, nothing recorded.
     before = office.audit_count()
     wrong = keys.create_authority(tmp_path / "other", name="other").identity

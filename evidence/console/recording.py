@@ -123,7 +123,7 @@ def export(rid: str) -> Any:
     rec, _ = c.recording(rid)
     token, d = c.exports.new(g.user, [rec.id])
     try:
-        run_export(c.office, rec.id, c.identity, d / f"{rec.id}.mp4", g.user)
+        run_export(c.office, rec.id, c.identity, d / f"{rec.id}.mp4", g.user, g.lang)
     except Refused as exc:
         c.exports.discard(token)
         flash(refusal(exc), "error")

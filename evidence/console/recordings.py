@@ -127,7 +127,7 @@ def case_export() -> Any:
     try:
         for r in rows:
             try:
-                result = run_export(c.office, r["id"], c.identity, d / f"{r['id']}.mp4", g.user)
+                result = run_export(c.office, r["id"], c.identity, d / f"{r['id']}.mp4", g.user, g.lang)
                 done.append({"recording": r["id"], "mp4": f"{r['id']}.mp4", "sha256": result["sha256"],
                              "verification_problems": result["verification_problems"]})
             except Refused as exc:
