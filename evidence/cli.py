@@ -371,11 +371,11 @@ def _users(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     from evidence.users import Users
     if args.users_command == "list":
         return 0, {"users": [{"id": u.id, "role": u.role, "state": u.state} for u in Users(office.store).all()]}
+    if args.users_command == "add" and (not args.id or not args.role):
+        raise Refused("users add needs --id and --role")
     if not args.id:
         raise Refused(f"users {args.users_command} needs --id")
     if args.users_command == "add":
-        if not args.role:
-            raise Refused("users add needs --id and --role")
         office.check_key()
         return 0, office.set_user(args.id, args.role, _read_password(args.id), args.by)
     office.check_key()
