@@ -200,3 +200,39 @@ def test_logout_and_throttling_in_chromium(served):
         assert "Zu viele Fehlversuche" in page.inner_text("#login-error")
         page.screenshot(path=shots / "throttled.png", full_page=True)
         browser.close()
+
+
+def test_a_store_that_goes_away_gives_a_german_page_not_a_500(served, monkeypatch):
+    from evidence.errors import StoreUnavailable
+    s = _login(served, "anna")
+    c = served.app.extensions["bodycam"]
+
+    def gone(*a, **kw):
+        raise StoreUnavailable("S3 get: connection refused")
+    monkeypatch.setattr(c.store.backend, "read", gone)
+    monkeypatch.setattr(c.store.backend, "put_once", gone)
+    r = s.get(f"{served.url}/recordings/{served.rids[0]}")
+    assert r.status_code == 503 and "Speicher ist gerade nicht erreichbar" in r.text
+    r = s.get(f"{served.url}/recordings/{served.rids[0]}/hls/1.ts")
+    assert r.status_code == 503 and "Speicher" in r.text
+
+
+def test_opening_a_page_is_no_playback_only_playing_is(served):
+    """The audit trail shows a playback when a picture was sent, not when a page opened."""
+    c = served.app.extensions["bodycam"]
+    rid = served.rids[-1]                                        # the 60-second recording
+
+    def playbacks() -> int:
+        c.index.refresh()
+        return sum(1 for e in c.index.trail(rid) if e.action == "view" and e.details.get("what") == "playback")
+    s = _login(served, "anna")
+    assert s.get(f"{served.url}/recordings/{rid}").status_code == 200
+    assert s.get(f"{served.url}/recordings/{rid}/poster.jpg").status_code == 200
+    assert s.get(f"{served.url}/recordings/{rid}/hls/index.m3u8").status_code == 200
+    assert playbacks() == 0
+    playlist = s.get(f"{served.url}/recordings/{rid}/hls/index.m3u8").text
+    first = next(line for line in playlist.splitlines() if line.endswith(".ts"))
+    assert s.get(served.url + first).status_code == 200
+    assert playbacks() == 1
+    s.get(served.url + first)
+    assert playbacks() == 1                                      # once per session and recording
