@@ -11,6 +11,7 @@ symlink per USB gadget, named after its serial number, which carries the camera 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from dock.bay import Bay, BayStatus
 from dock.config import DockConfig
 from evidence.store import open_store
 from dock.registry import Registry
+
+log = logging.getLogger("bodycam.dock")
 
 
 class Dock:
@@ -85,6 +88,11 @@ class Dock:
     # ------------------------------------------------------------------ watching
     def start(self) -> None:
         dock = self
+        try:  # what an earlier dock process killed mid-write left in the store (not evidence: never linked)
+            for path in self.store.remove_orphans():
+                log.warning("removed a copy an interrupted write left in the store: %s", path)
+        except OSError as exc:
+            log.warning("could not look for leftovers of interrupted writes in the store: %s", exc)
 
         class Handler(FileSystemEventHandler):
             def on_created(self, event: FileSystemEvent) -> None:

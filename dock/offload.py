@@ -317,6 +317,9 @@ def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadR
     if not records:
         return
     anchor = store.anchor(dev)
+    stored_seq, stored_prev = store.event_head(dev)
+    if stored_seq > anchor.event_seq:  # a piece stored before its anchor was (a dock killed in between)
+        anchor = Anchor(anchor.seq, anchor.prev, stored_seq, stored_prev)
     try:
         bodies = signed.verify_chain(records, key)
     except (signed.SignatureError, signed.ChainError) as exc:

@@ -1,9 +1,14 @@
 """Filesystem backend of the evidence store: keys are paths under one directory.
 
-Write-once files: created under a temporary name, fsync'd, mode 0444, hard-linked into
-place (``link`` fails if the name exists, so evidence is never replaced), directory
-fsync'd. What this backend cannot do is refuse its own administrator: holds are kept in
-the signed audit trail (:mod:`evidence.audit`) and enforced by the tool, not the disk.
+Write-once files: written into the store's staging directory (``.staging/``, named by
+the writer's pid), fsync'd, mode 0444, hard-linked into place (``link`` fails if the
+name exists, so evidence is never replaced), the staged name removed, the directory
+fsync'd. A writer killed in between leaves its staged file in ``.staging/`` only —
+never beside the evidence — and :meth:`FsBackend.orphans` finds it (its pid is dead);
+the dock at start, ``purge``, ``delete`` and ``verify`` remove such orphans, so no copy
+of footage outlives its deletion. Names starting with a dot are never store objects.
+What this backend cannot do is refuse its own administrator: holds are kept in the
+signed audit trail (:mod:`evidence.audit`) and enforced by the tool, not the disk.
 
 >>> import tempfile
 >>> b = FsBackend(Path(tempfile.mkdtemp()))
@@ -20,7 +25,7 @@ import os
 import threading
 from pathlib import Path
 
-from common.fsutil import fsync_dir, write_atomic
+from common.fsutil import fsync_dir
 from evidence.errors import StoreConflict
 
 
@@ -32,8 +37,22 @@ def sha256_file(path: Path) -> bytes:
     return h.digest()
 
 
+STAGING = ".staging"
+
+
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
+    """Not a store object: the staging directory, and temporary names of older versions."""
+    return name.startswith(".")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class FsBackend:
@@ -74,7 +93,7 @@ class FsBackend:
                 data.unlink()
             return str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
+        tmp = self._staged()
         if isinstance(data, Path):
             os.replace(data, tmp)
         else:
@@ -94,17 +113,61 @@ class FsBackend:
         fsync_dir(path.parent)
         return str(path)
 
+    def _staged(self) -> Path:
+        """A fresh staging name of this writer (pid first: a dead writer's are orphans)."""
+        staging = self.root / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging / f"{os.getpid()}.{threading.get_ident()}.{os.urandom(6).hex()}.tmp"
+
     def replace(self, key: str, data: bytes) -> None:
+        """Old or new, never torn, and no temporary name beside it."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
+        tmp = self._staged()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+    def orphans(self, deep: bool = True) -> list[Path]:
+        """What killed writers left: staged files of dead processes, and (``deep``: a walk
+        of the whole tree) temporary names of older versions (``.NAME.PID.TID.tmp``, ``NAME.tmp``)."""
+        out = []
+        staging = self.root / STAGING
+        if staging.is_dir():
+            for p in staging.iterdir():
+                pid = p.name.split(".", 1)[0]
+                if not pid.isdigit() or not _alive(int(pid)):
+                    out.append(p)
+        if deep and self.root.is_dir():
+            for p in self.root.rglob("*.tmp"):
+                if STAGING not in p.relative_to(self.root).parts[:1] and p.is_file():
+                    out.append(p)
+        return out
+
+    def remove_orphans(self, deep: bool = True) -> list[str]:
+        """Remove :meth:`orphans`; their paths."""
+        removed = []
+        for p in self.orphans(deep):
+            p.unlink(missing_ok=True)
+            removed.append(str(p))
+        return removed
 
     def keys(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                      if p.is_file() and not _is_temp(p.name))
+        out = []
+        for p in base.rglob("*"):
+            rel = p.relative_to(self.root).as_posix()
+            if p.is_file() and not any(_is_temp(part) for part in rel.split("/")):
+                out.append(rel)
+        return sorted(out)
 
     def keys_after(self, prefix: str, after: str = "", limit: int | None = None, until: str | None = None) -> list[str]:
         """Keys in ``prefix``'s directory that start with ``prefix`` and sort after ``after`` (and

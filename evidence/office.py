@@ -332,6 +332,7 @@ class Office:
         if now_us > self.now_us() + CLOCK_SLACK_US and not idx.state([]).demo:
             raise Refused("purge judges expiry by this machine's clock: --now may name the past, never the "
                           "future (only a store made with init --demo allows that, for demonstrations)")
+        self.store.remove_orphans()  # a copy a killed writer left behind must not outlive its deletion
         for rid in idx.unfinished_deletions():
             rec = idx.recording(rid)
             if rec is not None:
@@ -364,6 +365,7 @@ class Office:
             is_held(self.store.footage_key(rec.device_id, s.seq)) for s in rec.segments)
 
     def _destroy(self, rec: Recording) -> None:
+        self.store.remove_orphans(deep=False)
         for s in rec.segments:
             try:
                 self.store.backend.destroy(self.store.footage_key(rec.device_id, s.seq))

@@ -15,6 +15,9 @@ layout lives here once (docs/FORMAT.md §10)::
     audit/NNNNNNNNNNNN.cbor                        the signed, chained audit trail
     quarantine/<device>/<name>                     what failed verification …
     quarantine/<device>/<name>.reason.json         … and why
+    console/users/<id>.json                        the console's users
+
+Nothing else belongs in a store: :func:`unknown_keys` names anything that is not one of these.
 
 >>> import tempfile
 >>> store = FsEvidenceStore(Path(tempfile.mkdtemp()))
@@ -27,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,6 +111,20 @@ class EvidenceStore:
         self.backend.put_once(_dev(device_id, "segments", f"{seq:08d}.manifest"), manifest, _sha(manifest))
         return location
 
+    def event_head(self, device_id: str) -> tuple[int, bytes | None]:
+        """The last event record stored for the device (seq, SHA-256 of its record), from the
+        pieces themselves: after a dock killed between storing a piece and its anchor, the
+        next docking chains on from what is stored, so no record is stored twice."""
+        pieces = [k for k in self.backend.keys_after(_dev(device_id, "events") + "/", "")
+                  if re.fullmatch(r".*/\d{8,}-\d{8,}\.cbors", k)]
+        if not pieces:
+            return 0, None
+        last = max(pieces, key=lambda k: int(k.rsplit("/", 1)[1].split("-")[1].split(".")[0]))
+        records, _ = signed.split_sequence(self.backend.read(last))
+        if not records:
+            return 0, None
+        return int(last.rsplit("/", 1)[1].split("-")[1].split(".")[0]), signed.digest(records[-1])
+
     def put_events(self, device_id: str, first: int, last: int, data: bytes) -> str:
         return self.backend.put_once(_dev(device_id, "events", f"{first:08d}-{last:08d}.cbors"), data, _sha(data))
 
@@ -122,6 +140,12 @@ class EvidenceStore:
         note = {"reason": reason, "utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         self.backend.replace(f"{key}.reason.json", json.dumps(note, indent=2).encode())
         return self.backend.where(key)
+
+    def remove_orphans(self, deep: bool = True) -> list[str]:
+        """Remove what writers killed mid-write left in the store (a filesystem's staged
+        copies; S3 writes whole objects or nothing); where they were."""
+        remove = getattr(self.backend, "remove_orphans", None)
+        return remove(deep) if remove is not None else []
 
     def is_quarantined(self, device_id: str, name: str) -> bool:
         return self.backend.exists(f"quarantine/{device_id}/{name}.reason.json")
@@ -178,6 +202,16 @@ class FsEvidenceStore(EvidenceStore):
 
     def prepare(self, retention_days: int) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+_KNOWN = re.compile(
+    r"devices/[^/]+/(segments/\d{8,}\.(ts\.age|manifest)|events/\d{8,}-\d{8,}\.cbors|receipts/[^/]+\.cbor|anchor\.cbor)"
+    r"|keys/[0-9a-f]{64}\.cbor|audit/\d{12}\.cbor|quarantine/[^/]+/[^/]+|console/users/[^/]+\.json")
+
+
+def unknown_keys(keys: list[str]) -> list[str]:
+    """Keys that are not objects of the store's layout (left by hand, by a crash, by a bug)."""
+    return [k for k in keys if not _KNOWN.fullmatch(k)]
 
 
 def open_store(location: str | Path, base_dir: Path = Path(".")) -> EvidenceStore:

@@ -37,7 +37,7 @@ from evidence.index import Index
 from evidence.index import transaction as _tx
 from evidence.recordings import Recording
 from evidence.state import State
-from evidence.store import EvidenceStore
+from evidence.store import EvidenceStore, unknown_keys
 
 Progress = Callable[[str, int, int], None]
 
@@ -250,6 +250,9 @@ def verify_all(index: Index, *, progress: Progress | None = None, restart: bool 
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('verify_general', ?)", (json.dumps(general),))
             if progress:
                 progress("devices", n, len(devices))
+    general += [f"removed a copy an interrupted write left in the store: {p}" for p in store.remove_orphans()]
+    general += [f"{k}: not an object of the store's layout (docs/FORMAT.md §10); look at it, then remove it"
+                for k in unknown_keys(store.backend.keys(""))[:100]]
     indexed = {r[0] for r in conn.execute("SELECT DISTINCT device FROM segments")}
     general += [f"{d}: in the index but not in the store (run: bodycam-evidence reindex)"
                 for d in sorted(indexed - set(devices))]
@@ -293,6 +296,26 @@ def _verify_trail(index: Index, pool: ThreadPoolExecutor, progress: Progress | N
     return found
 
 
+def _event_pieces(store: EvidenceStore, device: str) -> list[str]:
+    """The stored pieces of the device's event log must follow each other: an overlap
+    would count events twice, a gap lose them."""
+    out, last = [], 0
+    ranges = []
+    for key in store.backend.keys_after(f"devices/{device}/events/", ""):
+        name = key.rsplit("/", 1)[1].removesuffix(".cbors")
+        first, _, end = name.partition("-")
+        if first.isdigit() and end.isdigit():
+            ranges.append((int(first), int(end), name))
+    for first, end, name in sorted(ranges):
+        if first <= last:
+            out.append(f"{device}: event-log piece {name} overlaps the one before (events {first}–{min(end, last)} "
+                       "twice)")
+        elif last and first != last + 1:
+            out.append(f"{device}: events {last + 1}–{first - 1} are missing before event-log piece {name}")
+        last = max(last, end)
+    return out
+
+
 def _verify_device(index: Index, device: str, pool: ThreadPoolExecutor, run: str) -> list[str]:
     store, conn = index.store, index.conn()
     general: list[str] = []
@@ -324,6 +347,7 @@ def _verify_device(index: Index, device: str, pool: ThreadPoolExecutor, run: str
         recs.setdefault(m.recording_id, []).append((seq, m))
         footage_jobs.append((m.recording_id, seq, m.sha256))
     general += [f"{device}: segment {s} is in the index but not in the store" for s in sorted(set(indexed) - set(seqs))]
+    general += _event_pieces(store, device)
     state = index.state(list(per_rec))
     found = pool.map(lambda job: (job[0], _footage_problems(store, device, job[1], job[2],
                                                             state.deleted.get(job[0]))), footage_jobs)

@@ -541,3 +541,68 @@ def test_two_dockings_on_one_link_service_read_the_current_event_log(env, identi
         t.join(30)
     ranges = sorted(p.name for p in (env.root / "evidence/devices/test-cam/events").glob("*.cbors"))
     assert len(ranges) == 2, ranges
+
+
+def _event_pieces(env) -> list[tuple[int, int]]:
+    names = sorted(p.name for p in (env.root / "evidence/devices/test-cam/events").iterdir())
+    return sorted(tuple(int(x) for x in n.removesuffix(".cbors").split("-")) for n in names)
+
+
+def test_dock_killed_between_events_and_their_anchor_stores_no_record_twice(env, identity, tmp_path, monkeypatch):
+    """C2: a dock that dies after an event-log piece reached the store but before the anchor
+    moved. The next docking chains on from the stored piece: the pieces stay contiguous and
+    never overlap, and the camera is freed of nothing it should keep."""
+    from evidence.errors import StoreUnavailable
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    real = type(env.store).set_anchor
+    died: list[int] = []
+
+    def dies_once_on_the_event_anchor(store, device, anchor):
+        if anchor.event_seq != store.anchor(device).event_seq and not died:
+            died.append(anchor.event_seq)  # the piece is stored; the anchor is not moved
+            raise StoreUnavailable("the dock died between the event piece and its anchor")
+        return real(store, device, anchor)
+    monkeypatch.setattr(type(env.store), "set_anchor", dies_once_on_the_event_anchor)
+    dock(env, sim, unplug_when_waiting=[])        # the dock "dies": this docking ends there
+    assert died and env.store.anchor("test-cam").event_seq == 0 and _event_pieces(env)
+    sim.run_until(30)                                                       # more events on the camera
+    again, _ = dock(env, sim)
+    assert again.status.state == "done", again.status.message
+    pieces = _event_pieces(env)
+    assert all(b[0] == a[1] + 1 for a, b in zip(pieces, pieces[1:])), pieces
+    assert pieces[0][0] == 1 and env.store.anchor("test-cam").event_seq == pieces[-1][1]
+
+
+def test_a_writer_killed_mid_write_leaves_no_copy_beside_the_evidence_and_deletion_removes_it(tmp_path):
+    """C1: SIGKILL inside the filesystem store's write, after the bytes are staged and before
+    they are linked into place: nothing appears in the store's tree or listing; the dock at
+    its next start, verify, purge and delete remove the staged copy."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from evidence.store import FsEvidenceStore
+    root = tmp_path / "ev"
+    code = textwrap.dedent("""
+        import hashlib, os, signal, sys
+        from pathlib import Path
+        from evidence.store import FsEvidenceStore
+        store = FsEvidenceStore(Path(sys.argv[1]))
+        os.link = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)   # dies right before the link
+        data = b"footage " * 1000
+        store.backend.put_once("devices/cam/segments/00000001.ts.age", data, hashlib.sha256(data).digest())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == -9
+    store = FsEvidenceStore(root)
+    left = [p for p in root.rglob("*") if p.is_file()]
+    assert len(left) == 1 and left[0].parent.name == ".staging"           # staged only, not beside evidence
+    assert store.backend.keys("") == []
+    assert store.backend.orphans() == left
+    assert store.remove_orphans() == [str(left[0])] and not left[0].exists()
+    # an orphan of an older version, in the tree beside the evidence, is found by the deep walk
+    (root / "devices/cam/segments").mkdir(parents=True, exist_ok=True)
+    legacy = root / "devices/cam/segments/.00000001.ts.age.123.456.tmp"
+    legacy.write_bytes(b"footage")
+    assert store.remove_orphans(deep=False) == [] and store.remove_orphans() == [str(legacy)]

@@ -507,3 +507,16 @@ def test_an_ingest_record_naming_garbage_is_a_problem_not_a_crash(tmp_path):
         report = idx.refresh()
         assert any("ingest" in p or "details" in p for p in report.problems), report.problems
     assert idx.page(Filters()).total == 3                         # and the index goes on
+
+
+def test_verify_names_overlapping_event_pieces_and_unknown_objects(tmp_path):
+    from evidence.verify import verify_all
+    w = _small(tmp_path)
+    events = w.store.root / "devices" / "cam-0" / "events"
+    first = sorted(events.iterdir())[0]
+    a, b = first.name.removesuffix(".cbors").split("-")
+    (events / f"{a}-{int(b) + 5:08d}.cbors").write_bytes(first.read_bytes())   # what an older dock could leave
+    (w.store.root / "devices" / "cam-0" / "notes.txt").write_text("left by hand")
+    result = verify_all(w.office.idx(), restart=True)
+    assert any("overlaps the one before" in p for p in result["problems"]), result["problems"]
+    assert any("notes.txt: not an object of the store's layout" in p for p in result["problems"])
