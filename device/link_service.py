@@ -16,8 +16,11 @@ refused is logged with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +48,13 @@ class LinkHooks:
     assign: Callable[[str | None, str], None]      # (officer_id, dock_id)
 
 
+MAX_OFFSET = 1 << 40        # no file on a camera is that large; beyond it a read is malformed
+ANSWERED = 512              # signed commands remembered per session, to answer a repeat alike
+_COMMANDS = ("set_time", "assign", "receipt")
+REFUSALS_LOGGED = 5         # unauthenticated requests logged one by one; then one summary a minute
+REFUSAL_SUMMARY_S = 60.0
+
+
 class LinkService:
     def __init__(self, port: link.Link, store: SegmentStore, events: EventLog, identity: DeviceIdentity,
                  dock_keys: dict[str, Ed25519PublicKey], hooks: LinkHooks) -> None:
@@ -56,6 +66,10 @@ class LinkService:
         self.closed = False
         self.finished = False      # the dock said goodbye
         self._reading: tuple[str, Any] | None = None
+        # A command whose answer was lost on the cable is sent again, byte for byte: it gets
+        # the first answer again instead of acting twice (a receipt frees once).
+        self._answered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._refusals = _RefusalLog(hooks.log)
 
     # ------------------------------------------------------------------ loop
     def poll(self) -> int:
@@ -68,6 +82,7 @@ class LinkService:
                 self._handle(item)
         except link.LinkClosed:
             self.closed = True
+            self._refusals.flush()
             self.hooks.log("link_lost", authenticated=self.authenticated)
             self.authenticated = False
             self.hooks.undocked()  # the cable is gone: the camera left the dock
@@ -87,11 +102,20 @@ class LinkService:
             self.link.send(link.refuse(rid, "unknown_op", f"unknown operation {op!r}"))
             return
         if op not in ("hello", "auth") and not self.authenticated:
-            self.hooks.log("link_refused", op=op, reason="not authenticated")
+            self._refusals.refused(op)
             self.link.send(link.refuse(rid, "not_authenticated", "authenticate first (hello, auth)"))
+            return
+        key = hashlib.sha256(args["record"]).digest() if op in _COMMANDS and isinstance(args.get("record"), bytes) \
+            else None
+        if key is not None and key in self._answered:
+            self.link.send(link.ok(rid, self._answered[key]))
             return
         try:
             result = handler(args)
+            if key is not None:
+                self._answered[key] = result
+                while len(self._answered) > ANSWERED:
+                    self._answered.popitem(last=False)
         except _Refusal as r:
             self.link.send(link.refuse(rid, r.code, str(r)))
             return
@@ -113,6 +137,7 @@ class LinkService:
                 and len(nonce) == link_auth.NONCE_SIZE and len(dock_id) <= 128):
             raise _Refusal("bad_message", "hello needs dock_id, dock_key and a 32-byte nonce")
         self.authenticated = False
+        self._answered.clear()  # a new session: its commands are bound to it anyway
         self._transcript = link_auth.Transcript(dock_id, dock_key, nonce, self.identity.device_id,
                                                 self.identity.key_fingerprint, os.urandom(link_auth.NONCE_SIZE))
         return {"device_id": self.identity.device_id, "device_key": self.identity.key_fingerprint,
@@ -133,6 +158,7 @@ class LinkService:
             self.hooks.log("dock_refused", dock_id=t.dock_id, reason="bad proof")
             raise _Refusal("bad_proof", "the dock's proof does not verify for this session")
         self.authenticated, self._session, self._dock_id = True, t.session, t.dock_id
+        self._refusals.flush()
         self.hooks.log("dock_authenticated", dock_id=t.dock_id, session=t.session.hex()[:16])
         self.hooks.docked(t.dock_id)
         return {"session": t.session}
@@ -164,8 +190,8 @@ class LinkService:
         if not (isinstance(name, str) and _READABLE.fullmatch(name)):
             raise _Refusal("bad_file", f"cannot read {name!r}")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)) \
-                or length > link.READ_CHUNK:
-            raise _Refusal("bad_message", f"offset ≥ 0 and 0 ≤ length ≤ {link.READ_CHUNK}")
+                or length > link.READ_CHUNK or offset > MAX_OFFSET:
+            raise _Refusal("bad_message", f"0 ≤ offset ≤ {MAX_OFFSET} and 0 ≤ length ≤ {link.READ_CHUNK}")
         try:
             f = self._open_for_read(name)
             f.seek(offset)
@@ -295,3 +321,33 @@ def load_dock_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
         key = keys.load_verify_key(Path(path))
         out[keys.fingerprint(key)] = key
     return out
+
+
+class _RefusalLog:
+    """Requests refused before authentication, logged without letting a babbling peer fill
+    the camera's event log: the first few one by one, then a count at most once a minute
+    (and when the link goes or a dock authenticates)."""
+
+    def __init__(self, log: Callable[..., None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.log, self.clock = log, clock
+        self.logged = 0
+        self.unlogged: dict[str, int] = {}
+        self.last_summary = clock()
+
+    def refused(self, op: str) -> None:
+        if self.logged < REFUSALS_LOGGED:
+            self.logged += 1
+            self.log("link_refused", op=op[:32], reason="not authenticated")
+            return
+        if len(self.unlogged) < 16 or op[:32] in self.unlogged:
+            self.unlogged[op[:32]] = self.unlogged.get(op[:32], 0) + 1
+        else:
+            self.unlogged["…"] = self.unlogged.get("…", 0) + 1
+        if self.clock() - self.last_summary >= REFUSAL_SUMMARY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.unlogged:
+            self.log("link_refused_summary", reason="not authenticated", count=sum(self.unlogged.values()),
+                     ops=dict(self.unlogged))
+        self.unlogged, self.last_summary = {}, self.clock()

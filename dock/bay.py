@@ -8,6 +8,7 @@ segment in flight stays for the next docking to resume.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,9 @@ class BayStatus:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+log = logging.getLogger("bodycam.dock")
 
 
 class Bay(threading.Thread):
@@ -89,7 +93,10 @@ class Bay(threading.Thread):
             ticker = threading.Thread(target=self._tick, daemon=True)
             ticker.start()
             self.report = self._offload_until_stored(session)
-            session.call("bye")
+            try:
+                session.call("bye")
+            except link.LinkTimeout:
+                pass  # everything is stored and receipted; the camera ends its side when taken out
             self.update_rate()
             state = "done" if self.report.complete else "done with problems"
             self._set(state=state, report=self.report.to_json(),
@@ -106,6 +113,10 @@ class Bay(threading.Thread):
             self._set(state="refused" if exc.code == "dock_not_enrolled" else "error", message=str(exc))
         except OSError as exc:
             self._set(state="error", message=f"store: {exc}; footage stays on the camera, retry by re-docking")
+        except Exception as exc:  # a bug or an input not foreseen: the bay ends, nothing unreceipted is freed
+            log.exception("bay %s failed", self.port)
+            self._set(state="error", message=f"unexpected {type(exc).__name__}: {str(exc)[:300]}; footage stays "
+                                             "on the camera, retry by re-docking")
         finally:
             if self._link is not None:
                 self._link.close()

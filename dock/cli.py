@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from common import keys
 from common.signals import StopSignals
@@ -59,6 +59,18 @@ def live_view(dock, stop: StopSignals, until_idle: float | None) -> None:
                 idle_since = time.monotonic()
             elif until_idle is not None and time.monotonic() - idle_since > until_idle:
                 break
+
+
+def _status_table(status: dict[str, Any]) -> str:
+    """What the running dock is doing, also when it is idle."""
+    lines = [f"dock {status.get('dock_id', '?')}, store {status.get('store', '?')}, "
+             f"as of {status.get('updated_utc', '?')}"]
+    bays = status.get("bays") or []
+    if not bays:
+        lines.append("no camera docked")
+    for b in bays:
+        lines.append(f"  {Path(str(b['port'])).name:40} {b['device'] or '?':16} {b['state']:20} {b['message']}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "status":
             from dock.hotplug import read_status
             status = read_status(config.path(config.dock.state))
-            print(json.dumps(status, indent=2) if args.json else "\n".join(
-                f"{b['port']}: {b['device'] or '?'} {b['state']} {b['message']}" for b in status["bays"]))
+            print(json.dumps(status, indent=2) if args.json else _status_table(status))
         else:
             return run(config, args)
     except RegistryError as exc:

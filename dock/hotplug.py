@@ -44,6 +44,8 @@ class Dock:
         self._lock = threading.Lock()
         self._observer: Any = None
         self._last_status = 0.0
+        self._written: dict[str, str] = {}   # bay port → the state status.json last showed
+        self._status_lock = threading.RLock()  # bays change from their own threads; one writer at a time
 
     # ------------------------------------------------------------------ bays
     def appeared(self, node: Path) -> None:
@@ -68,11 +70,16 @@ class Dock:
         if bay is not None and bay.is_alive():
             bay.stop()
 
-    def _changed(self, _status: BayStatus, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_status >= self.config.transfer.status_interval_s:
-            self._last_status = now
-            self.write_status()
+    def _changed(self, status: BayStatus, force: bool = False) -> None:
+        """Progress is written at most every ``status_interval_s``; a change of state always
+        (a bay that ended must never look as if it still transfers)."""
+        with self._status_lock:
+            now = time.monotonic()
+            changed_state = self._written.get(status.port) != status.state
+            self._written[status.port] = status.state
+            if force or changed_state or now - self._last_status >= self.config.transfer.status_interval_s:
+                self._last_status = now
+                self.write_status()
         self.on_change()
 
     def status(self) -> dict[str, Any]:
@@ -83,7 +90,8 @@ class Dock:
 
     def write_status(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.state_dir / "status.json", json.dumps(self.status(), indent=2).encode())
+        with self._status_lock:
+            write_atomic(self.state_dir / "status.json", json.dumps(self.status(), indent=2).encode())
 
     # ------------------------------------------------------------------ watching
     def start(self) -> None:

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common import signed
+from common.link import LinkTimeout
 from common.chain_head import read_head
 from common.manifest import read_manifest
 from evidence import audit
 from evidence.store import Anchor, EvidenceStore
-from dock.session import DockSession, Refused
+from dock.session import READ_RETRIES, DockSession, Refused
 from dock.store_pipeline import StorePipeline
 
 
@@ -249,32 +250,61 @@ def _send_receipts(session: DockSession, store: EvidenceStore, report: OffloadRe
         record = session.receipt_record(device_id=dev, kind="segment", seq=m.seq, file=m.file, sha256=m.sha256,
                                         size=m.size, location=location, stored_utc_us=now_us())
         store.put_receipt(dev, f"segment-{m.seq:08d}-{record[-8:].hex()}", record)
-        pending.append((session.send("receipt", {"record": record}), m.seq))
+        pending.append((session.send("receipt", {"record": record}), m.seq, record))
         while pending and (len(pending) >= window or i == len(items) - 1):
-            rid, seq = pending.pop(0)
+            rid, seq, sent = pending.pop(0)
             try:
-                session.wait(rid)
+                try:
+                    session.wait(rid)
+                except LinkTimeout:  # the answer was lost: the same record again, answered alike
+                    session.retried += 1
+                    session.call("receipt", {"record": sent}, retries=READ_RETRIES - 1)
                 report.freed.append(seq)
             except Refused as exc:
                 report.problems.append(f"segment {seq}: the camera refused its receipt: {exc}")
 
 
+MAX_LISTED = 200_000          # segments one camera can list (a year of 10-s segments, twice over)
+MAX_MANIFEST = 64 * 1024      # bytes of one manifest
+MAX_SEGMENT = 4 << 30         # bytes of one segment file
+MAX_EVENTS = 64 << 20         # bytes of an event log to take at one docking
+
+
 def _list_all(session: DockSession) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The camera's listing, page by page, checked entry by entry (bounded in entries and
+    bytes; a page must move on)."""
     entries: list[dict[str, Any]] = []
     after = 0
     while True:
-        listing = session.call("list", {"after_seq": after})
-        page = listing.get("segments") or []
+        listing = session.call("list", {"after_seq": after}, retries=READ_RETRIES)
+        page = listing.get("segments")
+        if page is None:
+            page = []
+        if not isinstance(page, list):
+            raise Refused("bad_listing", "the camera's listing is malformed (segments is not a list)")
         for e in page:
-            if not (isinstance(e, dict) and isinstance(e.get("seq"), int) and isinstance(e.get("manifest"), bytes)):
-                raise Refused("bad_listing", "the camera's listing is malformed")
+            ok = (isinstance(e, dict) and _count(e.get("seq")) and e["seq"] > after
+                  and isinstance(e.get("manifest"), bytes) and len(e["manifest"]) <= MAX_MANIFEST
+                  and (e.get("size") is None or (_count(e.get("size")) and e["size"] <= MAX_SEGMENT)))
+            if not ok:
+                raise Refused("bad_listing", "the camera's listing is malformed (an entry's seq, manifest or size)")
+            after = e["seq"]
         entries += page
+        if len(entries) > MAX_LISTED:
+            raise Refused("bad_listing", f"the camera lists more than {MAX_LISTED} segments; refusing the listing")
         if not listing.get("more") or not page:
             break
-        after = page[-1]["seq"]
-    if not isinstance(listing.get("events_size"), int):
+    events_size = listing.get("events_size")
+    if not _count(events_size):
         raise Refused("bad_listing", "the camera's listing has no event log size")
+    if events_size > MAX_EVENTS:
+        raise Refused("bad_listing", f"the camera's event log is {events_size} bytes, more than the {MAX_EVENTS} "
+                                     "taken at one docking")
     return sorted(entries, key=lambda e: e["seq"]), listing
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_head(head_record: Any, key, anchor: Anchor, entries: list[dict[str, Any]],
@@ -353,6 +383,6 @@ def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadR
                                     stored_utc_us=now_us())
     store.put_receipt(dev, f"events-{bodies[-1]['seq']:08d}-{record[-8:].hex()}", record)
     try:
-        session.call("receipt", {"record": record})
+        session.call("receipt", {"record": record}, retries=READ_RETRIES)
     except Refused as exc:
         report.problems.append(f"event log: the camera refused its receipt: {exc}")

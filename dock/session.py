@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from common import link, link_auth
 
 HELLO_RETRY_S = 0.5
+READ_RETRIES = 3            # a read whose answer was lost or damaged is asked again this often
+EARLY_ANSWERS = 256         # answers that arrived before the one awaited, kept (bounded)
 
 
 class Refused(Exception):
@@ -38,6 +40,8 @@ class DockSession:
         self.device_id: str | None = None
         self.device_key: Ed25519PublicKey | None = None
         self._next_id = 1
+        self._early: dict[int, dict[str, Any]] = {}   # answers to requests not awaited yet
+        self.retried = 0                              # requests asked again (a noisy link)
 
     def _id(self) -> int:
         rid, self._next_id = self._next_id, self._next_id + 1
@@ -49,25 +53,57 @@ class DockSession:
         return rid
 
     def wait(self, rid: int) -> dict[str, Any]:
+        """The answer to request ``rid`` within ``timeout`` overall: frames for other requests
+        (kept for when they are awaited) or garbage do not restart the clock."""
+        deadline = time.monotonic() + self.timeout
         while True:
-            msg = self.link.recv(self.timeout)
-            if isinstance(msg, link.ProtocolError):
-                continue  # a corrupted frame: the request it answered will time out or be retried
-            if msg.get("id") != rid:
-                continue  # a late answer to something we gave up on
+            msg = self._early.pop(rid, None)
+            if msg is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise link.LinkTimeout(f"no answer to request {rid} within {self.timeout:g} s")
+                msg = self.link.recv(remaining)
+                if isinstance(msg, link.ProtocolError):
+                    continue  # a corrupted frame: the request it answered times out and is asked again
+                other = msg.get("id")
+                if other != rid:
+                    if isinstance(other, int) and not isinstance(other, bool) and rid < other < self._next_id \
+                            and len(self._early) < EARLY_ANSWERS:
+                        self._early[other] = msg  # answered before its turn: kept for its wait
+                    continue  # a late answer to something given up on, or a made-up id
             if not msg.get("ok"):
-                raise Refused(str(msg.get("code")), str(msg.get("error")))
+                raise Refused(str(msg.get("code"))[:64], str(msg.get("error"))[:500])
             result = msg.get("result")
             return result if isinstance(result, dict) else {}
 
-    def call(self, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.wait(self.send(op, args or {}))
+    def call(self, op: str, args: dict[str, Any] | None = None, *, retries: int = 0) -> dict[str, Any]:
+        """Ask and wait; ``retries``: ask again after a lost answer (only for what changes
+        nothing on the camera: listing, reading)."""
+        for attempt in range(retries + 1):
+            try:
+                return self.wait(self.send(op, args or {}))
+            except link.LinkTimeout:
+                if attempt == retries:
+                    raise
+                self.retried += 1
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ handshake
     def handshake(self) -> str:
         """Mutual authentication; returns the camera's id. :class:`UnenrolledCamera` if the
         camera is not enrolled here or cannot prove its key; :class:`Refused` if the camera
-        does not accept this dock."""
+        does not accept this dock. An answer lost on the cable starts it over (a new hello
+        is a new session on the camera)."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return self._handshake()
+            except link.LinkTimeout:
+                if attempt == READ_RETRIES:
+                    raise
+                self.retried += 1
+        raise AssertionError("unreachable")
+
+    def _handshake(self) -> str:
         fp = link_auth.fingerprint_of(self.key)
         nonce = os.urandom(link_auth.NONCE_SIZE)
         hello = self._hello({"protocol": link.PROTOCOL_VERSION, "dock_id": self.dock_id, "dock_key": fp,
@@ -110,9 +146,11 @@ class DockSession:
             self.timeout = saved
 
     def command(self, op: str, command: str, **fields: Any) -> dict[str, Any]:
+        """A signed command; asked again, the same record, after a lost answer (the camera
+        answers a repeat as it answered the first, acting once)."""
         assert self.session is not None, "handshake first"
         record = link_auth.sign_command(self.key, self.dock_id, self.session, command, **fields)
-        return self.call(op, {"record": record})
+        return self.call(op, {"record": record}, retries=READ_RETRIES)
 
     def receipt_record(self, **fields: Any) -> bytes:
         assert self.session is not None, "handshake first"
@@ -123,18 +161,27 @@ class DockSession:
               progress: Callable[[int], None] | None = None) -> None:
         """Read ``name`` from ``offset`` to ``size`` with up to ``window`` requests in flight;
         every piece goes to ``sink`` in order. Resumable: call again from any offset."""
-        pending: list[tuple[int, int]] = []
+        pending: list[tuple[int, int, int]] = []   # (request id, offset, length)
         next_offset = offset
         while next_offset < size or pending:
             while next_offset < size and len(pending) < window:
                 length = min(link.READ_CHUNK, size - next_offset)
                 pending.append((self.send("read", {"file": name, "offset": next_offset, "length": length}),
-                                length))
+                                next_offset, length))
                 next_offset += length
-            rid, length = pending.pop(0)
-            data = self.wait(rid).get("data")
-            if not isinstance(data, bytes) or len(data) != length:
-                raise Refused("short_read", f"{name}: the camera returned {len(data or b'')} of {length} bytes")
+            rid, at, length = pending.pop(0)
+            for attempt in range(READ_RETRIES + 1):
+                try:
+                    data = self.wait(rid).get("data")
+                    if isinstance(data, bytes) and len(data) == length:
+                        break
+                    problem = f"{name}: the camera returned {len(data or b'')} of {length} bytes"
+                except link.LinkTimeout as exc:  # lost or damaged on the way: ask again (reads change nothing)
+                    problem = str(exc)
+                if attempt == READ_RETRIES:
+                    raise link.LinkTimeout(f"{problem} (asked {READ_RETRIES + 1} times)")
+                self.retried += 1
+                rid = self.send("read", {"file": name, "offset": at, "length": length})
             sink(data)
             if progress:
                 progress(len(data))

@@ -279,8 +279,10 @@ def test_replayed_receipts_are_refused(env, identity, tmp_path):
                       location="x", stored_utc_us=1)
         receipt = s1.receipt_record(**fields)
         assert s1.call("receipt", {"record": receipt}) == {"freed": 1}
-        with pytest.raises(Refused, match="not on the camera"):
-            s1.call("receipt", {"record": receipt})  # the same receipt again
+        # the same receipt again in its session (its answer lost on the cable): answered
+        # alike, acting once
+        assert s1.call("receipt", {"record": receipt}) == {"freed": 1}
+        assert kinds(sim).count("segment_freed") == 1
         s2 = DockSession(s1.link, dock_key, "dock-test", env.registry.device_key, timeout=5)
         s2.handshake()
         m2 = read_manifest(sorted(sim.runtime.store.dir.glob("*.manifest"))[0].read_bytes(), None)
@@ -295,7 +297,7 @@ def test_replayed_receipts_are_refused(env, identity, tmp_path):
         s2.call("bye")
         t.join(30)
     assert (sim.runtime.store.dir / m2.file).exists()
-    assert kinds(sim).count("receipt_refused") == 3
+    assert kinds(sim).count("receipt_refused") == 2
 
 
 def test_store_failure_frees_nothing_and_the_bay_retries(env, identity, tmp_path, monkeypatch):
@@ -360,7 +362,7 @@ def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authori
     assert dock_main(["--config", str(tmp_path / "dock.toml"), "status", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["dock_id"] == "dock-test" and len(printed["bays"]) == 2
-    assert all(b["state"] == "done" for b in status["bays"]), status
+    assert all(b["state"] == "done" for b in status["bays"]), json.dumps(status["bays"], indent=1)
     assert all(on_camera(sim) == [] for sim in cams)
     shutil.rmtree(tmp_path / "cam", ignore_errors=True)
 

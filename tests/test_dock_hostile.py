@@ -1,0 +1,202 @@
+"""The dock against a camera that lies, floods or stalls, and against a noisy cable: every
+bay ends (in bounded time, in a state that says what happened), nothing is freed that was
+not stored, and a cable that damages a frame now and then costs a retried request, not
+a docking. The cameras are the real simulated runtime over real ptys (socat); the rogue
+answers replace one operation of its link service."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from common import link
+from device.link_service import LinkService
+from dock.hotplug import Dock, read_status
+from simulator.serial_link import PtyCable
+from tests.test_dock import SHIFT, camera, dock, env, on_camera  # noqa: F401 (env: a fixture)
+
+
+def _listing(monkeypatch, make):
+    real = LinkService._op_list
+
+    def rogue(self, args):
+        return make(real(self, args), args)
+    monkeypatch.setattr(LinkService, "_op_list", rogue)
+
+
+@pytest.mark.parametrize("case", ["more-forever", "size-abc", "seq-backwards", "events-300MiB", "too-many"])
+def test_a_lying_listing_ends_the_bay_with_a_refusal_and_frees_nothing(env, identity, tmp_path, monkeypatch, case):
+    """D4, D5, D6: an endless listing, a size that is not a number, a listing that goes
+    back, an event log of 300 MiB, more entries than any camera holds."""
+    import dock.offload as offload
+    monkeypatch.setattr(offload, "MAX_LISTED", 40)
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    before = on_camera(sim)
+
+    first_page: list[dict] = []
+
+    def make(real, args):
+        if case == "more-forever":                                          # the same page, again and again
+            first_page[:] = first_page or real["segments"]
+            return {**real, "segments": first_page, "more": True}
+        if case == "size-abc":
+            return {**real, "segments": [{**real["segments"][0], "size": "abc"}, *real["segments"][1:]]}
+        if case == "seq-backwards":
+            return {**real, "segments": list(reversed(real["segments"]))}
+        if case == "events-300MiB":
+            return {**real, "events_size": 300 << 20}
+        first_page[:] = first_page or real["segments"]                     # too-many: new seqs for ever
+        n = args.get("after_seq", 0) + 1
+        return {**real, "more": True, "segments": [{**first_page[0], "seq": n + i} for i in range(8)]}
+    _listing(monkeypatch, make)
+    started = time.monotonic()
+    bay, _ = dock(env, sim)
+    assert time.monotonic() - started < 20
+    assert bay.status.state in ("refused", "error"), (case, bay.status)
+    assert "listing" in bay.status.message or "event log is" in bay.status.message
+    assert on_camera(sim) == before and env.store.segments("test-cam") == []
+
+
+def test_a_camera_babbling_before_the_handshake_cannot_hold_the_bay(env, tmp_path):
+    """D3: frames with wrong ids and garbage, without end, before any authentication: the
+    bay gives up within its deadline instead of waiting for ever."""
+    node = env.watch / "usb-rogue"
+    cable = PtyCable(node, tmp_path / "rogue.tty")
+    stop = threading.Event()
+
+    def babble() -> None:
+        port = link.open_port(str(tmp_path / "rogue.tty"))
+        rng = random.Random(1)
+        while not stop.is_set():
+            port.write(link.encode_frame(link.ok(rng.randrange(10_000, 99_999), {})) if rng.random() < 0.5
+                       else b"\x00garbage\x00" + rng.randbytes(40))
+            time.sleep(0.01)
+        port.close()
+    t = threading.Thread(target=babble, daemon=True)
+    t.start()
+    from common import keys
+    from dock.bay import Bay
+    bay = Bay(str(node), key=keys.load_signing_key(env.dock_key), dock_id="dock-test", registry=env.registry,
+              store=env.store, staging=env.staging, timeout=1.0)
+    started = time.monotonic()
+    bay.start()
+    bay.join(15)
+    stop.set()
+    cable.unplug()
+    assert not bay.is_alive() and time.monotonic() - started < 5
+    assert bay.status.state == "not answering", bay.status
+
+
+def test_a_cable_that_damages_frames_still_finishes_in_one_docking(env, identity, tmp_path, monkeypatch):
+    """C3: one frame in thirty from the camera arrives damaged (a flipped byte on the wire):
+    each costs a request asked again, and the docking finishes, everything stored and freed."""
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    n_segments = len(list(sim.runtime.store.dir.glob("*.manifest")))
+    real_send = link.Link.send
+    rng = random.Random(7)
+    answers, damaged = [], []
+
+    def noisy(self, message):
+        service = getattr(sim.runtime, "link", None)
+        if service is None or self is not service.link or not message.get("ok"):
+            return real_send(self, message)
+        answers.append(message["id"])
+        frame = link.encode_frame(message)
+        if len(answers) % 7 == 3:                       # every seventh answer, a flipped byte
+            i = rng.randrange(1, len(frame) - 1)
+            frame = frame[:i] + bytes([frame[i] ^ 0x10 or 1]) + frame[i + 1:]
+            damaged.append(message["id"])
+        self.port.write(frame)
+    monkeypatch.setattr(link.Link, "send", noisy)
+    import dock.session as session
+    monkeypatch.setattr(session.DockSession, "__init__", _short_timeout(session.DockSession.__init__))
+    bay, _ = dock(env, sim)
+    assert len(damaged) >= 3, (answers, damaged, bay.status)
+    assert bay.status.state == "done", bay.status.message
+    assert len(env.store.segments("test-cam")) == n_segments and on_camera(sim) == []
+
+
+def _short_timeout(init):
+    def wrapped(self, *a, **kw):
+        init(self, *a, **kw)
+        self.timeout = 1.0  # a lost frame costs a second, not the configured five
+    return wrapped
+
+
+def test_status_json_shows_how_a_bay_ended_also_inside_the_throttle_window(env, identity, tmp_path):
+    """D7: progress is written at most every 60 s here; the end of the bay is written at once."""
+    import dataclasses
+    config = dataclasses.replace(env.config, transfer=dataclasses.replace(env.config.transfer,
+                                                                          status_interval_s=60.0))
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    d = Dock(config)
+    d.registry, d.store = env.registry, env.store
+    d.start()
+    try:
+        from tests.test_dock import start_serving
+        cable = PtyCable(env.watch / "usb-bodycam-test-cam", env.root / "cam" / "status.tty")
+        served = start_serving(sim, env.root / "cam" / "status.tty")
+        deadline = time.monotonic() + 30
+        while not any(b["state"] in ("done", "done with problems") for b in read_status(d.state_dir)["bays"]):
+            assert time.monotonic() < deadline, json.dumps(read_status(d.state_dir), indent=1)
+            time.sleep(0.1)
+        cable.unplug()
+        served.join(30)
+    finally:
+        d.stop()
+
+
+def test_a_peer_asking_without_authenticating_cannot_fill_the_cameras_event_log(identity, tmp_path):
+    """D1: 600 requests before any handshake are all refused; the camera's event log gains
+    the first five one by one and one summary with the count, not 600 entries."""
+    from tests.test_dock import kinds, start_serving
+    sim = camera(tmp_path, identity, [], [], run_until=1)
+    dock_end, cam_end = tmp_path / "peer.tty", tmp_path / "cam.tty"
+    cable = PtyCable(dock_end, cam_end)
+    served = start_serving(sim, cam_end)
+    peer = link.Link(link.open_port(str(dock_end)))
+    refused = 0
+    for rid in range(1, 601):
+        peer.send(link.request(rid, "list" if rid % 2 else "read", {}))
+        answer = peer.recv(5)
+        assert isinstance(answer, dict) and answer["code"] == "not_authenticated", answer
+        refused += 1
+    peer.close()
+    cable.unplug()
+    served.join(30)
+    logged = [e for e in sim.runtime.events.entries if e["kind"].startswith("link_refused")]
+    assert refused == 600 and kinds(sim).count("link_refused") == 5
+    summary = [e for e in logged if e["kind"] == "link_refused_summary"]
+    assert len(summary) == 1 and summary[0]["data"]["count"] == 595, summary
+    assert summary[0]["data"]["ops"] == {"list": 297, "read": 298}
+
+
+def test_a_receipt_sent_again_after_its_answer_was_lost_frees_once_and_is_answered_alike(env, identity, tmp_path,
+                                                                                       monkeypatch):
+    """The dock asks again, byte for byte, when an answer is lost; the camera answers the
+    repeat as it answered the first instead of refusing a receipt for a freed segment."""
+    import dock.offload as offload
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    real_send = link.Link.send
+    lost = []
+
+    def drop_first_receipt_answer(self, message):
+        service = getattr(sim.runtime, "link", None)
+        if service is not None and self is service.link and message.get("ok") \
+                and "freed" in message.get("result", {}) and not lost:
+            lost.append(message["result"]["freed"])
+            return  # the answer never reaches the dock
+        return real_send(self, message)
+    monkeypatch.setattr(link.Link, "send", drop_first_receipt_answer)
+    import dock.session as session
+    monkeypatch.setattr(session.DockSession, "__init__", _short_timeout(session.DockSession.__init__))
+    assert offload.READ_RETRIES >= 1
+    bay, _ = dock(env, sim)
+    assert lost == [1] and bay.status.state == "done", bay.status
+    assert bay.report.freed == bay.report.stored and on_camera(sim) == []
+    freed = [e["data"]["seq"] for e in sim.runtime.events.entries if e["kind"] == "segment_freed"]
+    assert freed == sorted(set(freed)) and freed[0] == 1   # freed once each
