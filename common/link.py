@@ -43,6 +43,8 @@ MAX_FRAME = 256 * 1024            # CBOR + CRC, before COBS
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 2
 READ_CHUNK = 128 * 1024           # bulk data per response frame
 PUMP_BYTES = 1 << 20              # at most this much is drained from the port in one go
+OUTBOX_BYTES = 4 << 20            # unsent answers a non-blocking link holds before it gives up on the peer
+STALL_S = 10.0                    # a peer that takes nothing for this long is dropped
 
 
 class ProtocolError(Exception):
@@ -172,22 +174,70 @@ class Link:
 
     A port that raises ``OSError``/``SerialException`` (unplugged) or reads EOF becomes
     :class:`LinkClosed`.
+
+    ``nonblocking=True`` (the camera's side): ``send`` never waits for the peer. Frames go to
+    an outbox that every ``send`` and ``poll`` moves on as far as the port takes without
+    waiting; a peer that takes nothing for ``stall_s`` while answers wait, or lets more than
+    ``OUTBOX_BYTES`` pile up, is dropped (:class:`LinkClosed`). A blocking pyserial write
+    would instead freeze the caller's loop for its ``write_timeout``.
     """
 
-    def __init__(self, port: Port) -> None:
+    def __init__(self, port: Port, *, nonblocking: bool = False, stall_s: float = STALL_S) -> None:
         self.port = port
         self._decoder = FrameDecoder()
         self._inbox: list[dict[str, Any] | ProtocolError] = []
         self.stats = Stats()
+        fileno = getattr(port, "fileno", None)
+        self._fd: int | None = fileno() if (nonblocking and fileno is not None) else None
+        if self._fd is not None:
+            os.set_blocking(self._fd, False)
+        self._outbox = bytearray()
+        self._stall_s = stall_s
+        self._last_progress = time.monotonic()
 
     def send(self, message: Mapping[str, Any]) -> None:
         frame = encode_frame(message)
-        try:
-            self.port.write(frame)
-        except Exception as exc:  # pyserial's SerialException or OSError: the cable is gone
-            raise LinkClosed(f"write failed: {exc}") from None
+        if self._fd is not None:
+            if len(self._outbox) + len(frame) > OUTBOX_BYTES:
+                raise LinkClosed(f"the peer does not read: {len(self._outbox)} bytes of answers wait")
+            if not self._outbox:
+                self._last_progress = time.monotonic()
+            self._outbox += frame
+            self.flush()
+        else:
+            try:
+                self.port.write(frame)
+            except Exception as exc:  # pyserial's SerialException or OSError: the cable is gone
+                raise LinkClosed(f"write failed: {exc}") from None
         self.stats.frames_out += 1
         self.stats.bytes_out += len(frame)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes in the outbox (non-blocking links)."""
+        return len(self._outbox)
+
+    def flush(self) -> None:
+        """Move the outbox on as far as the port takes now, never waiting."""
+        if self._fd is None or not self._outbox:
+            return
+        written = 0
+        while self._outbox and written < PUMP_BYTES:
+            try:
+                n = os.write(self._fd, self._outbox[:65536])
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise LinkClosed(f"write failed: {exc}") from None
+            if n <= 0:
+                break
+            del self._outbox[:n]
+            written += n
+        now = time.monotonic()
+        if written:
+            self._last_progress = now
+        elif self._outbox and now - self._last_progress > self._stall_s:
+            raise LinkClosed(f"the peer took nothing for {self._stall_s:g} s ({len(self._outbox)} bytes wait)")
 
     def _pump(self, block: bool) -> None:
         try:
@@ -233,7 +283,8 @@ class Link:
         return b"".join(chunks)
 
     def poll(self) -> list[dict[str, Any] | ProtocolError]:
-        """Everything that has arrived, without waiting."""
+        """Everything that has arrived, without waiting (and what waits to be sent moves on)."""
+        self.flush()
         self._pump(block=False)
         items, self._inbox = self._inbox, []
         return items

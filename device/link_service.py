@@ -51,6 +51,7 @@ class LinkHooks:
 MAX_OFFSET = 1 << 40        # no file on a camera is that large; beyond it a read is malformed
 ANSWERED = 512              # signed commands remembered per session, to answer a repeat alike
 _COMMANDS = ("set_time", "assign", "receipt")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 REFUSALS_LOGGED = 5         # unauthenticated requests logged one by one; then one summary a minute
 REFUSAL_SUMMARY_S = 60.0
 
@@ -102,7 +103,7 @@ class LinkService:
             self.link.send(link.refuse(rid, "unknown_op", f"unknown operation {op!r}"))
             return
         if op not in ("hello", "auth") and not self.authenticated:
-            self._refusals.refused(op)
+            self._refusals.refused("link_refused", op=op[:32], reason="not authenticated")
             self.link.send(link.refuse(rid, "not_authenticated", "authenticate first (hello, auth)"))
             return
         key = hashlib.sha256(args["record"]).digest() if op in _COMMANDS and isinstance(args.get("record"), bytes) \
@@ -134,8 +135,10 @@ class LinkService:
                                           f"{link.PROTOCOL_VERSION}")
         dock_id, dock_key, nonce = args.get("dock_id"), args.get("dock_key"), args.get("nonce")
         if not (isinstance(dock_id, str) and isinstance(dock_key, str) and isinstance(nonce, bytes)
-                and len(nonce) == link_auth.NONCE_SIZE and len(dock_id) <= 128):
-            raise _Refusal("bad_message", "hello needs dock_id, dock_key and a 32-byte nonce")
+                and len(nonce) == link_auth.NONCE_SIZE and 0 < len(dock_id) <= 128
+                and _FINGERPRINT.fullmatch(dock_key)):
+            raise _Refusal("bad_message", "hello needs dock_id (1–128 characters), dock_key (a key's 64-hex "
+                                          "fingerprint) and a 32-byte nonce")
         self.authenticated = False
         self._answered.clear()  # a new session: its commands are bound to it anyway
         self._transcript = link_auth.Transcript(dock_id, dock_key, nonce, self.identity.device_id,
@@ -151,11 +154,11 @@ class LinkService:
         self._transcript = None  # one try per hello: a new nonce for every attempt
         key = self.dock_keys.get(t.dock_key)
         if key is None:
-            self.hooks.log("dock_refused", dock_id=t.dock_id, dock_key=t.dock_key, reason="not enrolled")
+            self._refusals.refused("dock_refused", dock_id=t.dock_id, dock_key=t.dock_key, reason="not enrolled")
             raise _Refusal("dock_not_enrolled", f"dock {t.dock_id} ({t.dock_key[:16]}…) is not enrolled on "
                                                 "this camera; enrol its key at provisioning")
         if not link_auth.check_proof(key, link_auth.DOCK_PROOF, t, args.get("proof")):
-            self.hooks.log("dock_refused", dock_id=t.dock_id, reason="bad proof")
+            self._refusals.refused("dock_refused", dock_id=t.dock_id, reason="bad proof")
             raise _Refusal("bad_proof", "the dock's proof does not verify for this session")
         self.authenticated, self._session, self._dock_id = True, t.session, t.dock_id
         self._refusals.flush()
@@ -324,9 +327,10 @@ def load_dock_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
 
 
 class _RefusalLog:
-    """Requests refused before authentication, logged without letting a babbling peer fill
-    the camera's event log: the first few one by one, then a count at most once a minute
-    (and when the link goes or a dock authenticates)."""
+    """Refusals of peers that have not authenticated, logged without letting a babbling or
+    guessing peer fill the camera's event log: the first few one by one, then counts per
+    kind (and per operation) at most once a minute, and when the link goes or a dock
+    authenticates. Unauthenticated traffic so adds at most a few hundred bytes a minute."""
 
     def __init__(self, log: Callable[..., None], clock: Callable[[], float] = time.monotonic) -> None:
         self.log, self.clock = log, clock
@@ -334,13 +338,14 @@ class _RefusalLog:
         self.unlogged: dict[str, int] = {}
         self.last_summary = clock()
 
-    def refused(self, op: str) -> None:
+    def refused(self, kind: str, **data: Any) -> None:
         if self.logged < REFUSALS_LOGGED:
             self.logged += 1
-            self.log("link_refused", op=op[:32], reason="not authenticated")
+            self.log(kind, **data)
             return
-        if len(self.unlogged) < 16 or op[:32] in self.unlogged:
-            self.unlogged[op[:32]] = self.unlogged.get(op[:32], 0) + 1
+        what = f"{kind}:{data['op']}" if "op" in data else kind
+        if len(self.unlogged) < 16 or what in self.unlogged:
+            self.unlogged[what] = self.unlogged.get(what, 0) + 1
         else:
             self.unlogged["…"] = self.unlogged.get("…", 0) + 1
         if self.clock() - self.last_summary >= REFUSAL_SUMMARY_S:
@@ -349,5 +354,5 @@ class _RefusalLog:
     def flush(self) -> None:
         if self.unlogged:
             self.log("link_refused_summary", reason="not authenticated", count=sum(self.unlogged.values()),
-                     ops=dict(self.unlogged))
+                     kinds=dict(self.unlogged))
         self.unlogged, self.last_summary = {}, self.clock()

@@ -56,11 +56,14 @@ def build_runtime(config: device_config.Config, clock: SystemClock) -> DeviceRun
             f"cannot open the GPIO pins ({type(exc).__name__}: {exc}). On a Pi, check [pins] in the config; "
             "off a Pi, run with GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin") from None
     dock_keys = load_dock_keys([device_config.resolve(config, k) for k in config.link.dock_keys])
-    port = Link(open_port(config.link.port)) if config.link.port else None
+    path = config.link.port
+    # Opened by the runtime's tick, and again whenever it closed: the gadget's port comes and
+    # goes with the dock, and a peer that stalls is dropped rather than block the loop.
+    opener = (lambda: Link(open_port(path), nonblocking=True)) if path else None
     return DeviceRuntime(config, identity, camera, hardware, clock,
                          SegmentStore(device_config.resolve(config, d.store), identity), power,
-                         audio=AplaySink(), cue_wav=cue, link=port, dock_keys=dock_keys,
-                         service=ServiceNotifier.from_env())
+                         audio=AplaySink(), cue_wav=cue, dock_keys=dock_keys,
+                         service=ServiceNotifier.from_env(), open_link=opener)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,12 +24,12 @@ import queue
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from common.clock import AdjustableClock, Clock
-from common.link import Link
+from common.link import Link, LinkClosed
 from device.button import Gesture, PressRecogniser
 from device.camera import Camera, EncodedPacket
 from device.service_notify import ServiceNotifier
@@ -45,6 +45,7 @@ from device.segment_store import SegmentStore, StoreError
 from device.segment_writer import WriterPolicy, WrittenSegment
 
 CHECK_INTERVAL_US = 1_000_000  # storage and battery are looked at once a second
+LINK_REOPEN_US = 2_000_000     # a closed dock port is opened again this often
 
 
 class State(str, Enum):
@@ -75,9 +76,11 @@ class DeviceRuntime:
                  clock: Clock, store: SegmentStore, power: PowerSource, *,
                  audio: AudioSink | None = None, cue_wav: Path | None = None,
                  link: Link | None = None, dock_keys: dict[str, Ed25519PublicKey] | None = None,
-                 service: ServiceNotifier | None = None) -> None:
+                 service: ServiceNotifier | None = None, open_link: Callable[[], Link] | None = None) -> None:
         """``link``: the port a dock talks on (served by :class:`LinkService` from every tick);
-        ``dock_keys``: the enrolled docks, by key fingerprint."""
+        ``open_link``: opens it (again) — a port that closed (a peer dropped, a USB gadget
+        reset) is reopened every ``LINK_REOPEN_S``; ``dock_keys``: the enrolled docks, by key
+        fingerprint."""
         self.clock = AdjustableClock(clock)  # UTC as corrected by the dock; pts untouched
         self.dock_keys = dock_keys or {}
         officer = load_assignment(store.root, self.dock_keys)
@@ -96,6 +99,7 @@ class DeviceRuntime:
         self.sounder = Sounder(hardware.buzzer, clock)
         self.events = EventLog(store.root, identity, clock)
         self.link: LinkService | None = None
+        self._open_link, self._link_tried_us = open_link, 0
         if link is not None:
             self.attach_link(link)
         self.state = State.BOOTING
@@ -217,6 +221,9 @@ class DeviceRuntime:
             self._check_battery()
         if self.link is not None:
             self.link.poll()
+        if self._open_link is not None and (self.link is None or self.link.closed) \
+                and now - self._link_tried_us >= LINK_REOPEN_US:
+            self._reopen_link(now)
         self.sounder.tick()
         self._sample_leds(now)
         self.events.sync()
@@ -346,6 +353,15 @@ class DeviceRuntime:
         self._announce_end_us = None
         self._enter(State.DOCKED)
         self.events.sync()
+
+    def _reopen_link(self, now: int) -> None:
+        self._link_tried_us = now
+        try:
+            port = self._open_link()  # type: ignore[misc]
+        except LinkClosed:
+            return  # no gadget yet (not in a dock, or it is resetting): try again later
+        self.log("link_opened")
+        self.attach_link(port)
 
     def attach_link(self, port: Link) -> LinkService:
         """Serve the dock protocol on ``port`` from now on (the USB gadget came up, a pty)."""

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from common.clock import Clock, SystemClock, VirtualClock
+from common.link import Link
 from device.camera import AudioParams, Camera, CameraConfig, VideoParams, open_camera
 from device.config import Config, resolve
 from device.hardware import Hardware, render_cue, wav_duration_us
@@ -145,8 +146,10 @@ class SimDevice:
     @classmethod
     def create(cls, config: Config, identity: DeviceIdentity, *, realtime: bool = False,
                disk_bytes: int = 8 << 30, seed: int = 0, noise: int = 0,
-               camera_factory: Callable[[Clock], Camera] | None = None) -> "SimDevice":
-        """``camera_factory(clock)`` replaces the simulated camera (e.g. a ReplayCamera)."""
+               camera_factory: Callable[[Clock], Camera] | None = None,
+               open_link: Callable[[], Link] | None = None) -> "SimDevice":
+        """``camera_factory(clock)`` replaces the simulated camera (e.g. a ReplayCamera);
+        ``open_link`` opens the dock port, as on a Pi (the runtime reopens it when it closed)."""
         clock: Clock = SystemClock() if realtime else VirtualClock(utc_start_us=SystemClock().utc_us())
         c = config.camera
         video = VideoParams(width=c.width, height=c.height, fps=c.fps, bitrate=c.bitrate,
@@ -164,7 +167,7 @@ class SimDevice:
         cue = render_cue(config.cues.announcement, config.cues.voice, resolve(config, config.cues.wav))
         dock_keys = load_dock_keys([resolve(config, k) for k in config.link.dock_keys])
         runtime = DeviceRuntime(config, identity, camera, hardware, clock, store, power,
-                                audio=audio, cue_wav=cue, dock_keys=dock_keys)
+                                audio=audio, cue_wav=cue, dock_keys=dock_keys, open_link=open_link)
         return cls(runtime, clock, factory, disk, power, audio, config.pins.button)
 
     # ------------------------------------------------------------------ scheduling

@@ -26,12 +26,13 @@ def serve_docked(sim: SimDevice, camera_node: Path, *, timeout_s: float = 120.0)
                 return "timeout"
             time.sleep(0.01)
     rt.dock()
-    service = rt.attach_link(Link(port))
+    service = rt.attach_link(Link(port, nonblocking=True))  # as on the camera: never blocks its loop
     try:
         while time.monotonic() < deadline:
             handled = service.poll()
             rt.tick()
             if service.finished:
+                _drain(service.link)
                 return "bye"
             if service.closed:
                 return "unplugged"
@@ -40,3 +41,14 @@ def serve_docked(sim: SimDevice, camera_node: Path, *, timeout_s: float = 120.0)
         return "timeout"
     finally:
         service.link.close()
+
+
+def _drain(port: Link, within_s: float = 2.0) -> None:
+    """Let the last answers (the goodbye) leave before the port closes."""
+    until = time.monotonic() + within_s
+    try:
+        while port.unsent and time.monotonic() < until:
+            port.flush()
+            time.sleep(0.001)
+    except LinkClosed:
+        pass

@@ -172,7 +172,7 @@ def test_a_peer_asking_without_authenticating_cannot_fill_the_cameras_event_log(
     assert refused == 600 and kinds(sim).count("link_refused") == 5
     summary = [e for e in logged if e["kind"] == "link_refused_summary"]
     assert len(summary) == 1 and summary[0]["data"]["count"] == 595, summary
-    assert summary[0]["data"]["ops"] == {"list": 297, "read": 298}
+    assert summary[0]["data"]["kinds"] == {"link_refused:list": 297, "link_refused:read": 298}
 
 
 def test_a_receipt_sent_again_after_its_answer_was_lost_frees_once_and_is_answered_alike(env, identity, tmp_path,
@@ -200,3 +200,109 @@ def test_a_receipt_sent_again_after_its_answer_was_lost_frees_once_and_is_answer
     assert bay.report.freed == bay.report.stored and on_camera(sim) == []
     freed = [e["data"]["seq"] for e in sim.runtime.events.entries if e["kind"] == "segment_freed"]
     assert freed == sorted(set(freed)) and freed[0] == 1   # freed once each
+
+
+def test_a_peer_that_stops_reading_never_blocks_the_camera_and_the_port_is_reopened(env, identity, tmp_path):
+    """D2: a peer floods hellos and reads nothing back. The camera's loop never waits on it
+    (worst step measured; a blocking write stood for its 10-s write timeout), recording goes
+    on, the stalled peer is dropped, and the port is opened again once a dock is back (as
+    after a USB gadget reset): a real dock then authenticates and lists."""
+    from common.link import open_port
+    from device import config as device_config
+    from dock.session import DockSession
+    from simulator.device_sim import SimDevice
+    from common import keys
+    cam_node, peer_node = tmp_path / "cam" / "gadget.tty", tmp_path / "peer.tty"
+    cfg = device_config.from_dict({
+        "camera": {"width": 320, "height": 240, "fps": 15, "bitrate": 400_000, "audio": False},
+        "recording": {"pre_record_seconds": 1, "segment_seconds": 2},
+        "storage": {"warn_free_mb": 100, "full_free_mb": 20}, "device": {"store": "store"},
+        "link": {"dock_keys": [str(env.dock_pub)]}}, base_dir=tmp_path / "cam")
+    cable = PtyCable(peer_node, cam_node)
+    sim = SimDevice.create(cfg, identity, noise=30,
+                           open_link=lambda: link.Link(link.open_port(str(cam_node)), nonblocking=True, stall_s=1.0))
+    sim.runtime.boot()
+    sim.schedule({"at": 1, "action": "double"})
+    stop = threading.Event()
+
+    def flood() -> None:
+        port = open_port(str(peer_node))
+        hello = link.encode_frame(link.request(1, "hello", {"protocol": 1, "dock_id": "x", "dock_key": "y" * 64,
+                                                            "nonce": b"n" * 32}))
+        try:
+            while not stop.is_set():
+                port.write(hello * 20)
+        except Exception:
+            pass  # the camera dropped us: the cable went with it
+    threading.Thread(target=flood, daemon=True).start()
+    worst, started = 0.0, time.monotonic()
+    while time.monotonic() - started < 4:
+        t0 = time.perf_counter()
+        sim.step()
+        worst = max(worst, time.perf_counter() - t0)
+    stop.set()
+    events = [e["kind"] for e in sim.runtime.events.entries]
+    assert worst < 0.5, f"the camera's loop waited {worst:.2f} s on a stalled peer"
+    assert "link_lost" in events and sim.runtime.state.value == "RECORDING", events[-20:]
+    cable.unplug()
+    cable = PtyCable(peer_node, cam_node)      # a dock again
+    opened = events.count("link_opened")
+    deadline = time.monotonic() + 20
+    while sim.runtime.link is None or sim.runtime.link.closed or \
+            [e["kind"] for e in sim.runtime.events.entries].count("link_opened") == opened:
+        assert time.monotonic() < deadline, "the camera did not open its port again"
+        sim.step()
+    running = threading.Event()
+    running.set()
+
+    def serve() -> None:
+        while running.is_set():
+            sim.step()
+            time.sleep(0.001)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        session = DockSession(link.Link(link.open_port(str(peer_node))), keys.load_signing_key(env.dock_key),
+                              "dock-test", env.registry.device_key, timeout=5)
+        assert session.handshake() == "test-cam"
+        assert session.call("list", {})["segments"], "recorded on through the flood"
+    finally:
+        running.clear()
+        t.join(10)
+        cable.unplug()
+
+
+def test_a_peer_guessing_dock_keys_grows_the_event_log_by_a_bounded_amount(identity, tmp_path):
+    """D1: a hello with a dock key of a megabyte is refused as malformed (never logged);
+    200 handshakes with an unenrolled dock key are refused, five logged, the rest counted:
+    the camera's event log grows by a few KiB, not by what the peer sends."""
+    from common import keys
+    from dock.session import DockSession, Refused
+    from tests.test_dock import start_serving
+    sim = camera(tmp_path, identity, [], [], run_until=1)
+    sim.runtime.events.sync()
+    before = sim.runtime.events.path.stat().st_size
+    dock_end, cam_end = tmp_path / "peer.tty", tmp_path / "cam.tty"
+    cable = PtyCable(dock_end, cam_end)
+    served = start_serving(sim, cam_end)
+    peer = link.Link(link.open_port(str(dock_end)))
+    peer.send(link.request(1, "hello", {"protocol": 1, "dock_id": "x", "dock_key": "k" * 200_000,
+                                        "nonce": b"n" * 32}))
+    answer = peer.recv(5)
+    assert answer["code"] == "bad_message" and "fingerprint" in answer["error"]
+    stranger = keys.create_device_key(tmp_path / "stranger")
+    key = keys.load_signing_key(stranger.private)
+    for _ in range(200):
+        with pytest.raises(Refused) as refused:
+            DockSession(peer, key, "dock-x" * 20, lambda _id: identity.signing_key.public_key(),
+                        timeout=5).handshake()
+        assert refused.value.code == "dock_not_enrolled"
+    peer.close()
+    cable.unplug()
+    served.join(30)
+    sim.runtime.events.sync()
+    grown = sim.runtime.events.path.stat().st_size - before
+    kinds = [e["kind"] for e in sim.runtime.events.entries]
+    assert kinds.count("dock_refused") == 5 and kinds.count("link_refused_summary") == 1
+    assert grown < 8 * 1024, grown
+
