@@ -4,6 +4,7 @@
 #   ./dev.sh test [pytest options]              run the test suite
 #   ./dev.sh console                            the Sichtung web console on the demo's store (demo logins)
 #   ./dev.sh bench [write|activation|offload|upload|scale]  run the benchmarks (all but upload and scale by default)
+#   ./dev.sh campaign [--quick] [--seed N]      the reliability campaign (link faults, dock kills, rogue peers, fuzzing)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,6 +42,7 @@ case "$cmd" in
         if [ $# -eq 0 ]; then set -- demo --workdir run/demo; fi
         exec "$VENV/bin/bodycam-sim" "$@" ;;
     test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    campaign) setup; exec "$VENV/bin/python" -m simulator.campaign "$@" ;;
     console)
         setup
         [ -e run/demo/.bodycam-demo ] || "$VENV/bin/bodycam-sim" demo --workdir run/demo

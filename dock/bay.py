@@ -61,6 +61,8 @@ class Bay(threading.Thread):
         self.report: OffloadReport | None = None
         self.progress = Progress()
         self._link: link.Link | None = None
+        self.retried = 0          # requests asked again after a lost or damaged answer
+        self.bad_frames = 0       # damaged frames the dock noticed (CRC, framing)
 
     def _set(self, **changes: Any) -> None:
         for k, v in changes.items():
@@ -81,6 +83,7 @@ class Bay(threading.Thread):
             self._link.close()
 
     def run(self) -> None:
+        session: DockSession | None = None
         try:
             self._link = link.Link(link.open_port(self.port))
             session = DockSession(self._link, self.key, self.dock_id, self.registry.device_key, self.timeout)
@@ -120,6 +123,9 @@ class Bay(threading.Thread):
         finally:
             if self._link is not None:
                 self._link.close()
+                self.bad_frames = self._link.stats.bad_frames
+            if session is not None:
+                self.retried = session.retried
 
     def _offload_until_stored(self, session: DockSession) -> OffloadReport:
         """Offload; while the store fails, wait and try again with backoff. Nothing that did not

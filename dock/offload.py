@@ -129,9 +129,28 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
     if to_receipt:
         _record_ingest(session, store, report, dev, key, to_receipt, now_us)
     _send_receipts(session, store, report, dev, to_receipt, window, now_us)
-    if listing["events_size"]:
-        _offload_events(session, store, report, dev, key, listing["events_size"], window, progress, now_us)
+    _offload_event_log(session, store, report, dev, key, listing, window, progress, now_us)
     return report
+
+
+def _offload_event_log(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, key,
+                       listing: dict[str, Any], window: int, progress: Progress,
+                       now_us: Callable[[], int]) -> None:
+    """The event log in pieces of at most ``MAX_EVENTS`` bytes, each stored and receipted
+    (so freed on the camera) before the next is read: a bay's memory stays bounded however
+    long a camera went without docking."""
+    size = listing["events_size"]
+    for _ in range(MAX_EVENT_PIECES):
+        if not size:
+            return
+        freed = _offload_events(session, store, report, dev, key, min(size, MAX_EVENTS), window, progress, now_us)
+        if size <= MAX_EVENTS or not freed:
+            return
+        # The camera freed that piece (and logged doing so): how much is left now?
+        size = session.call("list", {"after_seq": MAX_LISTED_SEQ}, retries=READ_RETRIES).get("events_size")
+        if not _count(size) or size > MAX_OFFSET:
+            raise Refused("bad_listing", "the camera's listing has no event log size (or one no file has)")
+    report.problems.append(f"event log: more than {MAX_EVENT_PIECES} pieces; the rest is taken at the next docking")
 
 
 class _Staged:
@@ -267,7 +286,10 @@ def _send_receipts(session: DockSession, store: EvidenceStore, report: OffloadRe
 MAX_LISTED = 200_000          # segments one camera can list (a year of 10-s segments, twice over)
 MAX_MANIFEST = 64 * 1024      # bytes of one manifest
 MAX_SEGMENT = 4 << 30         # bytes of one segment file
-MAX_EVENTS = 64 << 20         # bytes of an event log to take at one docking
+MAX_EVENTS = 16 << 20         # bytes of event log held in memory at once (taken in pieces of this)
+MAX_EVENT_PIECES = 64         # pieces at one docking (1 GiB); the rest waits for the next
+MAX_OFFSET = 1 << 40          # no file on a camera is that large
+MAX_LISTED_SEQ = 1 << 62      # a listing after this seq holds no segments: asked for the event log's size
 
 
 def _list_all(session: DockSession) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -295,11 +317,8 @@ def _list_all(session: DockSession) -> tuple[list[dict[str, Any]], dict[str, Any
         if not listing.get("more") or not page:
             break
     events_size = listing.get("events_size")
-    if not _count(events_size):
-        raise Refused("bad_listing", "the camera's listing has no event log size")
-    if events_size > MAX_EVENTS:
-        raise Refused("bad_listing", f"the camera's event log is {events_size} bytes, more than the {MAX_EVENTS} "
-                                     "taken at one docking")
+    if not _count(events_size) or events_size > MAX_OFFSET:
+        raise Refused("bad_listing", "the camera's listing has no event log size (or one no file has)")
     return sorted(entries, key=lambda e: e["seq"]), listing
 
 
@@ -338,14 +357,18 @@ def _quarantine(store: EvidenceStore, report: OffloadReport, dev: str, name: str
 
 
 def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadReport, dev: str, key,
-                    size: int, window: int, progress: Progress, now_us: Callable[[], int]) -> None:
+                    size: int, window: int, progress: Progress, now_us: Callable[[], int]) -> bool:
+    """The first ``size`` bytes of the camera's event log (whole records only): verified,
+    stored, receipted. True when the camera freed them."""
     chunks: list[bytes] = []
     session.fetch("events.cbors", 0, size, chunks.append, window, progress.add)
     data = b"".join(chunks)
     records, torn = signed.split_sequence(data)
     data = data[:len(data) - torn]
     if not records:
-        return
+        if size:
+            report.problems.append("event log: no whole record in what the camera sent")
+        return False
     anchor = store.anchor(dev)
     stored_seq, stored_prev = store.event_head(dev)
     if stored_seq > anchor.event_seq:  # a piece stored before its anchor was (a dock killed in between)
@@ -355,14 +378,14 @@ def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadR
     except (signed.SignatureError, signed.ChainError) as exc:
         _quarantine(store, report, dev, f"events-{now_us()}.cbors", data, f"event log does not verify: {exc}")
         report.problems.append(f"event log: {exc}")
-        return
+        return False
     new = [i for i, b in enumerate(bodies) if b["seq"] > anchor.event_seq]
     old = [i for i, b in enumerate(bodies) if b["seq"] == anchor.event_seq]
     if anchor.event_seq and old and signed.digest(records[old[0]]) != anchor.event_prev:
         reason = "event log does not chain on from the record the dock stored last (altered)"
         _quarantine(store, report, dev, f"events-{now_us()}.cbors", data, reason)
         report.problems.append(reason)
-        return
+        return False
     if new:
         first = bodies[new[0]]
         if first["seq"] != anchor.event_seq + 1 or first["prev"] != anchor.event_prev:
@@ -370,10 +393,10 @@ def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadR
                       "events deleted between dockings")
             report.problems.append(reason)
             _quarantine(store, report, dev, f"events-{now_us()}.cbors", data, reason)
-            return
+            return False
         start = sum(len(r) for r in records[:new[0]])
         location = store.put_events(dev, first["seq"], bodies[-1]["seq"], data[start:])
-        report.events_stored = len(new)
+        report.events_stored += len(new)
         current = store.anchor(dev)
         store.set_anchor(dev, Anchor(current.seq, current.prev, bodies[-1]["seq"], signed.digest(records[-1])))
     else:
@@ -386,3 +409,5 @@ def _offload_events(session: DockSession, store: EvidenceStore, report: OffloadR
         session.call("receipt", {"record": record}, retries=READ_RETRIES)
     except Refused as exc:
         report.problems.append(f"event log: the camera refused its receipt: {exc}")
+        return False
+    return True

@@ -171,14 +171,17 @@ class DockSession:
                 next_offset += length
             rid, at, length = pending.pop(0)
             for attempt in range(READ_RETRIES + 1):
+                short = False
                 try:
                     data = self.wait(rid).get("data")
                     if isinstance(data, bytes) and len(data) == length:
                         break
-                    problem = f"{name}: the camera returned {len(data or b'')} of {length} bytes"
+                    short, problem = True, f"{name}: the camera returned {len(data or b'')} of {length} bytes"
                 except link.LinkTimeout as exc:  # lost or damaged on the way: ask again (reads change nothing)
                     problem = str(exc)
                 if attempt == READ_RETRIES:
+                    if short:  # answered every time, but not what it listed: the camera's fault, not the cable's
+                        raise Refused("short_read", f"{problem} (asked {READ_RETRIES + 1} times)")
                     raise link.LinkTimeout(f"{problem} (asked {READ_RETRIES + 1} times)")
                 self.retried += 1
                 rid = self.send("read", {"file": name, "offset": at, "length": length})

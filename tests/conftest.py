@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# The reliability campaign's full run fuzzes longer than CI's (--hypothesis-profile=long).
+settings.register_profile("long", max_examples=2000)
 
 from common import keys
 from common.clock import VirtualClock

@@ -57,7 +57,11 @@ def test_a_lying_listing_ends_the_bay_with_a_refusal_and_frees_nothing(env, iden
     bay, _ = dock(env, sim)
     assert time.monotonic() - started < 20
     assert bay.status.state in ("refused", "error"), (case, bay.status)
-    assert "listing" in bay.status.message or "event log is" in bay.status.message
+    if case == "events-300MiB":  # the segments are true: stored and freed; the log it lies about is not
+        assert "returned" in bay.status.message and "events.cbors" in bay.status.message
+        assert [n for n in on_camera(sim) if n.endswith(".ts.age")] == [] and env.store.segments("test-cam")
+        return
+    assert "listing" in bay.status.message
     assert on_camera(sim) == before and env.store.segments("test-cam") == []
 
 
@@ -306,3 +310,24 @@ def test_a_peer_guessing_dock_keys_grows_the_event_log_by_a_bounded_amount(ident
     assert kinds.count("dock_refused") == 5 and kinds.count("link_refused_summary") == 1
     assert grown < 8 * 1024, grown
 
+
+
+def test_an_event_log_larger_than_a_bay_holds_is_taken_in_pieces_in_one_docking(env, identity, tmp_path,
+                                                                                monkeypatch):
+    """Item 2: a bay's memory is bounded by MAX_EVENTS, not by the camera's log: a log of
+    many times that is stored piece by piece (each receipted, so freed on the camera), in
+    one docking, every event once, no gap."""
+    import re
+
+    import dock.offload as offload
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT, run_until=24)
+    sim.runtime.events.sync()
+    size = sim.runtime.events.path.stat().st_size
+    monkeypatch.setattr(offload, "MAX_EVENTS", size // 5)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done", bay.status.message
+    pieces = sorted((int(m[1]), int(m[2])) for k in env.store.backend.keys("devices/test-cam/events/")
+                    if (m := re.search(r"(\d+)-(\d+)\.cbors$", k)))
+    assert len(pieces) >= 5, pieces
+    assert all(b[0] == a[1] + 1 for a, b in zip(pieces, pieces[1:])) and pieces[0][0] == 1
+    assert bay.report.events_stored == pieces[-1][1]
