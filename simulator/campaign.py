@@ -44,6 +44,7 @@ from dock.bay import Bay
 from dock.registry import Registry
 from evidence.store import FsEvidenceStore, unknown_keys
 from simulator.device_sim import SimDevice
+from simulator.powercut import FsyncTracker, disk_image
 from simulator.docking import serve_docked
 from simulator.serial_link import PtyCable
 
@@ -64,6 +65,7 @@ class Row:
     corrupt_accepted: int = 0
     premature_frees: int = 0
     hangs: int = 0
+    violations: int = 0         # anything else a row checks (memory growth, pts gaps, orphans, overlaps)
     detections: int = 0
     dockings: int = 0
     seconds: float = 0.0
@@ -71,7 +73,8 @@ class Row:
 
     @property
     def failed(self) -> bool:
-        return bool(self.bytes_lost or self.corrupt_accepted or self.premature_frees or self.hangs)
+        return bool(self.bytes_lost or self.corrupt_accepted or self.premature_frees or self.hangs
+                    or self.violations)
 
 
 # ---------------------------------------------------------------------- a camera and a dock
@@ -117,6 +120,12 @@ class Rig:
             shutil.copytree(self.root / "cam" / "store", template)
         return sim
 
+    def boot(self, seed: int) -> SimDevice:
+        """The camera booted on the store it has (after a power cut: it seals what was open)."""
+        sim = self._device(seed)
+        sim.runtime.boot()
+        return sim
+
     def _device(self, seed: int) -> SimDevice:
         cfg = device_config.from_dict({
             "camera": {"width": 320, "height": 240, "fps": 15, "bitrate": 400_000, "audio": False},
@@ -146,8 +155,11 @@ def check(row: Row, truth: dict[int, tuple[str, int]], sim: SimDevice, rig: Rig,
     stored = set(rig.store.segments(dev))
     for seq, (sha, size) in truth.items():
         if seq in stored:
-            if hashlib.sha256(rig.store.footage(dev, seq)).hexdigest() != sha:
+            got = hashlib.sha256(rig.store.footage(dev, seq)).hexdigest()
+            if got != sha:
                 row.corrupt_accepted += 1
+                row.notes.append(f"segment {seq}: stored {got[:16]}…, the camera recorded {sha[:16]}… "
+                                 f"({len(rig.store.footage(dev, seq))} of {size} bytes)")
         elif seq not in on_camera:
             row.bytes_lost += size
             row.premature_frees += 1
@@ -172,6 +184,7 @@ class FaultyCable:
         for node in (camera_node, dock_node):
             master, slave = os.openpty()
             tty.setraw(slave)
+            os.set_blocking(master, False)
             node.parent.mkdir(parents=True, exist_ok=True)
             node.unlink(missing_ok=True)
             node.symlink_to(os.ttyname(slave))
@@ -188,7 +201,10 @@ class FaultyCable:
             while not self._stop.is_set():
                 ready, _, _ = select.select([cam, dock], [], [], 0.05)
                 for fd in ready:
-                    data = os.read(fd, 4096)
+                    try:
+                        data = os.read(fd, 4096)
+                    except BlockingIOError:
+                        continue
                     if not data:
                         continue
                     self.chunks += 1
@@ -207,15 +223,29 @@ class FaultyCable:
                     elif r < self.p_flip + self.p_drop + self.p_delay:
                         self.faults += 1
                         time.sleep(self.rng.uniform(0.05, 0.4))
-                    os.write(peer[fd], data)
+                    self._write(peer[fd], data)
         except OSError:
             pass  # unplugged
+
+    def _write(self, fd: int, data: bytes) -> None:
+        """All of ``data``, unless the cable is pulled meanwhile (a peer that stopped reading
+        must not keep the relay from its stop)."""
+        view = memoryview(data)
+        while view and not self._stop.is_set():
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                time.sleep(0.001)
 
     def unplug(self) -> None:
         self._stop.set()
         for node in (self.dock_node, self.camera_node):
             if node.is_symlink():
                 node.unlink()
+        if threading.current_thread() is not self._thread:
+            # The relay must be out of its read/write first: a descriptor closed under it is
+            # reused by the next file this process opens, and the relay would write into it.
+            self._thread.join()
         fds, self._fds = self._fds, []
         for fd in fds:
             try:
@@ -261,6 +291,158 @@ def link_faults(rig_for: Callable[[int], Rig], runs: int, seed: int, template: P
     return row
 
 
+# ---------------------------------------------------------------------- the camera's power cut
+def camera_power_cuts(rig_for: Callable[[int], Rig], runs: int, seed: int, template: Path) -> Row:
+    """The camera loses power at a random moment of an offload (mid-read, between a receipt
+    and its unlink, while its event log is replaced): its store is cut back to what was
+    fsync'd (simulator/powercut.py), it boots from that, and is docked again until empty."""
+    row = Row("camera power cut mid-offload, then reboot")
+    rng = random.Random(seed + 1)
+    tracker = FsyncTracker().install()
+    try:
+        for run in range(runs):
+            rig = rig_for(run)
+            sim = rig.camera(seed=run, template=template)
+            _sync_tree(sim.runtime.store.root)   # a recording's files are durable once sealed
+            truth = recorded(sim)
+            row.runs += 1
+            cable = PtyCable(rig.root / "by-id" / "usb-c", rig.root / "cam" / "c.tty")
+            served = threading.Thread(target=serve_docked, args=(sim, cable.camera_node), kwargs={"timeout_s": 60},
+                                      daemon=True)
+            served.start()
+            bay = rig.bay(cable.dock_node)
+            bay.start()
+            time.sleep(rng.uniform(0.0, 0.5))   # a docking takes about that: handshake to event log
+            cable.unplug()                       # the power goes: the camera's loop ends where it is
+            served.join(30)
+            bay.join(BAY_DEADLINE_S)
+            row.faults += 1
+            row.dockings += 1
+            if served.is_alive() or bay.is_alive():
+                row.hangs += 1
+                continue
+            store_dir = sim.runtime.store.root
+            image = disk_image(tracker, store_dir, rig.root / "cut" / "store")
+            sim.runtime.camera.close()
+            shutil.rmtree(store_dir)
+            shutil.move(str(image), str(store_dir))
+            sim = rig.boot(seed=run)             # boots from what the cut left
+            if sim.runtime.error:
+                row.notes.append(f"run {run}: the camera did not boot after the cut: {sim.runtime.error}")
+                row.hangs += 1
+                continue
+            row.detections += int(bool(list(sim.runtime.store.dir.glob("*.ts.age"))))
+            check(row, truth, sim, rig)         # nothing freed early, even cut
+            for _ in range(MAX_DOCKINGS):
+                row.dockings += 1
+                if _dock_once(rig, sim) and check(Row("scratch"), truth, sim, rig):
+                    break
+            if not check(row, truth, sim, rig):
+                row.hangs += 1
+                row.notes.append(f"run {run}: camera not empty after {MAX_DOCKINGS} dockings")
+            sim.runtime.camera.close()
+            shutil.rmtree(rig.root, ignore_errors=True)
+    finally:
+        tracker.uninstall()
+    return row
+
+
+def _dock_once(rig: Rig, sim: SimDevice) -> bool:
+    cable = PtyCable(rig.root / "by-id" / "usb-c", rig.root / "cam" / "c.tty")
+    served = threading.Thread(target=serve_docked, args=(sim, cable.camera_node), kwargs={"timeout_s": 60},
+                              daemon=True)
+    served.start()
+    bay = rig.bay(cable.dock_node)
+    bay.start()
+    bay.join(BAY_DEADLINE_S)
+    cable.unplug()
+    served.join(30)
+    return bay.status.state == "done"
+
+
+def _sync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------- the soak
+def soak(rig: Rig, hours: float, activations: int, dockings: int, seed: int) -> Row:
+    """A long shift in virtual time: ``activations`` recordings (announced and danger,
+    1–5 min) and ``dockings`` real dockings spread over ``hours``. Memory must stay flat
+    (the slope of RSS after the first hour — a quarter of a short soak — in MB/h), every recording's segments must follow
+    on without a gap in pts, and every segment must end up in the store. The camera runs at
+    160×120, 5 fps: the soak is about the runtime, not the picture."""
+    row = Row(f"soak: {hours:g} h shift in virtual time, {activations} recordings, {dockings} dockings")
+    rng = random.Random(seed + 2)
+    cfg = device_config.from_dict({
+        "camera": {"width": 160, "height": 120, "fps": 5, "bitrate": 100_000, "audio": False},
+        "recording": {"pre_record_seconds": 5, "segment_seconds": 10},
+        "storage": {"warn_free_mb": 100, "full_free_mb": 20}, "device": {"store": "store"},
+        "link": {"dock_keys": [str(rig.dock_pub)]}}, base_dir=rig.root / "cam")
+    sim = SimDevice.create(cfg, rig.identity, noise=10, seed=seed)
+    sim.runtime.boot()
+    total_s = hours * 3600
+    slot = total_s / activations
+    for i in range(activations):
+        start = i * slot + rng.uniform(60, slot / 4)
+        sim.schedule({"at": start, "action": "press" if i % 3 else "double"})
+        sim.schedule({"at": start + rng.uniform(60, 300), "action": "hold", "seconds": 3.2})
+    dock_at = [total_s * (k + 1) / dockings for k in range(dockings)]   # the last one at the shift's end
+    samples: list[tuple[float, float]] = []
+    page = os.sysconf("SC_PAGE_SIZE")
+    t = 0.0
+    while t < total_s:
+        t = min(t + 600, total_s)
+        sim.run_until(t)
+        samples.append((t / 3600, int(Path("/proc/self/statm").read_text().split()[1]) * page / 2**20))
+        if dock_at and t >= dock_at[0]:
+            dock_at.pop(0)
+            row.dockings += 1
+            if not _dock_once(rig, sim):
+                row.notes.append(f"docking at {t / 3600:.1f} h did not end 'done'")
+    row.runs = 1
+    warm = [(h, mb) for h, mb in samples if h >= min(1.0, hours / 4)] or samples  # after warming up
+    n = len(warm)
+    mean_h, mean_mb = sum(h for h, _ in warm) / n, sum(mb for _, mb in warm) / n
+    var = sum((h - mean_h) ** 2 for h, _ in warm) or 1.0
+    slope = sum((h - mean_h) * (mb - mean_mb) for h, mb in warm) / var
+    row.notes.append(f"RSS {samples[0][1]:.0f} → {samples[-1][1]:.0f} MB, slope after warming up "
+                     f"{slope:+.2f} MB/h ({n} samples{'' if hours >= 4 else '; too short to judge'})")
+    if hours >= 4 and slope > 2.0:   # a shorter soak has too few samples to judge a slope
+        row.violations += 1
+    from common.manifest import read_manifest
+    dev = rig.identity.device_id
+    manifests = [read_manifest(rig.store.manifest(dev, q), None) for q in rig.store.segments(dev)]
+    by_rec: dict[str, list] = {}
+    for m in manifests:
+        by_rec.setdefault(m.recording_id, []).append(m)
+    frame_us = 1_000_000 // 5
+    gaps = 0
+    for segs in by_rec.values():
+        segs.sort(key=lambda m: m.index)
+        for a, b in zip(segs, segs[1:]):
+            if a.last_pts_us is None or not 0 < b.first_pts_us - a.last_pts_us <= frame_us * 3 // 2:
+                gaps += 1
+    row.violations += gaps
+    on_camera = list(sim.runtime.store.dir.glob("*.ts.age"))
+    row.notes.append(f"{len(by_rec)} recordings, {len(manifests)} segments stored, {gaps} pts gaps, "
+                     f"{len(on_camera)} left on the camera")
+    if len(by_rec) != activations or on_camera or [m.seq for m in manifests] != list(range(1, len(manifests) + 1)):
+        row.violations += 1
+    sim.runtime.camera.close()
+    return row
+
+
 # ---------------------------------------------------------------------- a dock killed
 def dock_kills(rig_for: Callable[[int], Rig], runs: int, seed: int, template: Path) -> Row:
     """``bodycam-dock run`` as a real process, SIGKILLed at a random moment of an offload
@@ -282,7 +464,7 @@ def dock_kills(rig_for: Callable[[int], Rig], runs: int, seed: int, template: Pa
         served = threading.Thread(target=serve_docked, args=(sim, cable.camera_node), kwargs={"timeout_s": 60},
                                   daemon=True)
         served.start()
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.05, 0.8))  # plug to done takes about 0.5–1 s here
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         row.faults += 1
@@ -316,11 +498,11 @@ def dock_kills(rig_for: Callable[[int], Rig], runs: int, seed: int, template: Pa
         row.detections += err.count("left in the store")   # the restarted dock removed a killed write's copy
         leftovers = rig.store.remove_orphans() + unknown_keys(rig.store.backend.keys(""))
         if leftovers:
-            row.corrupt_accepted += 1
+            row.violations += 1
             row.notes.append(f"run {run}: left in the store: {leftovers[:3]}")
         problem = _event_pieces_problem(rig)
         if problem:
-            row.corrupt_accepted += 1
+            row.violations += 1
             row.notes.append(f"run {run}: {problem}")
         row.dockings += 2
         shutil.rmtree(rig.root, ignore_errors=True)
@@ -373,9 +555,10 @@ def pytest_row(name: str, args: list[str]) -> Row:
 # ---------------------------------------------------------------------- the table
 def table(rows: list[Row]) -> str:
     head = ["", "runs", "faults injected", "bytes lost", "corrupt accepted", "premature frees", "hangs",
-            "detections", "dockings", "seconds"]
+            "other violations", "detections", "dockings", "seconds"]
     lines = [head] + [[r.name, str(r.runs), str(r.faults), str(r.bytes_lost), str(r.corrupt_accepted),
-                       str(r.premature_frees), str(r.hangs), str(r.detections), str(r.dockings or "–"),
+                       str(r.premature_frees), str(r.hangs), str(r.violations), str(r.detections),
+                       str(r.dockings or "–"),
                        f"{r.seconds:.0f}"] for r in rows]
     out = ["| " + " | ".join(cells) + " |" for cells in lines]
     out.insert(1, "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -388,12 +571,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=17, help="seed of every fault plan (default 17)")
     parser.add_argument("--link-runs", type=int, help="offloads through the faulty relay (full 100, quick 5)")
     parser.add_argument("--kill-runs", type=int, help="dock processes killed (full 50, quick 4)")
+    parser.add_argument("--cut-runs", type=int, help="camera power cuts mid-offload (full 50, quick 4)")
+    parser.add_argument("--soak-hours", type=float, help="length of the soak shift in virtual time (full 12, quick 1)")
     parser.add_argument("--workdir", type=Path, help="where to keep the runs (default: a temporary directory)")
     args = parser.parse_args(argv)
     link_runs = args.link_runs if args.link_runs is not None else (5 if args.quick else 100)
     kill_runs = args.kill_runs if args.kill_runs is not None else (4 if args.quick else 50)
-    if min(link_runs, kill_runs) < 0:
-        parser.error("run counts must be 0 or more")
+    cut_runs = args.cut_runs if args.cut_runs is not None else (4 if args.quick else 50)
+    soak_hours = args.soak_hours if args.soak_hours is not None else (1.0 if args.quick else 12.0)
+    if min(link_runs, kill_runs, cut_runs) < 0 or not 0.5 <= soak_hours <= 48:
+        parser.error("run counts must be 0 or more, --soak-hours between 0.5 and 48")
     if shutil.which("socat") is None:
         parser.error("socat is not installed (apt-get install socat): the dock-kill runs join ptys with it")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bodycam-campaign-")).resolve()
@@ -414,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs: list[Callable[[], Row]] = [
         lambda: link_faults(rig_for("link"), link_runs, args.seed, work / "camera-template"),
         lambda: dock_kills(rig_for("kill"), kill_runs, args.seed, work / "camera-template"),
+        lambda: camera_power_cuts(rig_for("cut"), cut_runs, args.seed, work / "camera-template"),
+        lambda: soak(rig_for("soak")(0), soak_hours, 20 if soak_hours >= 6 else 4, 4 if soak_hours >= 6 else 2,
+                     args.seed),
         lambda: pytest_row("rogue peers, kill points, replays (regression tests)",
                            ["tests/test_dock_hostile.py", "tests/test_dock.py", "-k",
                             "hostile or lying or babbling or damages or status_json or peer or receipt or replay "

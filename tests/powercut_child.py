@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from device import config as device_config  # noqa: E402
 from device.identity import DeviceIdentity  # noqa: E402
 from simulator.device_sim import SimDevice  # noqa: E402
-from tests.powercut import FsyncTracker  # noqa: E402
+from simulator.powercut import FsyncTracker  # noqa: E402
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from device.camera import VideoParams
 from device.segment_store import SegmentStore
 from device.segment_writer import WriterPolicy
 from dock.verify import NothingToVerify, verify_store
-from tests.powercut import FsyncTracker, disk_image
+from simulator.powercut import FsyncTracker, disk_image
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = VideoParams(width=160, height=120, fps=15, bitrate=200_000, gop_frames=15)
