@@ -14,6 +14,7 @@ arguments or configuration, or a refusal (an untrained officer, an unknown camer
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -63,8 +64,10 @@ def live_view(dock, stop: StopSignals, until_idle: float | None) -> None:
 
 def _status_table(status: dict[str, Any]) -> str:
     """What the running dock is doing, also when it is idle."""
-    lines = [f"dock {status.get('dock_id', '?')}, store {status.get('store', '?')}, "
-             f"as of {status.get('updated_utc', '?')}"]
+    updated = status.get("updated_utc")
+    when = (dt.datetime.fromtimestamp(updated).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            if isinstance(updated, (int, float)) else "never (is bodycam-dock run running?)")
+    lines = [f"dock {status.get('dock_id', '?')}, store {status.get('store', '?')}, as of {when}"]
     bays = status.get("bays") or []
     if not bays:
         lines.append("no camera docked")

@@ -131,7 +131,7 @@ def _short_timeout(init):
     return wrapped
 
 
-def test_status_json_shows_how_a_bay_ended_also_inside_the_throttle_window(env, identity, tmp_path):
+def test_status_json_shows_how_a_bay_ended_also_inside_the_throttle_window(env, identity, tmp_path, capsys):
     """D7: progress is written at most every 60 s here; the end of the bay is written at once."""
     import dataclasses
     config = dataclasses.replace(env.config, transfer=dataclasses.replace(env.config.transfer,
@@ -152,6 +152,21 @@ def test_status_json_shows_how_a_bay_ended_also_inside_the_throttle_window(env, 
         served.join(30)
     finally:
         d.stop()
+    from dock.cli import main as dock_main
+    assert dock_main(["--config", str(env.root / "dock.toml"), "status"]) == 0
+    shown = capsys.readouterr().out
+    assert "test-cam" in shown and " done" in shown and "as of 20" in shown, shown
+
+
+def test_status_of_an_idle_dock_says_so(env, capsys):
+    """D7: an idle dock's status is a line that says no camera is docked, not a blank line."""
+    d = Dock(env.config)
+    d.start()
+    d.stop()
+    from dock.cli import main as dock_main
+    assert dock_main(["--config", str(env.root / "dock.toml"), "status"]) == 0
+    shown = capsys.readouterr().out
+    assert "no camera docked" in shown and "dock dock-test" in shown, shown
 
 
 def test_a_peer_asking_without_authenticating_cannot_fill_the_cameras_event_log(identity, tmp_path):
@@ -331,3 +346,18 @@ def test_an_event_log_larger_than_a_bay_holds_is_taken_in_pieces_in_one_docking(
     assert len(pieces) >= 5, pieces
     assert all(b[0] == a[1] + 1 for a, b in zip(pieces, pieces[1:])) and pieces[0][0] == 1
     assert bay.report.events_stored == pieces[-1][1]
+
+
+def test_a_camera_whose_hello_is_oversized_is_refused_in_a_few_words(env, identity, tmp_path, monkeypatch):
+    """Item 1: the dock checks the camera's hello (id length, key fingerprint) before using
+    it: a 100,000-character device id ends the bay as refused, and status.json does not
+    carry it."""
+    real = LinkService._op_hello
+
+    def oversized(self, args):
+        return {**real(self, args), "device_id": "x" * 100_000}
+    monkeypatch.setattr(LinkService, "_op_hello", oversized)
+    sim = camera(tmp_path, identity, [env.dock_pub], [], run_until=1)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "refused" and "malformed" in bay.status.message
+    assert len(json.dumps(bay.status.to_json())) < 2000
