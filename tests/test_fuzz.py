@@ -108,3 +108,13 @@ def test_the_dock_takes_any_listing_or_refuses_it_cleanly(value):
         assert exc.code == "bad_listing"
         return
     assert all(isinstance(e["seq"], int) and isinstance(e["manifest"], bytes) for e in entries)
+
+
+@pytest.mark.parametrize("offset", [2**40 + 1, 2**63, 2**64 - 1])
+def test_a_read_far_beyond_any_file_is_a_bad_message_not_an_internal_error(session, offset):
+    """The red team's offset ≥ 2⁶³ was answered internal_error; it is a malformed request."""
+    sim, s = session
+    name = f"segments/{sorted(sim.runtime.store.dir.glob('*.ts.age'))[0].name}"
+    with pytest.raises(Refused) as refused:
+        s.call("read", {"file": name, "offset": offset, "length": 16})
+    assert refused.value.code == "bad_message"
