@@ -360,12 +360,12 @@ def test_export_links_are_the_makers_expire_and_die_with_the_recording(tmp_path,
         assert page.status_code == 200
         return re.search(r'href="(/exports/[0-9a-f]{32}/[^"]+\.mp4)"', page.text).group(1)
     link = export(rids[10])
-    assert anna.get(link).status_code == 200 and bea.get(link).status_code == 404   # the maker's only
+    assert anna.get(link).status_code == 200 and bea.get(link).status_code == 410   # the maker's only
     folder = c.cache / "exports" / link.split("/")[2]
     assert oct(folder.stat().st_mode)[-3:] == "700"
     assert {oct(p.stat().st_mode)[-3:] for p in folder.iterdir()} == {"600"}
     clock[0] += 3601 * 1_000_000                                                    # an hour later
-    assert anna.get(link).status_code == 404 and not folder.exists()
+    assert anna.get(link).status_code == 410 and not folder.exists()
     # deleted behind the console's back (the officer and a supervisor, through the CLI's office)
     link = export(rids[11])
     folder = c.cache / "exports" / link.split("/")[2]
@@ -376,7 +376,7 @@ def test_export_links_are_the_makers_expire_and_die_with_the_recording(tmp_path,
     while folder.exists():                                                          # the sweep removes it
         assert time.monotonic() < deadline, "the export of a deleted recording is still there"
         time.sleep(0.1)
-    assert anna.get(link).status_code == 404
+    assert anna.get(link).status_code == 410 and "Exportieren Sie die Aufnahme" in anna.get(link).text
     # an export that fails half-way leaves nothing decrypted behind
     import evidence.console.recording as recording_page
 

@@ -236,3 +236,35 @@ def test_opening_a_page_is_no_playback_only_playing_is(served):
     assert playbacks() == 1
     s.get(served.url + first)
     assert playbacks() == 1                                      # once per session and recording
+
+
+def test_export_links_expire_and_are_the_makers_in_chromium(served):
+    """An export link in the browser: it downloads for its maker, another clerk gets the
+    German page that says why not, and an hour later it is gone for its maker too."""
+    from playwright.sync_api import sync_playwright
+    shots = served.root / "screens"
+    shots.mkdir(exist_ok=True)
+    rid = served.rids[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        page = browser.new_context(accept_downloads=True).new_page()
+        login(page, served.url, "anna", PASSWORD)
+        page.goto(f"{served.url}/recordings/{rid}")
+        with page.expect_navigation():
+            page.click("#export")
+        link = page.locator("#downloads a[href$='.mp4']").first
+        with page.expect_download() as download:
+            link.click()
+        assert download.value.path().stat().st_size > 1000
+        href = link.get_attribute("href")
+        other = browser.new_context().new_page()
+        login(other, served.url, "bert", PASSWORD)
+        other.goto(served.url + href)
+        assert "gilt nicht mehr" in other.inner_text("main") and "Exportieren Sie" in other.inner_text("main")
+        other.screenshot(path=shots / "export-not-yours.png", full_page=True)
+        for _ in range(4):                                          # an hour later, the clerk still at work
+            served.clock[0] += 16 * 60 * 1_000_000
+            page.goto(f"{served.url}/recordings/{rid}")
+        response = page.request.get(served.url + href)
+        assert response.status == 410 and "60 Minuten" in response.text()
+        browser.close()

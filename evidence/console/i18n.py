@@ -83,6 +83,12 @@ TEXT: dict[str, dict[str, str]] = {
                                "en": "Approval recorded; the recording officer's is still missing."},
     "forbidden": {"de": "Für Ihre Rolle nicht erlaubt.", "en": "Not allowed for your role."},
     "not_found": {"de": "Nicht gefunden.", "en": "Not found."},
+    "export_gone": {"de": "Dieser Download gilt nicht mehr: Exporte gelten {minutes} Minuten, nur für die Person, "
+                          "die sie erstellt hat, und nur solange die Aufnahme besteht. Exportieren Sie die Aufnahme "
+                          "bei Bedarf erneut.",
+                    "en": "This download is no longer valid: exports last {minutes} minutes, only for the person "
+                          "who made them, and only while the recording exists. Export the recording again if "
+                          "needed."},
     "csrf": {"de": "Formular abgelaufen oder ungültig; bitte neu laden.",
              "en": "Form expired or invalid; please reload."},
     "owi": {"de": "Ordnungswidrigkeit", "en": "administrative offence"},

@@ -140,7 +140,10 @@ def export(rid: str) -> Any:
 def download(token: str, name: str) -> Any:
     """Only for the clerk who made the export, within its lifetime, while its recordings exist."""
     c = ctx()
-    path = c.exports.file(token, name, g.user, c.any_deleted) if SAFE_ID.fullmatch(name) else None
-    if path is None:
-        abort(404)
+    if not (SAFE_ID.fullmatch(name) and re.fullmatch(r"[0-9a-f]{32}", token)):
+        abort(404)  # not a link the console ever made
+    path = c.exports.file(token, name, g.user, c.any_deleted)
+    if path is None:  # expired, another user's, its recording deleted, or never made: one answer for all
+        return render_template("message.html", message=text("export_gone", g.lang,
+                                                            minutes=round(c.exports.ttl_s / 60))), 410
     return send_file(path, as_attachment=True, download_name=name, max_age=0)
