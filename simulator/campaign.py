@@ -527,13 +527,14 @@ def _wait_for(cond: Callable[[], bool], within_s: float) -> None:
 
 
 # ---------------------------------------------------------------------- rogue peers, fuzzing
-def pytest_row(name: str, args: list[str]) -> Row:
+def pytest_row(name: str, args: list[str], env: dict[str, str] | None = None) -> Row:
     """Regression suites (rogue peers, deterministic kill points, fuzzing) as one row each:
     every test is a run; a failing one counts as a hang or a loss, whichever it guards."""
     row = Row(name)
     junit = Path(tempfile.mkdtemp()) / "junit.xml"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, **(env or {})})
     import xml.etree.ElementTree as ET
     suite = ET.parse(junit).getroot().find("testsuite") if junit.exists() else None
     if suite is None:
@@ -604,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda: camera_power_cuts(rig_for("cut"), cut_runs, args.seed, work / "camera-template"),
         lambda: soak(rig_for("soak")(0), soak_hours, 20 if soak_hours >= 6 else 4, 4 if soak_hours >= 6 else 2,
                      args.seed),
+        lambda: pytest_row("camera power cut while recording (every packet around rotations; SIGKILLs)",
+                           ["tests/test_power_cut.py"], {"POWERCUT_RUNS": "8" if args.quick else "50"}),
         lambda: pytest_row("rogue peers, kill points, replays (regression tests)",
                            ["tests/test_dock_hostile.py", "tests/test_dock.py", "-k",
                             "hostile or lying or babbling or damages or status_json or peer or receipt or replay "
