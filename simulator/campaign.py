@@ -140,6 +140,16 @@ class Rig:
                    retry_s=0.05, retry_max_s=0.2)
 
 
+def switch_off(sim: SimDevice, *, power_cut: bool = False) -> None:
+    """Release what a simulated camera holds (gpiozero's hold thread polls until its pins
+    close; a campaign of hundreds of cameras would otherwise keep hundreds of them)."""
+    if power_cut:
+        sim.runtime.hw.close()   # nothing more reaches its disk
+    else:
+        sim.runtime.close()
+    sim.runtime.camera.close()
+
+
 def recorded(sim: SimDevice) -> dict[int, tuple[str, int]]:
     """seq → (SHA-256, size) of every segment on the camera."""
     out = {}
@@ -287,6 +297,7 @@ def link_faults(rig_for: Callable[[int], Rig], runs: int, seed: int, template: P
         if not check(row, truth, sim, rig):
             row.notes.append(f"run {run}: camera not empty after {MAX_DOCKINGS} dockings")
             row.hangs += 1
+        switch_off(sim)
         shutil.rmtree(rig.root, ignore_errors=True)
     return row
 
@@ -323,13 +334,14 @@ def camera_power_cuts(rig_for: Callable[[int], Rig], runs: int, seed: int, templ
                 continue
             store_dir = sim.runtime.store.root
             image = disk_image(tracker, store_dir, rig.root / "cut" / "store")
-            sim.runtime.camera.close()
+            switch_off(sim, power_cut=True)
             shutil.rmtree(store_dir)
             shutil.move(str(image), str(store_dir))
             sim = rig.boot(seed=run)             # boots from what the cut left
             if sim.runtime.error:
                 row.notes.append(f"run {run}: the camera did not boot after the cut: {sim.runtime.error}")
                 row.hangs += 1
+                switch_off(sim)
                 continue
             row.detections += int(bool(list(sim.runtime.store.dir.glob("*.ts.age"))))
             check(row, truth, sim, rig)         # nothing freed early, even cut
@@ -340,7 +352,7 @@ def camera_power_cuts(rig_for: Callable[[int], Rig], runs: int, seed: int, templ
             if not check(row, truth, sim, rig):
                 row.hangs += 1
                 row.notes.append(f"run {run}: camera not empty after {MAX_DOCKINGS} dockings")
-            sim.runtime.camera.close()
+            switch_off(sim)
             shutil.rmtree(rig.root, ignore_errors=True)
     finally:
         tracker.uninstall()
@@ -439,7 +451,7 @@ def soak(rig: Rig, hours: float, activations: int, dockings: int, seed: int) -> 
                      f"{len(on_camera)} left on the camera")
     if len(by_rec) != activations or on_camera or [m.seq for m in manifests] != list(range(1, len(manifests) + 1)):
         row.violations += 1
-    sim.runtime.camera.close()
+    switch_off(sim)
     return row
 
 
@@ -489,6 +501,7 @@ def dock_kills(rig_for: Callable[[int], Rig], runs: int, seed: int, template: Pa
             again.kill()
             row.hangs += 1
             row.notes.append(f"run {run}: the restarted dock did not end")
+            switch_off(sim)
             continue
         if served.is_alive():
             row.hangs += 1
@@ -505,6 +518,7 @@ def dock_kills(rig_for: Callable[[int], Rig], runs: int, seed: int, template: Pa
             row.violations += 1
             row.notes.append(f"run {run}: {problem}")
         row.dockings += 2
+        switch_off(sim)
         shutil.rmtree(rig.root, ignore_errors=True)
     return row
 
