@@ -312,8 +312,8 @@ class Served:
         assert r.status_code == 302, r.text[:500]
         return s
 
-    def get(self, path: str) -> Any:
-        r = self.session.get(self.url + path, timeout=60)
+    def get(self, path: str, session: Any = None) -> Any:
+        r = (session or self.session).get(self.url + path, timeout=60)
         if r.status_code != 200:
             raise SystemExit(f"GET {path}: {r.status_code} {r.text[:300]}")
         return r
@@ -344,6 +344,7 @@ def pages(served: Served, city: City, index: Index, n: int) -> dict[str, list[fl
     served.get(f"/recordings/{rid}")  # its verification is cached from here on
     served.get(f"/recordings/{rid}/poster.jpg")
     served.get(f"/recordings/{hour}/poster.jpg")
+    dpo = served.login("dsb")  # the audit trail is the data-protection officer's (docs/console.md)
     return {
         "recordings (first page)": timed(lambda: served.get("/recordings"), n),
         "recordings, filtered (officer, day, held)": timed(
@@ -355,8 +356,9 @@ def pages(served: Served, city: City, index: Index, n: int) -> dict[str, list[fl
         "one recording": timed(lambda: served.get(f"/recordings/{rid}"), n),
         "one recording (1 h, 360 segments)": timed(lambda: served.get(f"/recordings/{hour}"), n),
         "poster frame (cached)": timed(lambda: served.get(f"/recordings/{rid}/poster.jpg"), n),
-        "audit trail (newest)": timed(lambda: served.get("/audit"), n),
-        "audit trail (deep, keyset)": timed(lambda: served.get(f"/audit?before={city.info['audit_records'] // 2}"), n),
+        "audit trail (newest)": timed(lambda: served.get("/audit", dpo), n),
+        "audit trail (deep, keyset)": timed(lambda: served.get(f"/audit?before={city.info['audit_records'] // 2}",
+                                                               dpo), n),
         "playlist (1 h)": timed(lambda: served.get(f"/recordings/{hour}/hls/index.m3u8"), n),
     }
 
@@ -465,7 +467,7 @@ def run_backend(backend: str, args: argparse.Namespace, endpoint: str | None) ->
     index = Index(store, city.index_dir)
     index.refresh()
     office = Office(store, keys.load_signing_key(Path(city.info["office_key"])), lambda: time.time_ns() // 1000, index)
-    for uid, role in (("anna", "clerk"), ("KOD-101", "officer")):  # console users, on record
+    for uid, role in (("anna", "clerk"), ("KOD-101", "officer"), ("dsb", "dpo")):  # console users, on record
         office.set_user(uid, role, PASSWORD, by="bench")
     res: dict[str, Any] = {"backend": backend, "status": index.status(), "baseline": baseline(store),
                            "appends": city.info["appends"]}
