@@ -638,8 +638,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         for note in r.notes[:10]:
             print(f"  {r.name}: {note}")
-    given = argv if argv is not None else sys.argv[1:]
-    again = " ".join(shlex.quote(a) for a in given if not a.startswith("--workdir"))
+    given = list(argv if argv is not None else sys.argv[1:])
+    kept: list[str] = []
+    while given:  # everything but where the runs were kept
+        a = given.pop(0)
+        if a == "--workdir" and given:
+            given.pop(0)
+        elif not a.startswith("--workdir="):
+            kept.append(a)
+    again = " ".join(shlex.quote(a) for a in kept)
     print(f"{'quick' if args.quick else 'full'} campaign, seed {args.seed}, {time.monotonic() - started:.0f} s; "
           f"reproduce: ./dev.sh campaign {again}".rstrip())
     failed = [r.name for r in rows if r.failed]
