@@ -598,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run counts must be 0 or more, --soak-hours between 0.5 and 48")
     if shutil.which("socat") is None:
         parser.error("socat is not installed (apt-get install socat): the dock-kill runs join ptys with it")
+    if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
+        parser.error(f"--workdir {args.workdir} is a file; name a directory (it is made if missing)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bodycam-campaign-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     keys_dir = work / "keys"
