@@ -42,6 +42,7 @@ PROTOCOL_VERSION = 1
 MAX_FRAME = 256 * 1024            # CBOR + CRC, before COBS
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 2
 READ_CHUNK = 128 * 1024           # bulk data per response frame
+MAX_OFFSET = 1 << 40              # no file on a camera is that large: a read or size beyond is malformed
 PUMP_BYTES = 1 << 20              # at most this much is drained from the port in one go
 OUTBOX_BYTES = 4 << 20            # unsent answers a non-blocking link holds before it gives up on the peer
 STALL_S = 10.0                    # a peer that takes nothing for this long is dropped

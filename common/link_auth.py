@@ -24,6 +24,7 @@ False
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from common.manifest import check_type
 DEVICE_PROOF = b"bodycam-link-v1 device proof"
 DOCK_PROOF = b"bodycam-link-v1 dock proof"
 NONCE_SIZE = 32
+FINGERPRINT = re.compile(r"[0-9a-f]{64}")   # how a key is named on the link (hex SHA-256 of the raw key)
 COMMANDS = {"set_time": {"utc_us": int},
             "assign": {"officer_id": str | None},
             "receipt": {"device_id": str, "kind": str, "seq": int, "file": str, "sha256": bytes,

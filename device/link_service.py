@@ -48,10 +48,8 @@ class LinkHooks:
     assign: Callable[[str | None, str], None]      # (officer_id, dock_id)
 
 
-MAX_OFFSET = 1 << 40        # no file on a camera is that large; beyond it a read is malformed
 ANSWERED = 512              # signed commands remembered per session, to answer a repeat alike
 _COMMANDS = ("set_time", "assign", "receipt")
-_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 REFUSALS_LOGGED = 5         # unauthenticated requests logged one by one; then one summary a minute
 REFUSAL_SUMMARY_S = 60.0
 
@@ -136,7 +134,7 @@ class LinkService:
         dock_id, dock_key, nonce = args.get("dock_id"), args.get("dock_key"), args.get("nonce")
         if not (isinstance(dock_id, str) and isinstance(dock_key, str) and isinstance(nonce, bytes)
                 and len(nonce) == link_auth.NONCE_SIZE and 0 < len(dock_id) <= 128
-                and _FINGERPRINT.fullmatch(dock_key)):
+                and link_auth.FINGERPRINT.fullmatch(dock_key)):
             raise _Refusal("bad_message", "hello needs dock_id (1–128 characters), dock_key (a key's 64-hex "
                                           "fingerprint) and a 32-byte nonce")
         self.authenticated = False
@@ -193,8 +191,8 @@ class LinkService:
         if not (isinstance(name, str) and _READABLE.fullmatch(name)):
             raise _Refusal("bad_file", f"cannot read {name!r}")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)) \
-                or length > link.READ_CHUNK or offset > MAX_OFFSET:
-            raise _Refusal("bad_message", f"0 ≤ offset ≤ {MAX_OFFSET} and 0 ≤ length ≤ {link.READ_CHUNK}")
+                or length > link.READ_CHUNK or offset > link.MAX_OFFSET:
+            raise _Refusal("bad_message", f"0 ≤ offset ≤ {link.MAX_OFFSET} and 0 ≤ length ≤ {link.READ_CHUNK}")
         try:
             f = self._open_for_read(name)
             f.seek(offset)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common import signed
-from common.link import LinkTimeout
+from common.link import MAX_OFFSET, LinkTimeout
 from common.chain_head import read_head
 from common.manifest import read_manifest
 from evidence import audit
@@ -288,7 +288,6 @@ MAX_MANIFEST = 64 * 1024      # bytes of one manifest
 MAX_SEGMENT = 4 << 30         # bytes of one segment file
 MAX_EVENTS = 16 << 20         # bytes of event log held in memory at once (taken in pieces of this)
 MAX_EVENT_PIECES = 64         # pieces at one docking (1 GiB); the rest waits for the next
-MAX_OFFSET = 1 << 40          # no file on a camera is that large
 MAX_LISTED_SEQ = 1 << 62      # a listing after this seq holds no segments: asked for the event log's size
 
 

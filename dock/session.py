@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import Any, Callable
 
@@ -18,7 +17,6 @@ from common import link, link_auth
 HELLO_RETRY_S = 0.5
 READ_RETRIES = 3            # a read whose answer was lost or damaged is asked again this often
 EARLY_ANSWERS = 256         # answers that arrived before the one awaited, kept (bounded)
-_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
 class Refused(Exception):
@@ -113,7 +111,7 @@ class DockSession:
         device_id, device_fp = hello.get("device_id"), hello.get("device_key")
         device_nonce = hello.get("nonce")
         if not (isinstance(device_id, str) and 0 < len(device_id) <= 64 and isinstance(device_fp, str)
-                and _FINGERPRINT.fullmatch(device_fp) and isinstance(device_nonce, bytes)
+                and link_auth.FINGERPRINT.fullmatch(device_fp) and isinstance(device_nonce, bytes)
                 and len(device_nonce) == link_auth.NONCE_SIZE):
             raise UnenrolledCamera("the camera's hello is malformed (device_id of 1–64 characters, device_key a "
                                    "64-hex fingerprint, a 32-byte nonce)")
