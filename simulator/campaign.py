@@ -272,25 +272,17 @@ def link_faults(rig_for: Callable[[int], Rig], runs: int, seed: int, template: P
         sim = rig.camera(seed=run, template=template)
         truth = recorded(sim)
         row.runs += 1
-        for docking in range(MAX_DOCKINGS):
+        for attempt in range(MAX_DOCKINGS):
             cable = FaultyCable(rig.root / "by-id" / "usb-c", rig.root / "cam" / "c.tty", rng,
                                 flip=0.01, drop=0.005, delay=0.01,
                                 disconnect_after=rng.randrange(20, 400) if rng.random() < 0.2 else None)
-            ended: list[str] = []
-            t = threading.Thread(target=lambda: ended.append(serve_docked(sim, cable.camera_node, timeout_s=60)),
-                                 daemon=True)
-            t.start()
-            bay = rig.bay(cable.dock_node)
-            bay.start()
-            bay.join(BAY_DEADLINE_S)
-            cable.unplug()
-            t.join(30)
+            bay, hung = docking(rig, sim, cable)
             row.dockings += 1
             row.faults += cable.faults
             row.detections += bay.retried + bay.bad_frames + (bay.status.state != "done")
-            if bay.is_alive() or t.is_alive():
+            if hung:
                 row.hangs += 1
-                row.notes.append(f"run {run}: docking {docking} did not end ({bay.status.state})")
+                row.notes.append(f"run {run}: docking {attempt} did not end ({bay.status.state})")
                 break
             if check(Row("scratch"), truth, sim, rig) and bay.status.state == "done":
                 break
@@ -318,18 +310,11 @@ def camera_power_cuts(rig_for: Callable[[int], Rig], runs: int, seed: int, templ
             truth = recorded(sim)
             row.runs += 1
             cable = PtyCable(rig.root / "by-id" / "usb-c", rig.root / "cam" / "c.tty")
-            served = threading.Thread(target=serve_docked, args=(sim, cable.camera_node), kwargs={"timeout_s": 60},
-                                      daemon=True)
-            served.start()
-            bay = rig.bay(cable.dock_node)
-            bay.start()
-            time.sleep(rng.uniform(0.0, 0.5))   # a docking takes about that: handshake to event log
-            cable.unplug()                       # the power goes: the camera's loop ends where it is
-            served.join(30)
-            bay.join(BAY_DEADLINE_S)
+            # the power goes 0–0.5 s in (a docking takes about that): the camera's loop ends where it is
+            _, hung = docking(rig, sim, cable, cut_after_s=rng.uniform(0.0, 0.5))
             row.faults += 1
             row.dockings += 1
-            if served.is_alive() or bay.is_alive():
+            if hung:
                 row.hangs += 1
                 continue
             store_dir = sim.runtime.store.root
@@ -360,16 +345,27 @@ def camera_power_cuts(rig_for: Callable[[int], Rig], runs: int, seed: int, templ
 
 
 def _dock_once(rig: Rig, sim: SimDevice) -> bool:
-    cable = PtyCable(rig.root / "by-id" / "usb-c", rig.root / "cam" / "c.tty")
+    bay, _ = docking(rig, sim, PtyCable(rig.root / "by-id" / "usb-c", rig.root / "cam" / "c.tty"))
+    return bay.status.state == "done"
+
+
+def docking(rig: Rig, sim: SimDevice, cable: "FaultyCable | PtyCable", *,
+            cut_after_s: float | None = None) -> tuple[Bay, bool]:
+    """One docking over ``cable``: the camera serves in a thread, a bay offloads; the cable
+    is pulled when the bay ends (or after ``cut_after_s``). Returns the bay and whether
+    either side failed to end within its deadline (a hang)."""
     served = threading.Thread(target=serve_docked, args=(sim, cable.camera_node), kwargs={"timeout_s": 60},
                               daemon=True)
     served.start()
     bay = rig.bay(cable.dock_node)
     bay.start()
+    if cut_after_s is not None:
+        time.sleep(cut_after_s)
+        cable.unplug()
     bay.join(BAY_DEADLINE_S)
     cable.unplug()
     served.join(30)
-    return bay.status.state == "done"
+    return bay, bay.is_alive() or served.is_alive()
 
 
 def _sync_tree(root: Path) -> None:
