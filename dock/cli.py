@@ -72,7 +72,8 @@ def _status_table(status: dict[str, Any]) -> str:
     if not bays:
         lines.append("no camera docked")
     for b in bays:
-        lines.append(f"  {Path(str(b['port'])).name:40} {b['device'] or '?':16} {b['state']:20} {b['message']}")
+        lines.append(f"  {Path(b['port']).name:40} {str(b.get('device') or '?'):16} {b['state']:20} "
+                     f"{str(b.get('message') or '')[:300]}")
     return "\n".join(lines)
 
 
@@ -121,8 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             registry.assign(args.device, args.officer)
             print(f"{args.device} → {args.officer} (takes effect at the camera's next docking)")
         elif args.command == "status":
-            from dock.hotplug import read_status
-            status = read_status(config.path(config.dock.state))
+            from dock.hotplug import StatusDamaged, read_status
+            try:
+                status = read_status(config.path(config.dock.state))
+            except StatusDamaged as exc:
+                print(f"bodycam-dock: error: {exc}", file=sys.stderr)
+                return 1
             print(json.dumps(status, indent=2) if args.json else _status_table(status))
         else:
             return run(config, args)

@@ -134,5 +134,20 @@ class Dock:
             return any(b.is_alive() for b in self.bays.values())
 
 
+class StatusDamaged(ValueError):
+    """status.json is not what ``bodycam-dock run`` writes (cut short, edited by hand)."""
+
+
 def read_status(state_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(state_dir) / "status.json").read_text())
+    """What the running dock last wrote; :class:`StatusDamaged` if it is not its format."""
+    path = Path(state_dir) / "status.json"
+    try:
+        status = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StatusDamaged(f"{path} is damaged ({exc}); bodycam-dock run rewrites it at the next change") from None
+    bays = status.get("bays") if isinstance(status, dict) else None
+    if not (isinstance(bays, list) and all(isinstance(b, dict) and isinstance(b.get("port"), str)
+                                           and isinstance(b.get("state"), str) for b in bays)):
+        raise StatusDamaged(f"{path} is not a dock status (a map with bays, each with a port and a state); "
+                            "bodycam-dock run rewrites it at the next change")
+    return status

@@ -362,3 +362,16 @@ def test_a_camera_whose_hello_is_oversized_is_refused_in_a_few_words(env, identi
     bay, _ = dock(env, sim)
     assert bay.status.state == "refused" and "malformed" in bay.status.message
     assert len(json.dumps(bay.status.to_json())) < 2000
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"bays": 5}', b'{"bays": [{"port": 1}]}',
+                                     b'{"bays": [null]}', b"\xff\xfe"])
+def test_a_damaged_status_file_is_a_clear_error_not_a_traceback(env, capsys, content):
+    """`bodycam-dock status` on a status.json cut short or edited by hand."""
+    from dock.cli import main as dock_main
+    state = env.root / "state"
+    state.mkdir(exist_ok=True)
+    (state / "status.json").write_bytes(content)
+    assert dock_main(["--config", str(env.root / "dock.toml"), "status"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-dock: error:") and "rewrites it" in err and "Traceback" not in err
