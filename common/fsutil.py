@@ -21,9 +21,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename over, fsync the directory: the file is old or new, never torn."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_atomic(path: Path, data: bytes, *, tmp: Path | None = None) -> None:
+    """Write, fsync, rename over, fsync the directory: the file is old or new, never torn.
+    ``tmp``: where to write first (default ``NAME.tmp`` beside it; same filesystem)."""
+    tmp = tmp or path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -25,7 +25,7 @@ import os
 import threading
 from pathlib import Path
 
-from common.fsutil import fsync_dir
+from common.fsutil import fsync_dir, write_atomic
 from evidence.errors import StoreConflict
 
 
@@ -123,16 +123,7 @@ class FsBackend:
         """Old or new, never torn, and no temporary name beside it."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._staged()
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(path.parent)
+        write_atomic(path, data, tmp=self._staged())
 
     def orphans(self, deep: bool = True) -> list[Path]:
         """What killed writers left: staged files of dead processes, and (``deep``: a walk

@@ -167,39 +167,34 @@ class Office:
     def set_user(self, user_id: str, role: str, password: str, by: str) -> dict[str, Any]:
         """Create a console user or change their role and password; on record (and every
         session of theirs ends, in every console that follows the store)."""
-        from evidence.users import UserError, Users
+        from evidence.users import Users
         check_user(by)
         known = Users(self.store).get(user_id) if USER.fullmatch(user_id or "") else None
-        try:
-            Users(self.store).set(user_id, role, password)
-        except UserError as exc:
-            raise Refused(str(exc)) from None
         change = "created" if known is None or known.state == "removed" else "changed"
-        entry = self._record("user", by=by, details={"id": user_id, "role": role, "state": "active", "change": change})
-        return {"user": user_id, "role": role, "change": change, "audit_seq": entry.seq}
+        user, seq = self._user_change(by, change, lambda users: users.set(user_id, role, password))
+        return {"user": user.id, "role": user.role, "change": change, "audit_seq": seq}
 
     def user_passwd(self, user_id: str, password: str, by: str) -> dict[str, Any]:
-        from evidence.users import UserError, Users
-        check_user(by)
-        try:
-            user = Users(self.store).passwd(user_id, password)
-        except UserError as exc:
-            raise Refused(str(exc)) from None
-        entry = self._record("user", by=by, details={"id": user.id, "role": user.role, "state": user.state,
-                                                     "change": "password"})
-        return {"user": user.id, "change": "password", "audit_seq": entry.seq}
+        user, seq = self._user_change(by, "password", lambda users: users.passwd(user_id, password))
+        return {"user": user.id, "change": "password", "audit_seq": seq}
 
     def user_state(self, user_id: str, state: str, by: str) -> dict[str, Any]:
         """``disabled`` (no login; ``active`` again later) or ``removed`` (for good)."""
+        user, seq = self._user_change(by, state, lambda users: users.set_state(user_id, state))
+        return {"user": user.id, "state": state, "audit_seq": seq}
+
+    def _user_change(self, by: str, change: str, apply: Callable[[Any], Any]) -> tuple[Any, int]:
+        """Apply one change to the console's users and put it on record (every console
+        ends the user's sessions when it reads it)."""
         from evidence.users import UserError, Users
         check_user(by)
         try:
-            user = Users(self.store).set_state(user_id, state)
+            user = apply(Users(self.store))
         except UserError as exc:
             raise Refused(str(exc)) from None
-        entry = self._record("user", by=by, details={"id": user.id, "role": user.role, "state": state,
-                                                     "change": state})
-        return {"user": user.id, "state": state, "audit_seq": entry.seq}
+        entry = self._record("user", by=by, details={"id": user.id, "role": user.role, "state": user.state,
+                                                     "change": change})
+        return user, entry.seq
 
     # ------------------------------------------------------------------ view
     def show(self, recording_id: str, by: str) -> dict[str, Any]:

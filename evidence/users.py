@@ -72,13 +72,15 @@ class Users:
     def _write(self, record: dict[str, Any]) -> None:
         self.store.backend.replace(self._key(record["id"]), json.dumps(record).encode())
 
-    def set(self, user_id: str, role: str, password: str) -> None:
+    def set(self, user_id: str, role: str, password: str) -> User:
         """Create the user (or an earlier removed one anew) or replace their role and password."""
         self._key(user_id)
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         _check_password(password)
-        self._write({"id": user_id, "role": role, "hash": _HASHER.hash(password), "state": "active"})
+        record = {"id": user_id, "role": role, "hash": _HASHER.hash(password), "state": "active"}
+        self._write(record)
+        return _user(record)
 
     def passwd(self, user_id: str, password: str) -> User:
         record = self._existing(user_id)
