@@ -13,6 +13,7 @@ On S3, keep the dock's credentials away from ``console/*`` with a bucket policy 
 >>> from evidence.store import FsEvidenceStore
 >>> users = Users(FsEvidenceStore(Path(tempfile.mkdtemp())))
 >>> users.set("anna", "clerk", "correct horse battery")
+User(id='anna', role='clerk', state='active')
 >>> users.check("anna", "correct horse battery").role, users.check("anna", "wrong")
 ('clerk', None)
 """
