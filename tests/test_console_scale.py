@@ -388,3 +388,37 @@ def test_export_links_are_the_makers_expire_and_die_with_the_recording(tmp_path,
     assert anna.post(f"/recordings/{rids[12]}/export", data={"csrf_token": token}).status_code == 500
     assert set((c.cache / "exports").iterdir()) == before
     c.stop.set()
+
+
+def test_the_background_sweep_never_takes_an_export_being_made(tmp_path):
+    """Found by CI on a slow machine: the sweep ran between an export's directory and its
+    meta.json, took it for a crash's leftover and removed it under the request (a clerk's
+    export then failed with "directory does not exist")."""
+    import time
+
+    from evidence.console.exports import Exports
+    exports = Exports(tmp_path / "exports", now_us=lambda: int(time.time() * 1e6))
+    stop = threading.Event()
+
+    def sweeping() -> None:
+        while not stop.is_set():
+            exports.sweep(lambda rids: False)
+            time.sleep(0.0005)
+
+    sweeper = threading.Thread(target=sweeping)
+    sweeper.start()
+    try:
+        lost = 0
+        for _ in range(400):
+            token, d = exports.new("anna", ["rec"])
+            time.sleep(0)  # let the sweeper run between the steps of an export
+            (d / "rec.mp4").write_bytes(b"x")
+            lost += not d.is_dir()
+            if d.is_dir():
+                assert exports.finish(token) == ["rec.mp4"]
+                assert exports.file(token, "rec.mp4", "anna", lambda rids: False) is not None
+                exports.discard(token)
+    finally:
+        stop.set()
+        sweeper.join(10)
+    assert lost == 0

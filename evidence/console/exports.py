@@ -19,7 +19,8 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -55,6 +56,9 @@ class Exports:
     now_us: Callable[[], int]
     ttl_s: float = 3600.0
     max_bytes: int = 4 << 30
+    # the background sweep must never see an export between its directory and its meta.json
+    # (it would take it for a crash's leftover and remove it under the request making it)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -63,23 +67,26 @@ class Exports:
         """A fresh private directory for one export; ``finish`` or ``discard`` it."""
         token = secrets.token_hex(16)
         d = self.root / token
-        d.mkdir(mode=0o700)
-        (d / "meta.json").write_text(json.dumps({"user": user, "recordings": recordings,
-                                                 "created_us": self.now_us(), "complete": False}))
+        with self._lock:
+            d.mkdir(mode=0o700)
+            _write_meta(d, {"user": user, "recordings": recordings, "created_us": self.now_us(),
+                            "complete": False})
         return token, d
 
     def finish(self, token: str) -> list[str]:
         """Mark the export complete (files 0600) and name its files."""
         d = self.root / token
-        meta = json.loads((d / "meta.json").read_text())
-        meta["complete"] = True
-        for p in d.iterdir():
-            os.chmod(p, 0o600)
-        (d / "meta.json").write_text(json.dumps(meta))
+        with self._lock:
+            meta = json.loads((d / "meta.json").read_text())
+            meta["complete"] = True
+            for p in d.iterdir():
+                os.chmod(p, 0o600)
+            _write_meta(d, meta)
         return sorted(p.name for p in d.iterdir() if p.name != "meta.json")
 
     def discard(self, token: str) -> None:
-        shutil.rmtree(self.root / token, ignore_errors=True)
+        with self._lock:
+            shutil.rmtree(self.root / token, ignore_errors=True)
 
     def file(self, token: str, name: str, user: str, deleted: Callable[[list[str]], bool]) -> Path | None:
         """The file if ``user`` made this export, it is complete and young enough, and none of
@@ -98,6 +105,10 @@ class Exports:
     def sweep(self, deleted: Callable[[list[str]], bool]) -> int:
         """Remove expired exports, those of deleted recordings, unfinished ones of a crash,
         and the oldest beyond ``max_bytes``; how many were removed."""
+        with self._lock:
+            return self._sweep(deleted)
+
+    def _sweep(self, deleted: Callable[[list[str]], bool]) -> int:
         removed = 0
         alive: list[tuple[int, int, str]] = []
         for token, meta in self._all():
@@ -133,6 +144,13 @@ class Exports:
 
     def _expired(self, meta: dict[str, Any]) -> bool:
         return self._age_s(meta) > self.ttl_s
+
+
+def _write_meta(d: Path, meta: dict[str, Any]) -> None:
+    """Whole or not at all: a reader never sees a meta.json cut short."""
+    tmp = d / ".meta.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, d / "meta.json")
 
 
 def _size(d: Path) -> int:
