@@ -149,7 +149,8 @@ class Exports:
 def _write_meta(d: Path, meta: dict[str, Any]) -> None:
     """Whole or not at all: a reader never sees a meta.json cut short."""
     tmp = d / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta))
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(json.dumps(meta))
     os.replace(tmp, d / "meta.json")
 
 
