@@ -17,8 +17,10 @@ setup() {
     if ((${#missing[@]})); then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "dev.sh: installing Debian tools (${DEBIAN_TOOLS[*]})" >&2
-            apt-get update -qq >/dev/null
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEBIAN_TOOLS[@]}" >/dev/null
+            # another apt (unattended-upgrades at first boot) may hold the lock: wait for it, bounded
+            local wait=(-o DPkg::Lock::Timeout=300)
+            apt-get "${wait[@]}" update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq "${DEBIAN_TOOLS[@]}" >/dev/null
         else
             echo "dev.sh: missing ${missing[*]}; run: sudo apt-get install ${DEBIAN_TOOLS[*]}" >&2
         fi

@@ -82,7 +82,7 @@ def _count(text: str) -> int:
 
 def _user(text: str) -> str:
     try:
-        return check_user(text)
+        return check_user(text, what="")  # argparse names the flag itself
     except Refused as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -175,6 +175,12 @@ class FsBackend:
                       if k > after and (until is None or k <= until))
         return keys if limit is None else keys[:limit]
 
+    def listing(self, prefix: str, after: str = "", limit: int | None = None,
+                until: str | None = None) -> list[tuple[str, str | None]]:
+        """As :meth:`keys_after`, with no MD5 (a directory keeps none; reads are local and
+        cheap, so :mod:`evidence.packs` is not used here)."""
+        return [(k, None) for k in self.keys_after(prefix, after, limit, until)]
+
     def children(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():

@@ -57,7 +57,8 @@ class Refused(ValueError):
 
 def check_user(name: str, what: str = "--by") -> str:
     if not USER.fullmatch(name or ""):
-        raise Refused(f"{what} {name!r} is not a user name (letters, digits, . _ @ -; up to 64)")
+        raise Refused(f"{what + ' ' if what else ''}{name!r} is not a user name (letters, digits, . _ @ -; up to 64; "
+                      "e.g. f.leitung)")
     return name
 
 

@@ -13,6 +13,7 @@ layout lives here once (docs/FORMAT.md §10)::
     devices/<device>/anchor.cbor                   {seq, prev, event_seq, event_prev}
     keys/<fingerprint>.cbor                        public keys of devices, docks, the office
     audit/NNNNNNNNNNNN.cbor                        the signed, chained audit trail
+    packs/…                                        copies of manifests and records in bulk (evidence.packs)
     quarantine/<device>/<name>                     what failed verification …
     quarantine/<device>/<name>.reason.json         … and why
     console/users/<id>.json                        the console's users
@@ -65,6 +66,8 @@ class Backend(Protocol):
     def replace(self, key: str, data: bytes) -> None: ...
     def keys(self, prefix: str) -> list[str]: ...
     def keys_after(self, prefix: str, after: str = "", limit: int | None = None, until: str | None = None) -> list[str]: ...
+    def listing(self, prefix: str, after: str = "", limit: int | None = None,
+                until: str | None = None) -> list[tuple[str, str | None]]: ...
     def children(self, prefix: str) -> list[str]: ...
     def destroy(self, key: str) -> None: ...
     def hold(self, key: str, on: bool) -> None: ...
@@ -206,7 +209,8 @@ class FsEvidenceStore(EvidenceStore):
 
 _KNOWN = re.compile(
     r"devices/[^/]+/(segments/\d{8,}\.(ts\.age|manifest)|events/\d{8,}-\d{8,}\.cbors|receipts/[^/]+\.cbor|anchor\.cbor)"
-    r"|keys/[0-9a-f]{64}\.cbor|audit/\d{12}\.cbor|quarantine/[^/]+/[^/]+|console/users/[^/]+\.json")
+    r"|keys/[0-9a-f]{64}\.cbor|audit/\d{12}\.cbor|quarantine/[^/]+/[^/]+|console/users/[^/]+\.json"
+    r"|packs/audit/\d{12}-\d{12}\.cbor|packs/devices/[^/]+/\d{8,}-\d{8,}\.cbor")
 
 
 def unknown_keys(keys: list[str]) -> list[str]:

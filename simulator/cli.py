@@ -203,7 +203,8 @@ def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | 
         # Shift start: the camera comes out of the dock, which has set its clock and pushed the
         # officer assignment; at shift end it goes back in and is emptied.
         sim.runtime.boot()
-        _dock(sim, args.dock, args.dock_timeout)
+        if _dock(sim, args.dock, args.dock_timeout) == "timeout":
+            raise EnvironmentProblem(_no_dock(args.dock, args.dock_timeout, "at shift start; nothing was recorded"))
         sim.runtime.undock()
         sim.run_script(steps, boot=False)
         docked = _dock(sim, args.dock, args.dock_timeout)
@@ -219,6 +220,12 @@ def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | 
                    "docked": docked,
                    "segments_left": len(list(sim.runtime.store.dir.glob("*.manifest")))})
     return report
+
+
+def _no_dock(node: Path, timeout_s: float, when: str) -> str:
+    return (f"no dock answered on {node} within {timeout_s:g} s {when}. The camera's end of the cable must "
+            f"be a pty whose other end is a bay of a running dock (bodycam-dock run; docs/dock.md shows one by "
+            f"hand), or leave out --dock")
 
 
 def _dock(sim: Any, node: Path, timeout_s: float) -> str:
@@ -368,6 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for e in result["events"]:
                 print(f"{e['t']:9.3f}  {e['state']:<10} {e['kind']}")
             print(f"{len(result['recordings'])} recordings; final state {result['final_state']}")
+        if result.get("docked") == "timeout":  # the footage stays on the camera, sealed
+            print(f"bodycam-sim: error: {_no_dock(args.dock, args.dock_timeout, 'at shift end')}; the "
+                  f"{result['segments_left']} segments stay in {args.out}", file=sys.stderr)
+            return 1
         return 0
     if args.json:
         json.dump(result, sys.stdout, indent=2)

@@ -204,7 +204,7 @@ def summarise(workdir: Path, setup: dict[str, Any], dock: Dock, results: dict[st
     index.close()
     bays = dock.status()["bays"]
     first = min(recordings, key=lambda r: (r["device"], r["start_utc"]), default=None)
-    cli = f"bodycam-evidence --store {setup['store']} --key {setup['office_key']}"
+    cli = f"{tool('bodycam-evidence')} --store {setup['store']} --key {setup['office_key']}"
     return {
         "workdir": str(workdir), "store": setup["store"], "identity": str(setup["authority"].identity),
         "office_key": str(setup["office_key"]), "dock_config": str(setup["dock_toml"]),
@@ -218,8 +218,21 @@ def summarise(workdir: Path, setup: dict[str, Any], dock: Dock, results: dict[st
         "list": f"{cli} list",
         "export": None if first is None else (
             f"{cli} export --recording {first['id']} --identity {setup['authority'].identity} "
-            f"--out {first['id']}.mp4 --by $USER && ffprobe {first['id']}.mp4"),
+            f"--out {first['id']}.mp4 --by sichtung && ffprobe {first['id']}.mp4"),
     }
+
+
+def tool(name: str) -> str:
+    """How the shell reaches one of this package's commands, as printed for the user: the
+    script beside this interpreter (``.venv/bin/…``, which is on no one's PATH), relative
+    to the working directory when it is below it."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.absolute())
 
 
 def print_summary(s: dict[str, Any]) -> None:

@@ -51,9 +51,10 @@ def free_base_port() -> int:
 
 def s3_client(endpoint: str, who: str) -> Any:
     """A boto3 client as ``who``: "office" (Admin) or "dock" (Read/Write/List only)."""
-    import boto3
     from botocore.config import Config
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=who, aws_secret_access_key=CREDENTIALS[who],
+
+    from evidence.s3 import boto_session
+    return boto_session().client("s3", endpoint_url=endpoint, aws_access_key_id=who, aws_secret_access_key=CREDENTIALS[who],
                         region_name="us-east-1", config=Config(s3={"addressing_style": "path"},
                                                                retries={"max_attempts": 1}))
 

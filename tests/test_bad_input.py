@@ -200,6 +200,8 @@ ROWS = [
     ("evidence", ["--store", "{T}/ev", "--key", "{K}/device.key", "init", "--retention-days", "0"], None, 2,
      "retention"),
     ("evidence", ["--store", "{T}/ev", "init"], None, 2, "signing key"),
+    ("evidence", ["--store", "{T}/ev", "--key", "{K}/device.key", "init", "--supervisor", "Frau Leitung"], None, 2,
+     "argument --supervisor: 'Frau Leitung' is not a user name"),   # names the flag it is about, once
     ("evidence", ["--store", "{T}/ev", "audit", "--verify", "--expect", "1:zz"], evidence_store(), 2, "SEQ:HEX"),
     ("evidence", ["--store", "{T}/ev", "audit", "--expect", "1:00"], evidence_store(), 2, "--verify"),
     ("evidence", ["--store", "{T}/ev", "audit", "--verify"], evidence_store(audit_garbage), 1, "000000000002"),

@@ -218,3 +218,15 @@ def test_render_cue_writes_the_announcement_once(tmp_path):
     cfg.write_text('[cues]\nannouncement = "Achtung, neue Ansage"\nwav = "cues/a.wav"\n')
     refused = subprocess.run(run, capture_output=True, text=True, env={"PATH": "/nonexistent"})
     assert refused.returncode == 1 and "apt install espeak-ng" in refused.stderr
+
+
+def test_dock_with_no_dock_answering_says_so_and_exits_1(tmp_path):
+    """A newcomer's --dock at a node no dock serves: a clear message and exit 1, never a silent 0."""
+    cfg = tmp_path / "bodycam.toml"
+    cfg.write_text(SMALL_CAMERA + '[device]\nkey = "o/keys/device.key"\n')
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"at": 2, "action": "press"}, {"at": 5, "action": "hold", "seconds": 3.5}]))
+    proc = sim(["device", "--out", str(tmp_path / "o"), "--config", str(cfg), "--script", str(script),
+                "--dock", str(tmp_path / "no-such-cable"), "--dock-timeout", "1"], tmp_path)
+    assert proc.returncode == 1
+    assert "no dock answered on" in proc.stderr and "at shift start" in proc.stderr and "bodycam-dock run" in proc.stderr

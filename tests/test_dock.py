@@ -372,11 +372,23 @@ def test_demo_runs_a_shift_end_to_end(tmp_path):
     import json
     import subprocess
     import sys
+    import os
     root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run([sys.executable, "-m", "simulator.cli", "demo", "--workdir", str(tmp_path / "demo"),
-                           "--devices", "2", "--json"], cwd=root, capture_output=True, text=True, timeout=300)
+                           "--devices", "2", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
+    # the commands it prints run as printed (a shell without the venv on its PATH, no $USER)
+    plain = {k: v for k, v in env.items() if k not in ("USER", "VIRTUAL_ENV")}
+    plain["PATH"] = "/usr/bin:/bin"
+    for what in ("list", "export"):
+        assert "$" not in out[what]
+        ran = subprocess.run(["bash", "-c", out[what]], cwd=tmp_path, env=plain, capture_output=True, text=True,
+                             timeout=120)
+        assert ran.returncode == 0, (what, out[what], ran.stderr[-2000:])
+    assert "Stream #0:0" in ran.stderr and "h264" in ran.stderr   # ffprobe opened the export
     assert {"store", "identity", "recordings", "devices"} <= out.keys()
     recs = out["recordings"]
     assert {r["announced"] for r in recs} == {True, False}  # announced and emergency over the fleet

@@ -25,7 +25,7 @@ from evidence.index.query import local_day_bounds
 from evidence.office import Office, Refused
 from evidence.recordings import index as full_scan
 from evidence.state import State
-from evidence.store import FsEvidenceStore
+from evidence.store import EvidenceStore, FsEvidenceStore
 from simulator.store_gen import StoreWriter, Take
 
 T0 = 1_800_000_000_000_000                 # 2027-01-15
@@ -48,9 +48,9 @@ def dump(index: Index) -> dict[str, list[tuple]]:
 class World:
     """A store, the dock's writes (StoreWriter), an office acting through its own index."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: EvidenceStore | None = None) -> None:
         self.root = root
-        self.store = FsEvidenceStore(root / "ev")
+        self.store = store if store is not None else FsEvidenceStore(root / "ev")
         self.clock = [T0]
         self.writer = StoreWriter(self.store, seed=7, now_us=self.now)
         self.key = keys.load_signing_key(keys.create_device_key(root / "k", name="office").private)
@@ -320,7 +320,7 @@ def test_a_deletion_by_another_office_reaches_this_index(tmp_path):
 REBUILD = textwrap.dedent("""
     import sys
     from evidence.index import Index
-    from evidence.store import FsEvidenceStore
+    from evidence.store import EvidenceStore, FsEvidenceStore
     import evidence.index.follow as follow
     follow.BATCH = 2          # many small commits: more places to be killed at
     def progress(phase, done, total):
@@ -485,7 +485,7 @@ def test_two_processes_refreshing_one_index_at_once_agree_with_a_rebuild(tmp_pat
         import evidence.index.follow as follow
         follow.BATCH = 1
         from evidence.index import Index
-        from evidence.store import FsEvidenceStore
+        from evidence.store import EvidenceStore, FsEvidenceStore
         Index(FsEvidenceStore(sys.argv[1]), sys.argv[2]).refresh()
     """)
     procs = [subprocess.Popen([sys.executable, "-c", code, str(w.store.root), str(tmp_path / "idx")], env=env,
@@ -520,3 +520,67 @@ def test_verify_names_overlapping_event_pieces_and_unknown_objects(tmp_path):
     result = verify_all(w.office.idx(), restart=True)
     assert any("overlaps the one before" in p for p in result["problems"]), result["problems"]
     assert any("notes.txt: not an object of the store's layout" in p for p in result["problems"])
+
+
+def test_packs_let_a_cold_rebuild_from_s3_read_few_objects_and_change_nothing(s3, bucket, tmp_path, monkeypatch):
+    """Packs (evidence.packs) are copies checked against the listing's MD5s: a rebuild that
+    reads them gives exactly the index that reading every object gives, even with a pack
+    that lies, a pack that is garbage, and an object destroyed that a pack still holds."""
+    from evidence import packs
+    from evidence.index import follow
+    from evidence.s3 import S3Backend, S3EvidenceStore
+    from simulator.s3_server import s3_client
+    monkeypatch.setattr(packs, "BLOCK", 16)         # small blocks, so this trail makes several
+    monkeypatch.setattr(follow, "PACKED_FROM", 4)
+    store = S3EvidenceStore(f"s3://{bucket}/kod", client=s3_client(s3, "office"))
+    monkeypatch.setattr(S3Backend, "LISTS_MD5", False)  # a store from before packs
+    w = World(tmp_path, store)
+    for cam in range(3):
+        w.dock(cam, 3, 3, 1)
+    for n in range(30):
+        w.act("view", n, "owi")
+    w.act("hold", 1, "owi")
+    reads = [0]
+    real_read = store.backend.read
+
+    def counted(key: str) -> bytes:
+        reads[0] += 1
+        return real_read(key)
+    monkeypatch.setattr(store.backend, "read", counted)
+
+    def rebuilt(name: str, use_packs: bool = True) -> tuple[dict, int, list[str]]:
+        monkeypatch.setattr(S3Backend, "LISTS_MD5", use_packs)
+        reads[0] = 0
+        index = Index(store, tmp_path / name, now_us=w.now)
+        report = index.rebuild()
+        got = dump(index), reads[0], report.problems
+        index.close()
+        return got
+
+    want, one_by_one, _ = rebuilt("plain", use_packs=False)
+    assert not store.backend.keys("packs")           # without MD5s in the listing, none are written
+    first, first_reads, _ = rebuilt("first")           # reads one by one, and packs what it read
+    written = store.backend.keys("packs")
+    records = audit.last_seq(store)
+    assert sum(k.startswith("packs/audit/") for k in written) == records // packs.BLOCK
+    assert {k.split("/")[2] for k in written if k.startswith("packs/devices/")} == {"cam-0", "cam-1", "cam-2"}
+    second, second_reads, problems = rebuilt("second")
+    assert first == want and second == want and not problems
+    assert second_reads * 3 < one_by_one, (second_reads, one_by_one)
+    # a pack that lies about a manifest, and one that is not a pack: both read around
+    manifest = "devices/cam-0/segments/00000001.manifest"
+    lie = packs.encode("manifests", {"00000001.manifest": real_read(manifest)[:-1] + b"\0"})
+    store.backend.put_once("packs/devices/cam-0/00000001-99999999.cbor", lie, __import__("hashlib").sha256(lie).digest())
+    store.backend.put_once("packs/devices/cam-1/00000001-99999999.cbor", b"garbage",
+                           __import__("hashlib").sha256(b"garbage").digest())
+    lied, _, problems = rebuilt("lied")
+    assert lied == want
+    assert any("packs/devices/cam-1/00000001-99999999.cbor" in p and "one by one" in p for p in problems)
+    # an object destroyed behind the index's back, still in a pack: the listing decides
+    store.backend.destroy("devices/cam-2/segments/00000002.manifest")
+    want_now, _, _ = rebuilt("plain-again", use_packs=False)
+    assert rebuilt("after-destroy")[0] == want_now != want
+    # in operation, the refresh after a docking packs that docking's manifests
+    w.dock(0, 1, 2, 0)
+    w.office.idx().refresh()
+    assert "packs/devices/cam-0/00000010-00000011.cbor" in store.backend.keys("packs/devices/cam-0")

@@ -81,6 +81,7 @@ CREATE TABLE verifications (
 CREATE INDEX verifications_run ON verifications(run);
 CREATE TABLE problems (what TEXT PRIMARY KEY, text TEXT, utc_us INTEGER);
 CREATE TABLE rebuild_devices (device TEXT PRIMARY KEY);
+CREATE TABLE pack_staging (seq INTEGER PRIMARY KEY, record BLOB);  -- audit records read one by one, until their block is packed
 """
 
 

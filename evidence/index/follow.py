@@ -32,12 +32,14 @@ import sqlite3
 
 from common import signed
 from common.manifest import read_checked_manifest, read_manifest
-from evidence import audit
+from evidence import audit, packs
 from evidence.store import EvidenceStore
 
 PENDING_S = 600          # after an ingest, keep looking for the device's event log this long
 CHECK_EVERY_US = 2_000_000  # … every this often
 BATCH = 256              # records or manifests read in parallel, then committed together
+PACKED_FROM = 100        # records read at once from which a pack is worth a listing and a GET
+                         # (a chunk of the trail, BATCH * 4, never crosses a pack's block)
 MAX_INGEST = 100_000     # segments one docking can name (11 days of 10-s segments, recorded without a break)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -139,16 +141,18 @@ class Follower:
         start = int(self._meta("audit_seq") or 0)
         end = audit.last_seq(self.store, start) if upto is None else upto
         done = start
-        while done < end:
-            chunk = list(range(done + 1, min(end, done + BATCH * 4) + 1))
+        while done < end:  # a chunk never crosses a pack's block, so a whole block is one pack
+            chunk = list(range(done + 1, min(end, done + BATCH * 4, packs.block_of(done + 1) + packs.BLOCK - 1) + 1))
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 if int(self._meta("audit_seq") or 0) != done:  # another process applied them meanwhile
                     self.conn.execute("ROLLBACK")
                     return self.follow_trail(load, progress, upto)
                 self._prev = bytes.fromhex(self._meta("audit_digest") or "") or None
-                for seq, record in self._read_many([audit._key(s) for s in chunk]):
-                    self._apply_record(int(seq[6:18]), record, load)
+                for seq, record, packed in self._trail(chunk):
+                    self._apply_record(seq, record, load)
+                    if record is not None and not packed and packs.lists_md5(self.store.backend):
+                        self.conn.execute("INSERT OR REPLACE INTO pack_staging VALUES (?, ?)", (seq, record))
                 self._set("audit_seq", chunk[-1])
                 self._set("audit_digest", self._prev.hex() if self._prev else "")
                 self.conn.execute("COMMIT")
@@ -156,9 +160,45 @@ class Follower:
                 self.conn.execute("ROLLBACK")
                 raise
             done = chunk[-1]
+            self._pack_trail(done)
             if progress:
                 progress("trail", done, end)
         return end - start
+
+    def _trail(self, seqs: list[int]) -> Iterator[tuple[int, bytes | None, bool]]:
+        """(seq, record or None if gone, whether from a pack) for ``seqs`` (within one block):
+        many at once from the block's pack, checked against a listing (:mod:`evidence.packs`)."""
+        backend = self.store.backend
+        keys = [audit._key(s) for s in seqs]
+        if len(seqs) < PACKED_FROM or not packs.lists_md5(backend):
+            for key, record in self._read_many(keys):
+                yield int(key[6:18]), record, False
+            return
+        md5 = dict(backend.listing(f"{audit.PREFIX}/", audit._key(seqs[0] - 1), until=keys[-1]))
+        members, trouble = packs.read_packs(backend, self.pool, [packs.audit_pack_key(packs.block_of(seqs[0]))],
+                                            "audit")
+        for text in trouble:
+            self.problem(f"pack:{packs.audit_pack_key(packs.block_of(seqs[0]))}", text)
+        for key, record, packed in packs.read_through(backend, self.pool, [(k, md5.get(k)) for k in keys], members):
+            yield int(key[6:18]), record, packed
+
+    def _pack_trail(self, upto: int) -> None:
+        """Pack every whole block of records read one by one up to ``upto``; forget the
+        rest of those blocks (a record that vanished or did not verify leaves it unpacked)."""
+        last_whole = packs.block_of(upto + 1) - 1
+        if last_whole <= 0:
+            return
+        rows = self.conn.execute("SELECT seq, record FROM pack_staging WHERE seq <= ? ORDER BY seq",
+                                 (last_whole,)).fetchall()
+        blocks: dict[int, dict[str, bytes]] = {}
+        for seq, record in rows:
+            blocks.setdefault(packs.block_of(seq), {})[f"{seq:012d}.cbor"] = record
+        for first, members in blocks.items():
+            if len(members) == packs.BLOCK:
+                trouble = packs.write(self.store.backend, packs.audit_pack_key(first), packs.encode("audit", members))
+                if trouble:  # only a copy: the next rebuild reads these one by one again
+                    self.report.problems.append(trouble)
+        self.conn.execute("DELETE FROM pack_staging WHERE seq <= ?", (last_whole,))
 
     def _apply_record(self, seq: int, record: bytes | None, load: bool) -> None:
         self.report.records += 1
@@ -273,12 +313,22 @@ class Follower:
 
     # ------------------------------------------------------------------ segments
     def load_segments(self, device: str, seqs: Iterable[int], footage: set[int] | None = None, *,
-                      markers: bool = True) -> None:
-        """Read the manifests of ``device``'s segments ``seqs`` and index them."""
+                      markers: bool = True, md5: dict[str, str | None] | None = None) -> None:
+        """Read the manifests of ``device``'s segments ``seqs`` and index them; ``md5``:
+        the listing's MD5 of each (a rebuild), so the device's packs can serve them."""
         keys = [f"devices/{device}/segments/{s:08d}.manifest" for s in sorted(set(seqs))]
+        backend = self.store.backend
+        members: dict[str, bytes] = {}
+        if md5 is not None and packs.lists_md5(backend):
+            pack_keys = backend.keys_after(packs.manifest_prefix(device), "")
+            members, trouble = packs.read_packs(backend, self.pool, pack_keys, "manifests")
+            for text in trouble:
+                self.problem(f"pack:{text.split(':', 1)[0]}", text)
         touched: set[str] = set()
         rows = []
-        for key, record in self._read_many(keys):
+        unpacked: dict[int, bytes] = {}
+        for key, record, packed in packs.read_through(backend, self.pool, [(k, (md5 or {}).get(k)) for k in keys],
+                                                      members):
             seq = int(key.rsplit("/", 1)[1][:8])
             if record is None:
                 self.problem(f"manifest:{key}", f"{device}: manifest {seq:08d} is named by an ingest record "
@@ -295,6 +345,10 @@ class Follower:
                          m.end_mono_us, m.first_pts_us, m.frames, m.size, m.sha256, int(m.complete), int(m.final),
                          record, signed.digest(record), 1 if footage is None else int(seq in footage)))
             touched.add(m.recording_id)
+            if not packed:
+                unpacked[seq] = record
+        if unpacked and packs.lists_md5(backend):
+            self._pack_manifests(device, unpacked)
         self.conn.executemany("INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                               "?, ?)", rows)
         self.conn.executemany("DELETE FROM problems WHERE what = ?",
@@ -303,6 +357,17 @@ class Follower:
         self.conn.execute("INSERT OR IGNORE INTO devices (id) VALUES (?)", (device,))
         for rid in sorted(touched):
             self.recompute(rid, markers=markers)
+
+    def _pack_manifests(self, device: str, records: dict[int, bytes]) -> None:
+        """Pack manifests read one by one (a docking's, or a device's in a rebuild), so the
+        next rebuild reads them in bulk."""
+        seqs = sorted(records)
+        for i in range(0, len(seqs), packs.MAX_MEMBERS):
+            part = seqs[i:i + packs.MAX_MEMBERS]
+            trouble = packs.write(self.store.backend, packs.manifest_pack_key(device, part[0], part[-1]),
+                                  packs.encode("manifests", {f"{s:08d}.manifest": records[s] for s in part}))
+            if trouble:
+                self.report.problems.append(trouble)
 
     def recompute(self, rid: str, *, markers: bool = True) -> None:
         """The recording's row from its segments (officer, times, kind) and the office's state."""
@@ -470,7 +535,8 @@ class Follower:
     # ------------------------------------------------------------------ a whole device (rebuild)
     def rebuild_device(self, device: str) -> None:
         """Everything of one device from a listing of the store: manifests, footage, events, receipts."""
-        keys = self.store.backend.keys_after(f"devices/{device}/segments/", "")
+        listed = self.store.backend.listing(f"devices/{device}/segments/", "")
+        keys = [k for k, _ in listed]
         manifests = [int(k.rsplit("/", 1)[1][:8]) for k in keys if k.endswith(".manifest")
                      and k.rsplit("/", 1)[1][:8].isdigit()]
         footage = {int(k.rsplit("/", 1)[1][:8]) for k in keys if k.endswith(".ts.age")
@@ -480,7 +546,7 @@ class Follower:
             for table in ("segments", "events"):
                 self.conn.execute(f"DELETE FROM {table} WHERE device = ?", (device,))
             self.conn.execute("INSERT OR IGNORE INTO devices (id) VALUES (?)", (device,))
-            self.load_segments(device, manifests, footage, markers=False)
+            self.load_segments(device, manifests, footage, markers=False, md5=dict(listed))
             self.follow_device(device, everything=True)
             self.conn.execute("UPDATE deletions SET footage_gone = NOT EXISTS (SELECT 1 FROM segments s WHERE "
                               "s.recording = deletions.recording AND s.footage = 1) WHERE recording IN "
