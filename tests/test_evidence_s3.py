@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from evidence.s3 import S3EvidenceStore, StoreUnavailable, init_bucket, parse_url
+from evidence.s3 import S3EvidenceStore, StoreUnavailable, parse_url
 from evidence.store import StoreConflict, open_store
 from simulator.s3_server import s3_client as client
 from tests.test_dock import SHIFT, camera, dock, on_camera
