@@ -6,6 +6,8 @@
 #                   [--dry-run]
 #   flash.sh dock   [--dock-id ID] [--store DIR|s3://BUCKET[/PREFIX]]
 #                   (--root DIR | --ssh [USER@]HOST) [--dry-run]
+#   flash.sh office [--store DIR|s3://BUCKET[/PREFIX]] (--root DIR | --ssh [USER@]HOST) [--dry-run]
+#                   the evidence office's server: console, daily purge and verify (docs/operations.md)
 #
 # --root DIR   a mounted SD card's root filesystem (Raspberry Pi OS); the rest (Debian packages,
 #              the Python venv, the spoken cue) is finished by bodycam-install.service at first
@@ -24,7 +26,7 @@ PREFIX=/opt/bodycam
 PROG=flash.sh
 
 usage() {
-    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
 }
 bad() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for the options." >&2; exit 2; }
 fail() { echo "$PROG: error: $*" >&2; exit 1; }
@@ -35,11 +37,11 @@ ROLE=""; ROOT=""; BOOT=""; SSH_HOST=""; RECIPIENT=""; DEVICE_ID=""; OFFICER=""; 
 STORE=""; AUDIO_DEVICE=default; DRY_RUN=0
 DOCK_KEYS=()
 
-[ $# -gt 0 ] || { usage >&2; bad "the first argument must be 'camera' or 'dock'"; }
+[ $# -gt 0 ] || { usage >&2; bad "the first argument must be 'camera', 'dock' or 'office'"; }
 case "$1" in
-    camera|dock) ROLE=$1; shift ;;
+    camera|dock|office) ROLE=$1; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) bad "the first argument must be 'camera' or 'dock', not '$1'" ;;
+    *) bad "the first argument must be 'camera', 'dock' or 'office', not '$1'" ;;
 esac
 need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then bad "$1 needs a value"; fi; }
 while [ $# -gt 0 ]; do
@@ -77,6 +79,7 @@ else
         bad "--recipient, --dock-key, --device-id, --officer and --audio-device are for 'flash.sh camera'"
     fi
     [ -z "$BOOT" ] || bad "--boot is for 'flash.sh camera' (the USB gadget)"
+    [ "$ROLE" = dock ] || [ -z "$DOCK_ID" ] || bad "--dock-id is for 'flash.sh dock'"
     [ -z "$DOCK_ID" ] || [[ "$DOCK_ID" =~ $ID_RE ]] || bad "--dock-id '$DOCK_ID': use 1–64 letters, digits, '.', '_' or '-'"
     STORE=${STORE:-/srv/evidence}
     if [[ "$STORE" == s3://* ]]; then
@@ -236,7 +239,11 @@ remove() {
 toml_string() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
 
 # ---------------------------------------------------------------- common to both roles
-if [ "$ROLE" = camera ]; then SVC_USER=bodycam; STATE=/var/lib/bodycam; else SVC_USER=bodycam-dock; STATE=/var/lib/bodycam-dock; fi
+case "$ROLE" in
+    camera) SVC_USER=bodycam; STATE=/var/lib/bodycam ;;
+    dock) SVC_USER=bodycam-dock; STATE=/var/lib/bodycam-dock ;;
+    office) SVC_USER=bodycam-office; STATE=/var/lib/bodycam-office ;;
+esac
 
 note "provisioning a $ROLE into $ROOT$([ "$DRY_RUN" = 1 ] && echo ' (dry run: nothing is changed)')"
 
@@ -269,6 +276,7 @@ for d in bin src share; do put_dir "$PREFIX/$d" 755 root root; done
 put_text "$PREFIX/role" 644 root root <<< "$ROLE"
 put_file "$SELF_DIR/deploy/bin/bodycam-install" "$PREFIX/bin/bodycam-install" 755 root root
 put_file "$SELF_DIR/docs/hardware.md" "$PREFIX/share/hardware.md" 644 root root
+put_file "$SELF_DIR/docs/operations.md" "$PREFIX/share/operations.md" 644 root root
 
 # The package as a reproducible source archive (same tree → same bytes, so a rerun changes nothing).
 (cd "$SELF_DIR" && tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --mode=go-w \
@@ -391,6 +399,50 @@ EOF
              "partition's config.txt yourself, or run again with --boot DIR" >&2
     fi
 
+# ---------------------------------------------------------------- office
+elif [ "$ROLE" = office ]; then
+    new_key office
+    # Rewritten on every run (it only names places); the credentials live apart and are kept.
+    put_text /etc/bodycam/office.env 640 root bodycam-office <<EOF
+# open bodycam evidence office, written by flash.sh (running it again rewrites this file).
+BODYCAM_STORE=$STORE
+BODYCAM_OFFICE_KEY=/etc/bodycam/office.key
+BODYCAM_INDEX=$STATE/index
+# the office's age identity: placed by the key ceremony (docs/keys.md), never by flash.sh
+BODYCAM_IDENTITY=/etc/bodycam/authority.key
+EOF
+    office_units=(bodycam-console.service bodycam-purge.service bodycam-verify.service)
+    for unit in "${office_units[@]}"; do put_dir "/etc/systemd/system/$unit.d" 755 root root; done
+    if [[ "$STORE" == s3://* ]]; then
+        for unit in "${office_units[@]}"; do remove "/etc/systemd/system/$unit.d/store.conf"; done
+        if [ ! -e "$R/etc/bodycam/office-s3.env" ]; then
+            put_text /etc/bodycam/office-s3.env 600 root root <<'EOF'
+# S3 credentials of the evidence office's identity (docs/s3.md: it may bypass governance
+# retention and set legal holds): fill in, then systemctl restart bodycam-console
+AWS_ACCESS_KEY_ID=
+AWS_SECRET_ACCESS_KEY=
+AWS_ENDPOINT_URL=
+EOF
+        fi
+    else
+        put_dir "$STORE" 750 bodycam-office bodycam-office
+        for unit in "${office_units[@]}"; do
+            put_text "/etc/systemd/system/$unit.d/store.conf" 644 root root <<EOF
+# written by flash.sh: the filesystem evidence store is the only place the office writes to
+[Service]
+ReadWritePaths=$STORE
+EOF
+        done
+    fi
+    enable_unit bodycam-console.service
+    put_file "$SELF_DIR/deploy/systemd/bodycam-purge.service" /etc/systemd/system/bodycam-purge.service 644 root root
+    put_file "$SELF_DIR/deploy/systemd/bodycam-verify.service" /etc/systemd/system/bodycam-verify.service 644 root root
+    put_dir /etc/systemd/system/timers.target.wants 755 root root
+    for timer in bodycam-purge.timer bodycam-verify.timer; do
+        put_file "$SELF_DIR/deploy/systemd/$timer" "/etc/systemd/system/$timer" 644 root root
+        put_link "/etc/systemd/system/$timer" "/etc/systemd/system/timers.target.wants/$timer"
+    done
+
 # ---------------------------------------------------------------- dock
 else
     new_key dock
@@ -439,8 +491,11 @@ if [ -z "$R" ] && [ "$DRY_RUN" = 0 ]; then
     note "installing packages and the Python environment on this machine"
     "$PREFIX/bin/bodycam-install"
     systemctl daemon-reload
-    if [ "$ROLE" = camera ]; then systemctl restart bodycam-gadget.service bodycam-device.service
-    else systemctl restart bodycam-dock.service; fi
+    case "$ROLE" in
+        camera) systemctl restart bodycam-gadget.service bodycam-device.service ;;
+        dock) systemctl restart bodycam-dock.service ;;
+        office) systemctl restart bodycam-console.service bodycam-purge.timer bodycam-verify.timer ;;
+    esac
 elif [ -n "$R" ]; then
     note "the packages and the Python environment are installed at first boot (bodycam-install.service, needs network)"
 fi
@@ -452,12 +507,17 @@ if [ "$DRY_RUN" = 1 ]; then
 fi
 sync   # a card is pulled from the reader next: everything written must be on it
 note "$CHANGED change(s)"
-key_name=$([ "$ROLE" = camera ] && echo device || echo dock)
+case "$ROLE" in camera) key_name=device ;; *) key_name=$ROLE ;; esac
 echo
 echo "Public key of this $ROLE ($ROOT/etc/bodycam/$key_name.pub.pem, fingerprint $(fingerprint "$R/etc/bodycam/$key_name.pub.pem")):"
 cat "$R/etc/bodycam/$key_name.pub.pem"
 if [ "$ROLE" = camera ]; then
     echo "Enrol it at each dock (copy the file there):  bodycam-dock enroll --device-id $DEVICE_ID --key $key_name.pub.pem"
+elif [ "$ROLE" = office ]; then
+    echo "Register it in the store, once, on this server (NAME: a supervisor's user name, e.g. f.leitung):"
+    echo "  sudo -u bodycam-office env \$(grep -v '^#' /etc/bodycam/office.env) $PREFIX/venv/bin/bodycam-evidence init --supervisor NAME --by NAME"
+    echo "Then place the office's age identity at /etc/bodycam/authority.key (0640 root:bodycam-office; docs/keys.md)"
+    echo "and start the console: systemctl restart bodycam-console"
 else
     echo "Give it to every camera: flash.sh camera … --dock-key $key_name.pub.pem"
 fi

@@ -5,14 +5,14 @@
                      [--case AZ] [--reason R] [--due-days N] [--sort S] [--limit N] [--after CURSOR]
     bodycam-evidence --store STORE case --case AZ                       every recording held under an Aktenzeichen
     bodycam-evidence --store STORE show --recording ID --by USER
-    bodycam-evidence --store STORE verify [--recording ID | --since DATE] [--restart]
+    bodycam-evidence --store STORE verify [--recording ID | --since DATE|2d] [--restart]
     bodycam-evidence --store STORE reindex [--status]
     bodycam-evidence --store STORE purge [--now ISO]
     bodycam-evidence --store STORE hold --recording ID --reason owi|straf|gefahrenabwehr|affected-request \\
                      --case REF --by USER
     bodycam-evidence --store STORE release --recording ID --reason … --why TEXT --by USER
     bodycam-evidence --store STORE delete --recording ID --by USER      (officer, then supervisor)
-    bodycam-evidence --store STORE export --recording ID --identity FILE --out FILE.mp4 --by USER
+    bodycam-evidence --store STORE --key office.key export --recording ID --identity FILE --out FILE.mp4 --by USER
     bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]] [--limit N] [--before SEQ]
     bodycam-evidence --store STORE users add|passwd|disable|enable|remove --id ID [--role R]   (password on stdin)
     bodycam-evidence --store STORE users list
@@ -21,7 +21,7 @@ Every command reads through the office's index of the store (--index DIR or
 $BODYCAM_INDEX; default STORE.index beside a directory store, the user's cache for S3),
 which it brings up to date first: only what is new is read from the store.
 
-STORE is a directory or s3://bucket[/prefix] (endpoint and credentials the usual boto3 way:
+STORE (--store, or $BODYCAM_STORE) is a directory or s3://bucket[/prefix] (endpoint and credentials the usual boto3 way:
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles; the office's, which
 may bypass governance retention and set legal holds). Every command that is recorded in
 the audit trail signs with the office key: --key FILE or BODYCAM_OFFICE_KEY. Every
@@ -39,6 +39,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -74,6 +75,19 @@ def _utc(text: str) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
+def _since(text: str) -> dt.datetime:
+    """An ISO 8601 time, or how long before now: ``2d``, ``36h`` (what a daily timer passes)."""
+    m = re.fullmatch(r"(\d{1,4})([dh])", text.strip())
+    if m:
+        hours = int(m.group(1)) * (24 if m.group(2) == "d" else 1)
+        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=hours)
+    try:
+        return _utc(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time, nor a span before now: {text!r} "
+                                         "(e.g. 2026-11-22T10:00Z, 2d or 36h)") from None
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) <= 1_000_000:
         raise argparse.ArgumentTypeError(f"not a count (1…1000000): {text!r}")
@@ -92,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p = _Parser(prog="bodycam-evidence", description=__doc__.splitlines()[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:]))
-    p.add_argument("--store", required=True, help="directory or s3://bucket[/prefix]")
+    p.add_argument("--store", default=os.environ.get("BODYCAM_STORE") or None,
+                   required=not os.environ.get("BODYCAM_STORE"),
+                   help="directory or s3://bucket[/prefix] (default $BODYCAM_STORE)")
     p.add_argument("--key", type=Path, default=os.environ.get("BODYCAM_OFFICE_KEY"),
                    help="the office's Ed25519 signing key (default $BODYCAM_OFFICE_KEY)")
     p.add_argument("--index", type=Path, default=None,
@@ -137,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("verify", parents=[common], help="hashes, signatures, chain continuity, the index")
     scope = c.add_mutually_exclusive_group()
     scope.add_argument("--recording")
-    scope.add_argument("--since", type=_utc, help="only what was docked since then (the daily check)")
+    scope.add_argument("--since", type=_since, help="only what was docked since then, ISO 8601 or a span before "
+                       "now such as 2d (the daily check)")
     c.add_argument("--restart", action="store_true", help="start a full verification over (default: resume)")
 
     c = sub.add_parser("purge", parents=[common], help="delete what is past retention and not held")

@@ -5,6 +5,7 @@ systemd-analyze verify, systemd-sysusers, openssl, pip)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -240,8 +241,10 @@ def test_verify_does_catch_a_broken_unit(pi_root, office, tmp_path):
 
 
 BAD = [
-    ([], "must be 'camera' or 'dock'"),
-    (["toaster", "--root", "{root}"], "must be 'camera' or 'dock'"),
+    ([], "must be 'camera', 'dock' or 'office'"),
+    (["toaster", "--root", "{root}"], "must be 'camera', 'dock' or 'office'"),
+    (["office", "--root", "{root}", "--dock-id", "d1"], "--dock-id is for 'flash.sh dock'"),
+    (["office", "--root", "{root}", "--store", "relative/dir"], "--store must be an absolute path"),
     (["camera", "--root", "{root}", "--dock-key", "{dock}"], "needs --recipient"),
     (["camera", "--root", "{root}", "--recipient", "{recipient}"], "needs --dock-key"),
     (["camera", "--root", "{root}", "--recipient", "age1nope", "--dock-key", "{dock}"], "neither an age1"),
@@ -363,7 +366,8 @@ def test_killed_mid_run_a_rerun_finishes_cleanly(pi_root, office, kill_after_s):
 
 
 @pytest.mark.parametrize("unit, threshold", [("bodycam-device.service", 20), ("bodycam-dock.service", 20),
-                                             ("bodycam-gadget.service", 40)])
+                                             ("bodycam-gadget.service", 40), ("bodycam-console.service", 20),
+                                             ("bodycam-purge.service", 20), ("bodycam-verify.service", 20)])
 def test_units_stay_sandboxed(unit, threshold, tmp_path):
     """systemd's own exposure score (0 best … 100): the camera and dock services stay at 'OK'."""
     shutil.copy(REPO / "deploy/systemd" / unit, tmp_path / unit)
@@ -390,3 +394,60 @@ def test_a_full_card_fails_clearly_leaves_nothing_half_written_and_a_rerun_finis
         keys.load_signing_key(mnt / "etc/bodycam/device.key")
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_the_office_server_gets_its_console_and_daily_timers(pi_root, tmp_path):
+    """flash.sh office: the console (loopback, behind the TLS proxy), a daily purge and a daily
+    verify --since, each sandboxed and passing systemd-analyze verify; a rerun changes nothing."""
+    out = flash("office", "--root", pi_root).stdout
+    etc, units = pi_root / "etc/bodycam", pi_root / "etc/systemd/system"
+    uid = int(next(line.split(":")[2] for line in (pi_root / "etc/passwd").read_text().splitlines()
+                   if line.startswith("bodycam-office:")))
+    keys.load_signing_key(etc / "office.key")
+    assert meta(etc / "office.key")[0] == 0o600 and meta(etc / "office.key")[1] == uid
+    env = dict(line.split("=", 1) for line in (etc / "office.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env == {"BODYCAM_STORE": "/srv/evidence", "BODYCAM_OFFICE_KEY": "/etc/bodycam/office.key",
+                   "BODYCAM_INDEX": "/var/lib/bodycam-office/index", "BODYCAM_IDENTITY": "/etc/bodycam/authority.key"}
+    assert (units / "multi-user.target.wants/bodycam-console.service").is_symlink()
+    for timer in ("bodycam-purge.timer", "bodycam-verify.timer"):
+        assert (units / "timers.target.wants" / timer).is_symlink()
+        assert "Persistent=true" in (units / timer).read_text().splitlines()
+    for unit in ("bodycam-console.service", "bodycam-purge.service", "bodycam-verify.service"):
+        assert "ReadWritePaths=/srv/evidence" in (units / f"{unit}.d/store.conf").read_text()
+    assert "--host 127.0.0.1" in (units / "bodycam-console.service").read_text()
+    assert "bodycam-evidence init --supervisor NAME" in out and "authority.key" in out
+    before = snapshot(pi_root)
+    assert "0 change(s)" in flash("office", "--root", pi_root).stdout
+    assert snapshot(pi_root) == before
+    flash("office", "--root", pi_root, "--store", "s3://kod-evidence/ordnungsamt")
+    assert "BODYCAM_STORE=s3://kod-evidence/ordnungsamt" in (etc / "office.env").read_text()
+    assert meta(etc / "office-s3.env") == (0o600, 0, 0) and not (units / "bodycam-console.service.d/store.conf").exists()
+    _verify_units(pi_root, ["bodycam-install.service", "bodycam-console.service", "bodycam-purge.service",
+                            "bodycam-purge.timer", "bodycam-verify.service", "bodycam-verify.timer"], tmp_path)
+
+
+def test_the_office_timers_commands_run_as_written(tmp_path):
+    """What the purge and verify units run, with the environment flash.sh writes, on a real
+    store holding a recording three weeks old: verify passes, purge deletes it."""
+    import time as _time
+    from evidence.cli import main as evidence_main
+    from evidence.store import FsEvidenceStore
+    from simulator.store_gen import StoreWriter, Take
+    k = keys.create_device_key(tmp_path / "k", name="office")
+    store = tmp_path / "ev"
+    assert evidence_main(["--store", str(store), "--key", str(k.private), "init", "--supervisor", "s", "--by", "s"]) == 0
+    weeks_ago = _time.time_ns() // 1000 - 21 * 86_400_000_000
+    (rid,) = StoreWriter(FsEvidenceStore(store), now_us=lambda: weeks_ago + 3_600_000_000).docking(
+        "cam-1", [Take(weeks_ago, segments=2, officer="KOD-1")])
+    env = {**os.environ, "BODYCAM_STORE": str(store), "BODYCAM_OFFICE_KEY": str(k.private),
+           "BODYCAM_INDEX": str(tmp_path / "index")}
+    for job in ("verify", "purge"):
+        line = next(x for x in (REPO / f"deploy/systemd/bodycam-{job}.service").read_text().splitlines()
+                    if x.startswith("ExecStart="))
+        argv = line.removeprefix("ExecStart=").split()
+        argv[0] = str(Path(sys.executable).parent / Path(argv[0]).name)
+        proc = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (job, proc.stdout + proc.stderr)
+    assert json.loads(proc.stdout)["deleted"] == [rid]
+    assert (tmp_path / "index").is_dir()
