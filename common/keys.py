@@ -17,6 +17,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import bech32
 from cryptography.hazmat.primitives import serialization
@@ -120,8 +121,21 @@ def _read_text(path: Path, what: str) -> str:
         raise KeyFileError(f"{path} is not a text {what} file (binary data)") from None
 
 
-def load_identity(path: Path) -> bytes:
-    """Read an age identity file (age-keygen format); the first key line wins."""
+def load_identity(path: Path, passphrase: Callable[[], str] | None = None) -> bytes:
+    """Read an age identity file (age-keygen format; the first key line wins), or one
+    protected with a passphrase (:mod:`common.custody`), asked for through ``passphrase``."""
+    from common import custody
+    try:
+        head = Path(path).read_bytes()[:len(custody.AGE_MAGIC)]
+    except IsADirectoryError:
+        raise KeyFileError(f"{path} is a directory, not an age identity file") from None
+    if custody.is_protected(head):
+        if passphrase is None:
+            raise KeyFileError(f"{path} is protected by a passphrase; this command cannot ask for one")
+        try:
+            return custody.unprotect(Path(path).read_bytes(), passphrase())
+        except custody.CustodyError as exc:
+            raise KeyFileError(f"{path}: {exc}") from None
     for line in _read_text(path, "age identity").splitlines():
         line = line.strip()
         if line.startswith("-----BEGIN"):

@@ -365,9 +365,21 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+def _identity_passphrase() -> str:
+    """For an identity protected with a passphrase (docs/keys.md): a systemd credential
+    ``identity-passphrase`` (LoadCredentialEncrypted=, bound to this server's TPM), else
+    the terminal, else one line of standard input."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and (Path(creds) / "identity-passphrase").is_file():
+        return (Path(creds) / "identity-passphrase").read_text().rstrip("\r\n")
+    if sys.stdin.isatty():
+        return getpass.getpass("Passphrase of the office's age identity: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def _identity(path: Path) -> bytes:
     try:
-        return keys.load_identity(path)
+        return keys.load_identity(path, passphrase=_identity_passphrase)
     except FileNotFoundError:
         raise Refused(f"--identity {path}: no such file") from None
     except keys.KeyFileError as exc:

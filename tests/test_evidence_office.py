@@ -295,6 +295,24 @@ def test_export_opens_in_stock_tools_with_its_report(office, authority, tmp_path
         code, err = office.run("export", "--recording", rec["id"], *args, "--by", "anna")
         assert code == 2, (args, err)
     assert not (tmp_path / "w.mp4").exists() and office.audit_count() == before
+    # The identity protected with a passphrase (docs/keys.md): asked for, here on stdin.
+    from common import custody
+    protected = tmp_path / "authority.key.age"
+    protected.write_bytes(custody.protect(keys.load_identity(authority[0]), "correct horse battery staple"))
+    import io
+    import sys
+    errors = {}
+    for passphrase, code_wanted in (("wrong passphrase here", 2), ("correct horse battery staple", 0)):
+        real_stdin, sys.stdin = sys.stdin, io.StringIO(passphrase + "\n")
+        try:
+            code, err = office.run("export", "--recording", rec["id"], "--identity", str(protected), "--out",
+                                   str(tmp_path / "export" / f"p{code_wanted}.mp4"), "--by", "anna")
+        finally:
+            sys.stdin = real_stdin
+        assert code == code_wanted, err
+        errors[code] = err
+    assert "passphrase does not open" in errors[2]["stderr"]
+    assert (tmp_path / "export" / "p0.mp4").exists() and not (tmp_path / "export" / "p2.mp4").exists()
 
 
 def test_bad_input_changes_nothing(office, tmp_path):
