@@ -1,7 +1,8 @@
 """``bodycam-dock``: the docking station.
 
     bodycam-dock --config dock.toml enroll --device-id ID --key device.pub.pem
-    bodycam-dock --config dock.toml officers add --id ID --name NAME --trained YYYY-MM-DD
+    bodycam-dock --config dock.toml officers add --id ID --name NAME --trained YYYY-MM-DD [--refresher-months 24]
+    bodycam-dock --config dock.toml officers remove --id ID
     bodycam-dock --config dock.toml officers list [--json]
     bodycam-dock --config dock.toml assign --device ID --officer ID
     bodycam-dock --config dock.toml run [--no-ui] [--until-idle S]
@@ -88,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = off.add_parser("add")
     p.add_argument("--id", required=True)
     p.add_argument("--name", required=True)
-    p.add_argument("--trained", help="date of the body-cam training, YYYY-MM-DD")
+    p.add_argument("--trained", help="date of the body-cam training (or its refresher), YYYY-MM-DD")
+    p.add_argument("--refresher-months", type=int, default=24,
+                   help="the training lapses this many months after it (default 24)")
+    p = off.add_parser("remove", help="an officer who left (not while a camera is assigned to them)")
+    p.add_argument("--id", required=True)
     p = off.add_parser("list")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("assign", help="assign a camera to a trained officer (reaches it at its next docking)")
@@ -112,12 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             fp = registry.enroll(args.device_id, args.key)
             print(f"enrolled {args.device_id} (key {fp[:16]}…)")
         elif args.command == "officers" and args.officers_cmd == "add":
-            o = registry.add_officer(args.id, args.name, args.trained)
-            print(f"officer {o.id}: {o.name}, trained {o.trained or 'NOT YET — cannot be assigned a camera'}")
+            o = registry.add_officer(args.id, args.name, args.trained, args.refresher_months)
+            print(f"officer {o.id}: {o.name}, trained {o.trained or 'NOT YET — cannot be assigned a camera'}"
+                  + (f", refresher due {o.refresher_due}" if o.refresher_due else ""))
+        elif args.command == "officers" and args.officers_cmd == "remove":
+            o = registry.remove_officer(args.id)
+            print(f"officer {o.id} ({o.name}) removed")
         elif args.command == "officers":
             officers = [o.__dict__ for o in registry.officers()]
             print(json.dumps(officers, indent=2) if args.json else
-                  "\n".join(f"{o['id']:<12} {o['name']:<30} trained {o['trained'] or '—'}" for o in officers))
+                  "\n".join(f"{o['id']:<12} {o['name']:<30} trained {o['trained'] or '—'}"
+                            f"{'  refresher due ' + o['refresher_due'] if o['refresher_due'] else ''}"
+                            for o in officers))
         elif args.command == "assign":
             registry.assign(args.device, args.officer)
             print(f"{args.device} → {args.officer} (takes effect at the camera's next docking)")

@@ -3,11 +3,12 @@
 Kept as small files in the dock's state directory, each written atomically::
 
     <state>/devices/<device-id>.pub.pem    enrolled camera keys (bodycam-dock enroll)
-    <state>/officers.json                  [{id, name, trained: "YYYY-MM-DD"}]
+    <state>/officers.json                  [{id, name, trained: "YYYY-MM-DD", refresher_due: "YYYY-MM-DD"}]
     <state>/assignments.json               {device-id: officer-id}
 
 The city trains its staff before equipping them, so an officer without a recorded
-training date cannot be assigned a camera.
+training date cannot be assigned a camera; a training lapses (``refresher_due``, by
+default two years after it) and then refuses an assignment until the refresher is recorded.
 
 >>> import tempfile
 >>> reg = Registry(Path(tempfile.mkdtemp()))
@@ -22,6 +23,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -30,6 +32,7 @@ from common.fsutil import write_atomic
 from common.text import check_plain
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+REFRESHER_MONTHS = 24    # a body-cam training holds this long unless the city says otherwise
 
 
 class RegistryError(ValueError):
@@ -41,6 +44,7 @@ class Officer:
     id: str
     name: str
     trained: str | None      # ISO date of the body-cam training, None: not trained
+    refresher_due: str | None = None   # ISO date from which the training has lapsed (None: never recorded)
 
 
 def check_id(value: str, what: str) -> str:
@@ -49,10 +53,22 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def _add_months(day: dt.date, months: int) -> dt.date:
+    y, m = divmod(day.month - 1 + months, 12)
+    year, month = day.year + y, m + 1
+    for d in (day.day, 30, 29, 28):  # 31 January + 1 month: the last day of February
+        try:
+            return dt.date(year, month, d)
+        except ValueError:
+            continue
+    raise ValueError(day)
+
+
 class Registry:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, today: Callable[[], dt.date] = dt.date.today) -> None:
         self.state = Path(state)
         self.devices_dir = self.state / "devices"
+        self.today = today
 
     # ------------------------------------------------------------------ cameras
     def enroll(self, device_id: str, public_pem: Path) -> str:
@@ -86,8 +102,13 @@ class Registry:
     def officer(self, officer_id: str) -> Officer | None:
         return next((o for o in self.officers() if o.id == officer_id), None)
 
-    def add_officer(self, officer_id: str, name: str, trained: str | None) -> Officer:
+    def add_officer(self, officer_id: str, name: str, trained: str | None,
+                    refresher_months: int = REFRESHER_MONTHS) -> Officer:
+        """Add an officer or record their (refresher) training; the training lapses
+        ``refresher_months`` after ``trained``."""
         check_id(officer_id, "officer id")
+        if not 1 <= refresher_months <= 120:
+            raise RegistryError(f"--refresher-months must be 1…120, got {refresher_months}")
         if not name.strip() or len(name) > 200:
             raise RegistryError("officer name must be 1–200 characters")
         try:
@@ -99,14 +120,29 @@ class Registry:
                 day = dt.date.fromisoformat(trained)
             except ValueError:
                 raise RegistryError(f"--trained must be a date YYYY-MM-DD, got {trained!r}") from None
-            if day > dt.date.today():
+            if day > self.today():
                 raise RegistryError(f"--trained {trained} is in the future")
             trained = day.isoformat()
-        officer = Officer(officer_id, name.strip(), trained)
+        due = _add_months(dt.date.fromisoformat(trained), refresher_months).isoformat() if trained else None
+        officer = Officer(officer_id, name.strip(), trained, due)
         others = [o for o in self.officers() if o.id != officer_id]
         self.state.mkdir(parents=True, exist_ok=True)
         write_atomic(self.state / "officers.json",
                      json.dumps([asdict(o) for o in [*others, officer]], indent=2).encode())
+        return officer
+
+    def remove_officer(self, officer_id: str) -> Officer:
+        """Remove an officer who left; refused while a camera is assigned to them."""
+        officer = self.officer(officer_id)
+        if officer is None:
+            raise RegistryError(f"no officer {officer_id} (bodycam-dock officers list)")
+        cams = sorted(d for d, o in self.assignments().items() if o == officer_id)
+        if cams:
+            raise RegistryError(f"officer {officer_id} is assigned {', '.join(cams)}; assign "
+                                f"{'them' if len(cams) > 1 else 'it'} to someone else first "
+                                f"(bodycam-dock assign --device {cams[0]} --officer ID)")
+        write_atomic(self.state / "officers.json", json.dumps(
+            [asdict(o) for o in self.officers() if o.id != officer_id], indent=2).encode())
         return officer
 
     # ------------------------------------------------------------------ assignments
@@ -124,6 +160,10 @@ class Registry:
         if officer.trained is None:
             raise RegistryError(f"officer {officer_id} ({officer.name}) has no recorded body-cam training; "
                                 "record it first (bodycam-dock officers add --id … --trained YYYY-MM-DD)")
+        if officer.refresher_due is not None and dt.date.fromisoformat(officer.refresher_due) <= self.today():
+            raise RegistryError(f"the body-cam training of officer {officer_id} ({officer.name}) lapsed on "
+                                f"{officer.refresher_due}; record the refresher first (bodycam-dock officers add "
+                                f"--id {officer_id} --name … --trained YYYY-MM-DD)")
         current = self.assignments()
         current[device_id] = officer_id
         write_atomic(self.state / "assignments.json", json.dumps(current, indent=2, sort_keys=True).encode())

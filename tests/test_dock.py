@@ -21,7 +21,7 @@ from device.identity import DeviceIdentity
 from dock import config as dock_config
 from dock.bay import Bay
 from evidence.store import FsEvidenceStore
-from dock.registry import Registry
+from dock.registry import Registry, RegistryError
 from dock.session import DockSession, Refused
 from simulator.device_sim import SimDevice
 from simulator.docking import serve_docked
@@ -416,8 +416,35 @@ def test_cli_refuses_to_assign_an_untrained_officer(tmp_path, key_dir, capsys):
     assert dock_main([*base, "assign", "--device", "cam-9", "--officer", "KOD-9"]) == 0
     capsys.readouterr()
     assert dock_main([*base, "officers", "list", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"id": "KOD-9", "name": "Neu Ling", "trained": "2026-05-04"}]
+    assert json.loads(capsys.readouterr().out) == [{"id": "KOD-9", "name": "Neu Ling", "trained": "2026-05-04",
+                                                    "refresher_due": "2028-05-04"}]
     assert Registry(tmp_path / "state").assignments() == {"cam-9": "KOD-9"}
+    # an officer who leaves: not while a camera is theirs
+    with pytest.raises(SystemExit) as refused:
+        dock_main([*base, "officers", "remove", "--id", "KOD-9"])
+    assert refused.value.code == 2 and "is assigned cam-9" in capsys.readouterr().err
+    assert dock_main([*base, "officers", "add", "--id", "KOD-10", "--name", "Nach Folger", "--trained",
+                      "2026-06-01"]) == 0
+    assert dock_main([*base, "assign", "--device", "cam-9", "--officer", "KOD-10"]) == 0
+    assert dock_main([*base, "officers", "remove", "--id", "KOD-9"]) == 0
+    assert [o.id for o in Registry(tmp_path / "state").officers()] == ["KOD-10"]
+
+
+def test_a_lapsed_training_refuses_an_assignment_until_the_refresher(tmp_path, key_dir):
+    import datetime as dt
+    today = [dt.date(2027, 1, 31)]
+    reg = Registry(tmp_path / "state", today=lambda: today[0])
+    reg.enroll("cam-1", key_dir / "device.pub.pem")
+    o = reg.add_officer("KOD-1", "A. Beispiel", "2026-01-31", refresher_months=13)
+    assert o.refresher_due == "2027-02-28"                  # 31 January + 13 months: end of February
+    reg.assign("cam-1", "KOD-1")
+    today[0] = dt.date(2027, 2, 28)
+    with pytest.raises(RegistryError, match="lapsed on 2027-02-28; record the refresher"):
+        reg.assign("cam-1", "KOD-1")
+    reg.add_officer("KOD-1", "A. Beispiel", "2027-02-27")   # the refresher
+    reg.assign("cam-1", "KOD-1")
+    with pytest.raises(RegistryError, match="refresher-months"):
+        reg.add_officer("KOD-2", "B", "2027-01-01", refresher_months=0)
 
 
 def test_dock_killed_between_store_and_anchor_resumes(env, identity, tmp_path):
