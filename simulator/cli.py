@@ -215,7 +215,11 @@ def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | 
                       if e["kind"] == "state" and e["data"].get("reason") == "store_error")
         raise EnvironmentProblem(f"the store cannot be used: {detail}")
     report = sim.report()
-    report.update({"identity": str(identity_path.resolve()), "recipient": recipient,
+    # the identity that opens this footage: ours only if the camera encrypted to it (a --config
+    # may name the office's own recipients, whose identity this simulator never sees)
+    opens = recipient in recipients
+    report.update({"identity": str(identity_path.resolve()) if opens else None,
+                   "recipient": recipient if opens else None, "recipients": list(recipients),
                    "device_public_key": str(dev.public.resolve()), "stopped_by": stop.received,
                    "docked": docked,
                    "segments_left": len(list(sim.runtime.store.dir.glob("*.manifest")))})

@@ -84,6 +84,23 @@ def test_scripted_device_json_contract(tmp_path):
     assert first["markers"] == [9.0]
     assert all({"t", "red", "green", "amber"} <= l.keys() for l in out["leds"])
     assert out["final_state"] == "READY"
+    assert out["recipients"] == [out["recipient"]] and Path(out["identity"]).exists()  # the key that opens it
+
+
+def test_the_json_names_only_keys_that_open_the_footage(tmp_path):
+    """A --config naming the office's own recipient: the simulator's key directory does not open
+    this footage, so its JSON names no identity (it once named one that did not)."""
+    from common import keys
+    office = keys.create_authority(tmp_path / "office")
+    cfg = tmp_path / "bodycam.toml"
+    cfg.write_text(SMALL_CAMERA + f'[device]\nkey = "o/keys/device.key"\nrecipients = ["{office.recipient}"]\n')
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"at": 2, "action": "press"}, {"at": 5, "action": "hold", "seconds": 3.5}]))
+    proc = sim(["device", "--out", str(tmp_path / "o"), "--config", str(cfg), "--script", str(script), "--json"],
+               tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["identity"] is None and out["recipient"] is None and out["recipients"] == [office.recipient]
 
 
 def test_bodycam_device_check_and_refusals(tmp_path):
