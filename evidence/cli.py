@@ -14,6 +14,8 @@
     bodycam-evidence --store STORE delete --recording ID --by USER      (officer, then supervisor)
     bodycam-evidence --store STORE --key office.key export --recording ID --identity FILE --out FILE.mp4 --by USER
     bodycam-evidence --store STORE audit [--verify [--expect SEQ:HEX]] [--limit N] [--before SEQ]
+    bodycam-evidence --store STORE backup --to DIR|s3://… [--verify]      incremental, resumable
+    bodycam-evidence --store NEW restore --from DIR|s3://… [--verify]     then reindex and verify
     bodycam-evidence --store STORE users add|passwd|disable|enable|remove --id ID [--role R]   (password on stdin)
     bodycam-evidence --store STORE users list
 
@@ -157,6 +159,15 @@ def _parser() -> argparse.ArgumentParser:
                        "now such as 2d (the daily check)")
     c.add_argument("--restart", action="store_true", help="start a full verification over (default: resume)")
 
+    c = sub.add_parser("backup", parents=[common], help="copy the store into a backup: incremental, verified, "
+                                                       "resumable; footage deleted since is deleted there too")
+    c.add_argument("--to", required=True, help="the backup: a directory or s3://bucket[/prefix]")
+    c.add_argument("--verify", action="store_true", help="read every object back from the backup and compare")
+    c = sub.add_parser("restore", parents=[common], help="copy a backup into this store (empty, or an "
+                                                         "interrupted restore), then reindex and verify")
+    c.add_argument("--from", dest="source", required=True, help="the backup: a directory or s3://bucket[/prefix]")
+    c.add_argument("--verify", action="store_true", help="read every object back and compare")
+
     c = sub.add_parser("purge", parents=[common], help="delete what is past retention and not held")
     c.add_argument("--now", type=_utc, help="the time to judge expiry by (default: now)")
     c.add_argument("--by", type=_user, default=me)
@@ -216,7 +227,7 @@ def _open(args: argparse.Namespace) -> EvidenceStore:
         store = open_store(args.store)
     except (ValueError, NotADirectoryError) as exc:
         raise Refused(str(exc)) from None
-    if args.command == "init":
+    if args.command in ("init", "restore"):
         return store
     if isinstance(store, FsEvidenceStore):
         if not store.root.is_dir():
@@ -244,6 +255,8 @@ def _load_key(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> tuple[int, Any]:
     store = _open(args)
+    if args.command in ("backup", "restore"):
+        return _backup(args, store)
     now = lambda: time.time_ns() // 1000  # noqa: E731
     office = Office(store, _load_key(args), now, Index(store, args.index, now_us=now))
     try:
@@ -321,6 +334,33 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
     head = office.idx().meta()
     return 0, {"entries": entries, "head": f"{head['audit_seq']}:{head['audit_digest']}" if head["audit_digest"] else None,
                "total": page.total, "before": int(page.next) if page.next else None}
+
+
+def _backup(args: argparse.Namespace, store: EvidenceStore) -> tuple[int, Any]:
+    """``backup`` (store → backup) and ``restore`` (backup → store): :func:`evidence.backup.copy`."""
+    from evidence.backup import NotARestore, copy
+    other_url = args.to if args.command == "backup" else args.source
+    try:
+        other = open_store(other_url)
+    except (ValueError, NotADirectoryError) as exc:
+        raise Refused(f"--{'to' if args.command == 'backup' else 'from'}: {exc}") from None
+    source, target = (store, other) if args.command == "backup" else (other, store)
+    if args.command == "restore" and not source.backend.keys("audit"):
+        raise Refused(f"--from {other_url} holds no evidence store (no audit trail): nothing to restore")
+    if source.location == target.location:
+        raise Refused("the backup and the store are the same place")
+    target.prepare(14)  # a directory made, or an S3 bucket with Object Lock (idempotent)
+    with _progress("Sicherung" if args.command == "backup" else "Wiederherstellung") as progress:
+        try:
+            report = copy(source, target, verify=args.verify, restore=args.command == "restore",
+                          progress=lambda done, total, size: progress("objects", done, total))
+        except NotARestore as exc:
+            raise Refused(str(exc)) from None
+    result = {**report.__dict__, "ok": report.ok}
+    if args.command == "restore":
+        prog = sys.argv[0] if Path(sys.argv[0]).name == "bodycam-evidence" else "bodycam-evidence"  # as it was run
+        result["next"] = f"{prog} --store {args.store} reindex && {prog} --store {args.store} verify"
+    return (0 if report.ok else 1), result
 
 
 def _entry(row: dict[str, Any]) -> audit.Entry:
@@ -460,6 +500,18 @@ def _human(cmd: str, result: Any) -> str:
     if cmd == "case":
         return _human("list", {"recordings": result["recordings"]}) if result["recordings"] else \
             f"no recording is held under {result['case']!r}"
+    if cmd in ("backup", "restore"):
+        lines = [f"{result['source']} → {result['target']}: {result['listed']} objects, {result['copied']} copied "
+                 f"({result['bytes']:,} bytes), {result['updated']} updated, {result['unchanged']} already there"]
+        if result["deleted_footage"]:
+            lines.append(f"{len(result['deleted_footage'])} footage file(s) deleted from the store since: "
+                         "deleted in the backup too")
+        if result["verified"]:
+            lines.append(f"{result['verified']} objects read back and compared")
+        lines += [f"PROBLEM  {p}" for p in result["problems"]]
+        if result.get("next"):
+            lines.append(f"next: {result['next']}")
+        return "\n".join(lines)
     if cmd == "verify":
         lines = [f"{'ok' if r['ok'] else 'PROBLEMS':8} {r['id']}" + (" (deleted)" if r["deleted"] else "") + "".join(f"\n         - {p}" for p in r["problems"])
                  for r in result["recordings"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -304,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     s3 = sub.add_parser("s3-server", help="run SeaweedFS on loopback for trying the S3 store (office and dock "
                                           "identities); prints the environment to use, runs until Ctrl-C")
     s3.add_argument("--dir", type=Path, default=Path("run/s3"), help="its data (default run/s3)")
+    cable = sub.add_parser("cable", help="the USB cable between a simulated camera and a dock run by hand: "
+                                         "plugged (a pty pair, socat) while the camera docks, runs until Ctrl-C")
+    cable.add_argument("--camera", type=Path, required=True, metavar="NODE",
+                       help="the camera's end, as given to bodycam-sim device --dock NODE")
+    cable.add_argument("--dock-dir", type=Path, required=True, metavar="DIR",
+                       help="the directory the dock watches (watch = … in dock.toml)")
     return parser
 
 
@@ -339,6 +346,39 @@ def cmd_s3_server(args: argparse.Namespace, stop: StopSignals) -> int:
     return 0
 
 
+def cmd_cable(args: argparse.Namespace, stop: StopSignals) -> int:
+    """Plug the cable when the camera asks to be docked (``NODE.docking``), pull it when it is
+    taken out: what a person does at the dock, as the demo does for each camera."""
+    from simulator.serial_link import PtyCable
+    marker = Path(f"{args.camera}.docking")
+    if not args.camera.parent.is_dir():
+        raise EnvironmentProblem(f"--camera {args.camera}: directory {args.camera.parent} does not exist "
+                                 "(it is the --out of bodycam-sim device)")
+    args.dock_dir.mkdir(parents=True, exist_ok=True)
+    print(f"cable ready: plugged between {args.camera} and {args.dock_dir} whenever the camera docks; "
+          "Ctrl-C stops it", flush=True)
+    plugged: PtyCable | None = None
+    try:
+        while stop.received is None:
+            docking = marker.exists()
+            if docking and plugged is None:
+                device = re.sub(r"[^A-Za-z0-9._-]", "_", marker.read_text().strip()[:64]) or "camera"
+                try:
+                    plugged = PtyCable(args.dock_dir / f"usb-bodycam_{device}-if00", args.camera)
+                except RuntimeError as exc:
+                    raise EnvironmentProblem(str(exc)) from None
+                print(f"plugged: {device}", flush=True)
+            elif not docking and plugged is not None:
+                plugged.unplug()
+                plugged = None
+                print("unplugged", flush=True)
+            time.sleep(0.02)
+    finally:
+        if plugged is not None:
+            plugged.unplug()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -348,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = cmd_demo(args)
             elif args.command == "s3-server":
                 return cmd_s3_server(args, stop)
+            elif args.command == "cable":
+                return cmd_cable(args, stop)
             else:
                 result = cmd_record(args, stop) if args.command == "record" else cmd_device(args, stop)
         except UsageError as exc:
