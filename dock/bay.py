@@ -8,6 +8,7 @@ segment in flight stays for the next docking to resume.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -19,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common import link
 from evidence.store import EvidenceStore
+from dock import revocation
 from dock.offload import OffloadReport, Progress, offload
 from dock.registry import Registry
+from dock.revocation import RevokedCamera
 from dock.session import DockSession, Refused, UnenrolledCamera
 
 
@@ -88,6 +91,7 @@ class Bay(threading.Thread):
             self._link = link.Link(link.open_port(self.port))
             session = DockSession(self._link, self.key, self.dock_id, self.registry.device_key, self.timeout)
             device = session.handshake()
+            self._check_revoked(device)
             officer = self.registry.assignments().get(device)
             self._set(device=device, officer=officer, state="transferring")
             session.command("set_time", "set_time", utc_us=self.clock_us())
@@ -98,8 +102,8 @@ class Bay(threading.Thread):
             self.report = self._offload_until_stored(session)
             try:
                 session.call("bye")
-            except link.LinkTimeout:
-                pass  # everything is stored and receipted; the camera ends its side when taken out
+            except (link.LinkTimeout, link.LinkClosed):
+                pass  # everything is stored and receipted: taken out before the goodbye is still done
             self.update_rate()
             state = "done" if self.report.complete else "done with problems"
             self._set(state=state, report=self.report.to_json(),
@@ -108,6 +112,8 @@ class Bay(threading.Thread):
                               + (f"; {'; '.join(self.report.problems)}" if self.report.problems else ""))
         except UnenrolledCamera as exc:
             self._set(state="refused", message=str(exc))
+        except RevokedCamera as exc:
+            self._set(state="revoked", message=str(exc))
         except link.LinkClosed as exc:
             self._set(state="unplugged", message=f"{exc}; the transfer resumes at the next docking")
         except link.LinkTimeout as exc:
@@ -126,6 +132,24 @@ class Bay(threading.Thread):
                 self.bad_frames = self._link.stats.bad_frames
             if session is not None:
                 self.retried = session.retried
+
+    def _check_revoked(self, device: str) -> None:
+        """Refuse a revoked camera before anything is set, read or freed: this dock's list,
+        then the store's (where any dock's revocation is; one read), remembered here."""
+        found = self.registry.revoked().get(device)
+        if found is None:
+            try:
+                found = revocation.read(self.store, device)
+            except OSError:
+                found = None  # the store out of reach: this dock's own list decides meanwhile
+            if found is not None:
+                self.registry.revoke(device, found)
+        if found is not None:
+            when = dt.datetime.fromtimestamp(int(found.get("utc_us") or 0) / 1e6, dt.timezone.utc)
+            self._set(device=device)
+            raise RevokedCamera(f"camera {device} was revoked on {when:%Y-%m-%d %H:%M} UTC by {found.get('by')} "
+                                f"({found.get('reason')}): nothing is read from it, set or freed; hand it to the "
+                                "evidence office")
 
     def _offload_until_stored(self, session: DockSession) -> OffloadReport:
         """Offload; while the store fails, wait and try again with backoff. Nothing that did not

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from common import keys
 from common.signals import StopSignals
 from dock import config as dock_config
-from dock.registry import Registry, RegistryError
+from dock.registry import Registry, RegistryError, check_id
 
 DEFAULT_CONFIG = Path("/etc/bodycam/dock.toml")
 
@@ -96,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--id", required=True)
     p = off.add_parser("list")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("revoke", help="a lost or stolen camera: every dock refuses it from now on")
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--reason", required=True, help="why, on record (e.g. 'gestohlen, Anzeige 123/26')")
+    p.add_argument("--by", required=True, help="who decided it (a user name)")
     p = sub.add_parser("assign", help="assign a camera to a trained officer (reaches it at its next docking)")
     p.add_argument("--device", required=True)
     p.add_argument("--officer", required=True)
@@ -129,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "\n".join(f"{o['id']:<12} {o['name']:<30} trained {o['trained'] or '—'}"
                             f"{'  refresher due ' + o['refresher_due'] if o['refresher_due'] else ''}"
                             for o in officers))
+        elif args.command == "revoke":
+            return _revoke(config, registry, args)
         elif args.command == "assign":
             registry.assign(args.device, args.officer)
             print(f"{args.device} → {args.officer} (takes effect at the camera's next docking)")
@@ -158,6 +164,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"bodycam-dock: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _revoke(config: dock_config.DockConfig, registry: Registry, args: argparse.Namespace) -> int:
+    """This dock's list first (it holds even if the store is out of reach), then the store and
+    its audit trail, from where every other dock and the office learn it."""
+    from common import keys
+    from common.text import check_plain
+    from dock import revocation
+    from evidence.store import open_store
+    check_id(args.device_id, "--device-id")
+    check_id(args.by, "--by")
+    try:
+        check_plain(args.reason, "--reason")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
+    if not args.reason.strip() or len(args.reason) > 300:
+        raise RegistryError("--reason must say why, in 1–300 characters")
+    registry.revoke(args.device_id, {"utc_us": time.time_ns() // 1000, "reason": args.reason, "by": args.by,
+                                     "dock": config.dock.id})
+    # a second run (the store was out of reach) publishes the same record: same time, same bytes
+    now = int(registry.revoked()[args.device_id]["utc_us"])
+    print(f"{args.device_id} revoked at this dock")
+    try:
+        key = keys.load_signing_key(config.path(config.dock.key))
+        store = open_store(config.dock.store, config.base_dir)
+        done = revocation.publish(store, key, config.dock.id, args.device_id, args.reason, args.by, now)
+    except Exception as exc:  # the store out of reach, a key that cannot be read: say what remains to do
+        print(f"bodycam-dock: error: the store did not take the revocation ({exc}); this dock refuses "
+              f"{args.device_id} already; run the same command again to tell the other docks and the office",
+              file=sys.stderr)
+        return 1
+    print(f"in the store for every dock ({done['store']}) and on record (audit record {done['audit_seq']})")
     return 0
 
 

@@ -5,6 +5,7 @@ Kept as small files in the dock's state directory, each written atomically::
     <state>/devices/<device-id>.pub.pem    enrolled camera keys (bodycam-dock enroll)
     <state>/officers.json                  [{id, name, trained: "YYYY-MM-DD", refresher_due: "YYYY-MM-DD"}]
     <state>/assignments.json               {device-id: officer-id}
+    <state>/revoked.json                   {device-id: {utc_us, reason, by, dock}}: refused at every docking
 
 The city trains its staff before equipping them, so an officer without a recorded
 training date cannot be assigned a camera; a training lapses (``refresher_due``, by
@@ -91,6 +92,20 @@ class Registry:
 
     def devices(self) -> list[str]:
         return sorted(p.name.removesuffix(".pub.pem") for p in self.devices_dir.glob("*.pub.pem"))
+
+    def revoked(self) -> dict[str, dict]:
+        path = self.state / "revoked.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def revoke(self, device_id: str, revocation: dict) -> None:
+        """Remember a camera's revocation (ours, or one another dock put into the store)."""
+        check_id(device_id, "device id")
+        current = self.revoked()
+        if device_id in current:
+            return
+        current[device_id] = {k: revocation.get(k) for k in ("utc_us", "reason", "by", "dock")}
+        self.state.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state / "revoked.json", json.dumps(current, indent=2, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ officers
     def officers(self) -> list[Officer]:

@@ -12,6 +12,7 @@ layout lives here once (docs/FORMAT.md §10)::
     devices/<device>/receipts/<kind>-NNNNNNNN-<tag>.cbor   custody receipts the dock issued
     devices/<device>/anchor.cbor                   {seq, prev, event_seq, event_prev}
     keys/<fingerprint>.cbor                        public keys of devices, docks, the office
+    revoked/devices/<device>.cbor                  a dock's signed revocation of a lost camera
     audit/NNNNNNNNNNNN.cbor                        the signed, chained audit trail
     packs/…                                        copies of manifests and records in bulk (evidence.packs)
     quarantine/<device>/<name>                     what failed verification …
@@ -153,6 +154,16 @@ class EvidenceStore:
     def is_quarantined(self, device_id: str, name: str) -> bool:
         return self.backend.exists(f"quarantine/{device_id}/{name}.reason.json")
 
+    def put_revocation(self, device_id: str, record: bytes) -> str:
+        """A dock's signed revocation of a camera (dock/revocation.py); write-once."""
+        return self.backend.put_once(f"revoked/devices/{device_id}.cbor", record, _sha(record))
+
+    def revocation(self, device_id: str) -> bytes | None:
+        try:
+            return self.backend.read(f"revoked/devices/{device_id}.cbor")
+        except FileNotFoundError:
+            return None
+
     def register_key(self, role: str, owner: str, key: Ed25519PublicKey) -> str:
         """Keep a public key in the store (once), so the office verifies without the dock."""
         fp = fingerprint(key)
@@ -210,7 +221,7 @@ class FsEvidenceStore(EvidenceStore):
 _KNOWN = re.compile(
     r"devices/[^/]+/(segments/\d{8,}\.(ts\.age|manifest)|events/\d{8,}-\d{8,}\.cbors|receipts/[^/]+\.cbor|anchor\.cbor)"
     r"|keys/[0-9a-f]{64}\.cbor|audit/\d{12}\.cbor|quarantine/[^/]+/[^/]+|console/users/[^/]+\.json"
-    r"|packs/audit/\d{12}-\d{12}\.cbor|packs/devices/[^/]+/\d{8,}-\d{8,}\.cbor")
+    r"|packs/audit/\d{12}-\d{12}\.cbor|packs/devices/[^/]+/\d{8,}-\d{8,}\.cbor|revoked/devices/[^/]+\.cbor")
 
 
 def unknown_keys(keys: list[str]) -> list[str]:

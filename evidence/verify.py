@@ -23,6 +23,7 @@ Three scopes, one check per segment (:func:`check_segment`):
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import sqlite3
@@ -145,7 +146,7 @@ def verify_recording(index: Index, rec: Recording, state: State, *, use_cache: b
     if use_cache:
         cached = index.verification(rec.id, key)
         if cached is not None:
-            return {**cached, "deleted": rec.id in state.deleted, "cached": True}
+            return _revoked({**cached, "deleted": rec.id in state.deleted, "cached": True}, index, rec)
     store, device = index.store, rec.device_id
     out = Result(rec.id, rec.id in state.deleted)
     keys: dict[str, Any] = {}
@@ -169,7 +170,20 @@ def verify_recording(index: Index, rec: Recording, state: State, *, use_cache: b
     check_recording(rec, last, out.problems)
     result = out.to_json()
     index.save_verification(rec.id, key, result)
-    return {**result, "cached": False}
+    return _revoked({**result, "cached": False}, index, rec)
+
+
+def _revoked(result: dict[str, Any], index: Index, rec: Recording) -> dict[str, Any]:
+    """A recording that began after its camera was revoked (dock/revocation.py): named, never
+    mixed in silently (the revocation may come after the cached check, so it is looked at here)."""
+    row = index.conn().execute("SELECT utc_us, reason, by, audit_seq FROM revocations WHERE device = ?",
+                               (rec.device_id,)).fetchone()
+    if row is None or rec.start_utc_us < row[0]:
+        return result
+    when = dt.datetime.fromtimestamp(row[0] / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    problem = (f"recorded after camera {rec.device_id} was revoked ({when}, by {row[2]}: {row[1]}; audit record "
+               f"{row[3]}): examine before relying on it")
+    return {**result, "ok": False, "problems": [*result["problems"], problem]}
 
 
 def _footage_problems(store: EvidenceStore, device: str, seq: int, sha256: bytes, deleted: Any) -> list[str]:

@@ -116,3 +116,31 @@ def test_a_killed_backup_is_resumed_by_the_next_run(tmp_path):
     assert 0 < partial
     assert evidence_main(["--store", str(store), "backup", "--to", str(backup), "--verify"]) == 0
     assert len(FsEvidenceStore(backup).backend.keys("")) > partial
+
+
+def test_a_backup_into_s3_with_object_lock_and_back(tmp_path, capsys, s3, bucket, monkeypatch):
+    """The backup in a real S3 (SeaweedFS, Object Lock): copied write-once with the server's
+    checksum, deleted footage destroyed there too (the office may bypass governance), and a
+    restore from it into a new directory verifies."""
+    from simulator.s3_server import CREDENTIALS
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "office")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["office"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    store, office, _, rids = _city(tmp_path)
+    url = f"s3://{bucket}/backup"
+    code, first = cli(capsys, "--store", str(store), "backup", "--to", url, "--verify")
+    assert code == 0 and first["copied"] == first["listed"] == first["verified"]
+    for by in ("KOD-1", "sl"):
+        assert cli(capsys, "--store", str(store), "--key", str(office), "delete", "--recording", rids[1],
+                   "--by", by)[0] == 0
+    code, second = cli(capsys, "--store", str(store), "backup", "--to", url)
+    assert code == 0 and len(second["deleted_footage"]) == 2 and second["copied"] >= 1   # the delete record
+    restored = tmp_path / "restored"
+    code, back = cli(capsys, "--store", str(restored), "restore", "--from", url)
+    assert code == 0
+    assert evidence_main(["--store", str(restored), "reindex"]) == 0
+    code, verified = cli(capsys, "--store", str(restored), "verify")
+    assert code == 0 and verified["ok"]
+    deleted = next(r for r in verified["recordings"] if r["id"] == rids[1])
+    assert deleted["deleted"]

@@ -524,7 +524,7 @@ def test_dock_service_process_sigterm_mid_transfer_then_resumes(env, identity, t
     cable.unplug()
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
-    assert on_camera(sim) == [] and "test-cam: done" in out
+    assert on_camera(sim) == [] and "test-cam: done" in out, (out, err[-3000:])
 
 
 def test_segment_deleted_between_dockings_is_caught(env, identity, tmp_path):
@@ -647,3 +647,52 @@ def test_a_writer_killed_mid_write_leaves_no_copy_beside_the_evidence_and_deleti
     legacy = root / "devices/cam/segments/.00000001.ts.age.123.456.tmp"
     legacy.write_bytes(b"footage")
     assert store.remove_orphans(deep=False) == [] and store.remove_orphans() == [str(legacy)]
+
+
+def test_a_revoked_camera_is_refused_by_every_dock_and_its_later_footage_is_flagged(env, identity, tmp_path, capsys,
+                                                                                      key_dir):
+    """bodycam-dock revoke at one dock: that dock and another one (learning it from the store)
+    refuse the camera before anything is read or freed; the office names recordings that
+    began after the revocation."""
+    from dock.cli import main as dock_main
+    from evidence.index import Index
+    from evidence.verify import verify_recording
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done"
+    assert dock_main(["--config", str(env.root / "dock.toml"), "revoke", "--device-id", "test-cam",
+                      "--reason", "gestohlen, Anzeige 123/26", "--by", "sl.schmidt"]) == 0
+    assert "audit record" in capsys.readouterr().out
+    assert (env.root / "evidence/revoked/devices/test-cam.cbor").exists()
+    # the same dock refuses it: nothing set, read or freed
+    sim.schedule({"at": sim.clock.monotonic_us() / 1e6 + 1, "action": "press"})
+    sim.run_until(sim.clock.monotonic_us() / 1e6 + 6)
+    sim.schedule({"at": sim.clock.monotonic_us() / 1e6 + 1, "action": "hold", "seconds": 3.2})
+    sim.run_until(sim.clock.monotonic_us() / 1e6 + 6)
+    before = on_camera(sim)
+    assert before
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "revoked" and "was revoked" in bay.status.message and "sl.schmidt" in bay.status.message
+    assert on_camera(sim) == before
+    # another dock, which never heard of it, learns it from the store and keeps it
+    other = Env(env.root, env.dock_key, env.dock_pub, Registry(tmp_path / "other-state"), env.store,
+                tmp_path / "other-state" / "incoming", env.watch, env.config)
+    other.registry.enroll("test-cam", key_dir / "device.pub.pem")
+    bay, _ = dock(other, sim, node="usb-bodycam-test-cam-2")
+    assert bay.status.state == "revoked" and on_camera(sim) == before
+    assert "test-cam" in other.registry.revoked()
+    # the office: the revocation came after the stored recording, which stays clean; had it come
+    # before (footage stored by a dock that did not know yet), the recording would be named
+    index = Index(env.store, tmp_path / "office-index")
+    index.refresh()
+    (rid, start), = index.conn().execute("SELECT id, start_utc_us FROM recordings").fetchall()
+    assert [tuple(r) for r in index.conn().execute("SELECT by, reason FROM revocations")] == [("sl.schmidt",
+                                                                                      "gestohlen, Anzeige 123/26")]
+    rec = index.recording(rid)
+    with index.conn() as conn:  # (the simulated camera's clock runs ahead of the wall clock: set the time)
+        conn.execute("UPDATE revocations SET utc_us = ? WHERE device = 'test-cam'", (rec.end_utc_us + 1,))
+    assert verify_recording(index, rec, index.state([rid]), use_cache=False)["ok"]
+    with index.conn() as conn:
+        conn.execute("UPDATE revocations SET utc_us = ? WHERE device = 'test-cam'", (start - 1,))
+    flagged = verify_recording(index, rec, index.state([rid]))   # also when the check itself was cached
+    assert not flagged["ok"] and any("was revoked" in p and "sl.schmidt" in p for p in flagged["problems"])

@@ -32,7 +32,7 @@ T0 = 1_800_000_000_000_000                 # 2027-01-15
 DAY = 86_400_000_000
 COMPARED = {  # table: columns that must agree (what the store says; not cursors, caches, problems)
     "audit": "*", "keys": "*", "segments": "*", "recordings": "*", "holds": "*", "approvals": "*", "users": "*",
-    "exports": "*", "events": "*", "release_requests": "*",
+    "exports": "*", "events": "*", "release_requests": "*", "revocations": "*",
     "deletions": "recording, audit_seq, action, by, utc_us, footage_gone",
 }
 META = ("audit_seq", "audit_digest", "retention_days", "supervisors", "initialised", "demo", "retention_approval")

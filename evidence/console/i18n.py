@@ -215,6 +215,7 @@ ACTIONS = {
     "user": {"de": "Benutzerverwaltung", "en": "user change"},
     "approve-retention": {"de": "Vorschlag kürzere Speicherfrist", "en": "shorter retention proposed"},
     "approve-release": {"de": "Antrag auf Aufhebung", "en": "release requested"},
+    "revoke": {"de": "Kamera gesperrt (verloren/gestohlen)", "en": "camera revoked (lost/stolen)"},
 }
 STATES = {"READY": {"de": "bereit", "en": "ready"}, "STANDBY": {"de": "Bereitschaft", "en": "standby"},
           "ANNOUNCING": {"de": "Ankündigung", "en": "announcing"}, "RECORDING": {"de": "Aufnahme", "en": "recording"},

@@ -80,6 +80,7 @@ CREATE TABLE verifications (
     recording TEXT PRIMARY KEY, key BLOB, utc_us INTEGER, ok INTEGER, problems TEXT, run TEXT);
 CREATE INDEX verifications_run ON verifications(run);
 CREATE TABLE problems (what TEXT PRIMARY KEY, text TEXT, utc_us INTEGER);
+CREATE TABLE revocations (device TEXT PRIMARY KEY, utc_us INTEGER, reason TEXT, by TEXT, audit_seq INTEGER);
 CREATE TABLE rebuild_devices (device TEXT PRIMARY KEY);
 CREATE TABLE pack_staging (seq INTEGER PRIMARY KEY, record BLOB);  -- audit records read one by one, until their block is packed
 """

@@ -236,8 +236,11 @@ class Follower:
 
     @staticmethod
     def _may(entry: audit.Entry, known: Any) -> bool:
-        """Only a dock records ingests; only the office records its decisions."""
+        """Only a dock records ingests; a camera's revocation a dock or the office; the
+        office records its decisions."""
         role = known[0] if known else ""
+        if entry.action == "revoke":
+            return role in ("dock", "office")
         return role == ("dock" if entry.action == "ingest" else "office")
 
     def _fold(self, e: audit.Entry, load: bool) -> None:
@@ -283,6 +286,9 @@ class Follower:
             elif e.action == "export":
                 c.execute("INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?)",
                           (e.seq, rec, e.by, e.utc_us, str(d.get("file", "")), str(d.get("sha256", ""))))
+            elif e.action == "revoke" and e.device:  # the first revocation of a camera counts
+                c.execute("INSERT OR IGNORE INTO revocations VALUES (?, ?, ?, ?, ?)",
+                          (e.device, e.utc_us, str(d.get("reason", ""))[:300], e.by or "", e.seq))
             elif e.action == "ingest" and e.device:
                 named = d.get("segments", [])
                 seqs = [s for s in named[:MAX_INGEST] if isinstance(s, int) and not isinstance(s, bool)
