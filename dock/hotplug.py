@@ -31,8 +31,12 @@ log = logging.getLogger("bodycam.dock")
 
 
 class Dock:
-    def __init__(self, config: DockConfig, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, config: DockConfig, on_change: Callable[[], None] = lambda: None,
+                 clock_for: Callable[[Path], Callable[[], int]] | None = None) -> None:
+        """``clock_for``: the clock a bay for this port sets cameras by and dates its records
+        with (default: this machine's; the simulator's demo back-dates a shift's start)."""
         self.config = config
+        self.clock_for = clock_for
         self.key = keys.load_signing_key(config.path(config.dock.key))
         self.state_dir = config.path(config.dock.state)
         self.registry = Registry(self.state_dir)
@@ -57,7 +61,8 @@ class Dock:
             bay = Bay(node_s, key=self.key, dock_id=self.config.dock.id, registry=self.registry,
                       store=self.store, staging=self.state_dir / "incoming", window=self.config.transfer.window,
                       timeout=self.config.transfer.timeout_s, retry_s=self.config.transfer.retry_s,
-                      retry_max_s=self.config.transfer.retry_max_s, on_change=self._changed)
+                      retry_max_s=self.config.transfer.retry_max_s, on_change=self._changed,
+                      **({"clock_us": self.clock_for(node)} if self.clock_for is not None else {}))
             if current is not None:
                 self.finished.append(current.status)
             self.bays[node_s] = bay

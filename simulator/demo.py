@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from common import keys
 from dock import config as dock_config
@@ -59,11 +59,16 @@ class DemoError(Exception):
     """The demo cannot run as asked; the message says why."""
 
 
+def _script_length(steps: list[tuple[str, float]]) -> float:
+    """Seconds from the shift's start to its end (the script's last step)."""
+    return max(a for _, a in steps) + 6
+
+
 def _script(steps: list[tuple[str, float]]) -> str:
     out = []
     for action, at in steps:
         out.append(f'[[steps]]\nat = {at}\naction = "{action}"\n' + ('seconds = 3.5\n' if action == "hold" else ""))
-    out.append(f'[[steps]]\nat = {max(a for _, a in steps) + 6}\naction = "end"\n')
+    out.append(f'[[steps]]\nat = {_script_length(steps)}\naction = "end"\n')
     return "\n".join(out)
 
 
@@ -142,7 +147,20 @@ def run_demo(workdir: Path, devices: int = 3, timeout_s: float = 120.0, store: s
     setup = provision(workdir, devices, store or str(workdir / "evidence"))
     prepare_store(setup["store"], setup["office_key"])
     config = dock_config.load(setup["dock_toml"])
-    dock = Dock(config)
+    # The cameras run their shifts in virtual time, far faster than the wall clock. So that
+    # their clocks and the dock's agree with the wall clock (a recording never ends after the
+    # receipt for it), the shift is played as if it began when it would have had to: the
+    # dock sets each camera's clock at its shift-start docking to the wall clock less the
+    # length of its shift; at its shift-end docking the dock's clock is the wall clock, and
+    # the small difference is the offset the dock records then (clock_set).
+    plugs: dict[str, int] = {}
+    shift_us = {f"usb-bodycam_{cam['id']}-if00": int((_script_length(SCRIPTS[i % len(SCRIPTS)]) + 10) * 1e6)
+                for i, cam in enumerate(setup["cams"])}
+
+    def clock_for(node: Path) -> Callable[[], int]:
+        back = shift_us.get(node.name, 0) if plugs.get(node.name, 0) <= 1 else 0
+        return lambda: time.time_ns() // 1000 - back
+    dock = Dock(config, clock_for=clock_for)
     dock.start()
     procs: dict[str, subprocess.Popen[str]] = {}
     cables: list[PtyCable] = []
@@ -165,6 +183,7 @@ def run_demo(workdir: Path, devices: int = 3, timeout_s: float = 120.0, store: s
                 cam_id, proc = cam["id"], procs[cam["id"]]
                 docking = Path(f"{cam['node']}.docking").exists()
                 if docking and cam_id not in cable_of:  # put into the dock: plug the cable
+                    plugs[f"usb-bodycam_{cam_id}-if00"] = plugs.get(f"usb-bodycam_{cam_id}-if00", 0) + 1
                     cable_of[cam_id] = PtyCable(
                         workdir / "dev" / "serial" / "by-id" / f"usb-bodycam_{cam_id}-if00", cam["node"])
                     cables.append(cable_of[cam_id])

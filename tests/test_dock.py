@@ -389,6 +389,20 @@ def test_demo_runs_a_shift_end_to_end(tmp_path):
                              timeout=120)
         assert ran.returncode == 0, (what, out[what], ran.stderr[-2000:])
     assert "Stream #0:0" in ran.stderr and "h264" in ran.stderr   # ffprobe opened the export
+    # the cameras' clocks agree with the wall clock: no segment ends after its receipt was
+    # signed, nothing is dated after the demo ended (the shift is played back-dated)
+    import time as _time
+    store = FsEvidenceStore(Path(out["store"]))
+    ended_us = _time.time_ns() // 1000
+    for device in store.devices():
+        receipts = {}
+        for record in store.receipts(device):
+            body = signed.open_signed(record, None)
+            if body.get("kind") == "segment":
+                receipts[body["seq"]] = body["stored_utc_us"]
+        for seq in store.segments(device):
+            m = read_manifest(store.manifest(device, seq), None)
+            assert m.end_utc_us <= receipts[seq] <= ended_us, (device, seq, m.end_utc_us - receipts[seq])
     assert {"store", "identity", "recordings", "devices"} <= out.keys()
     recs = out["recordings"]
     assert {r["announced"] for r in recs} == {True, False}  # announced and emergency over the fleet
