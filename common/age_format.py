@@ -29,7 +29,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -324,8 +324,10 @@ def _unwrap_file_key(stanzas: list[Stanza], identity: bytes) -> bytes:
     raise AgeError("no identity matched any of the recipients (wrong key?)")
 
 
-def recover(data: bytes, identity: bytes) -> Recovered:
-    """Authenticate and decrypt as much of ``data`` as possible.
+def recover(data: bytes, identity: bytes | Sequence[bytes]) -> Recovered:
+    """Authenticate and decrypt as much of ``data`` as possible. ``identity``: one X25519
+    identity, or several (the office's current one and those of earlier rotations; as
+    ``age -d -i A -i B``, the first that a stanza is addressed to opens the file).
 
     Header or MAC errors raise :class:`AgeError` (nothing can be trusted). In the
     payload, every chunk is authenticated on its own; decryption stops at the
@@ -333,7 +335,17 @@ def recover(data: bytes, identity: bytes) -> Recovered:
     plaintext returned is always an authenticated prefix of what was encrypted.
     """
     header = parse_header(data)
-    file_key = _unwrap_file_key(header.stanzas, identity)
+    identities = [identity] if isinstance(identity, (bytes, bytearray)) else list(identity)
+    file_key = None
+    for one in identities:
+        try:
+            file_key = _unwrap_file_key(header.stanzas, one)
+            break
+        except AgeError:
+            if one is identities[-1]:
+                raise
+    if file_key is None:
+        raise AgeError("no identity given")
     expected = hmac.new(_hkdf(file_key, b"", b"header"), header.mac_input, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, header.mac):
         raise AgeError("header MAC mismatch: the header was altered")

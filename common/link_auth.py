@@ -40,6 +40,7 @@ NONCE_SIZE = 32
 FINGERPRINT = re.compile(r"[0-9a-f]{64}")   # how a key is named on the link (hex SHA-256 of the raw key)
 COMMANDS = {"set_time": {"utc_us": int},
             "assign": {"officer_id": str | None},
+            "recipients": {"recipients": list[str]},
             "receipt": {"device_id": str, "kind": str, "seq": int, "file": str, "sha256": bytes,
                         "size": int, "location": str, "stored_utc_us": int}}
 

@@ -46,10 +46,12 @@ class LinkHooks:
     undocked: Callable[[], None]                   # the link went away (taken out of the dock)
     set_utc: Callable[[int, str], int]             # (utc_us, dock_id) → offset applied, µs
     assign: Callable[[str | None, str], None]      # (officer_id, dock_id)
+    set_recipients: Callable[[list[str], str], None] = lambda recipients, dock_id: None  # new footage's recipients
 
 
 ANSWERED = 512              # signed commands remembered per session, to answer a repeat alike
-_COMMANDS = ("set_time", "assign", "receipt")
+_COMMANDS = ("set_time", "assign", "receipt", "recipients")
+MAX_RECIPIENTS = 8          # the office's current recipient and a few being rotated in
 REFUSALS_LOGGED = 5         # unauthenticated requests logged one by one; then one summary a minute
 REFUSAL_SUMMARY_S = 60.0
 
@@ -234,6 +236,25 @@ class LinkService:
         save_assignment(self.store.root, args["record"], self._session)
         return {"officer_id": body["officer_id"]}
 
+    def _op_recipients(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The office's recipients for footage from now on (a rotation, docs/keys.md),
+        pushed by an enrolled dock; footage already written stays as it is."""
+        body = self._command(args, "recipients")
+        recipients = body["recipients"]
+        from common import keys
+        try:
+            if not 1 <= len(recipients) <= MAX_RECIPIENTS or not all(isinstance(r, str) for r in recipients):
+                raise ValueError(f"1–{MAX_RECIPIENTS} age1… recipients")
+            for r in recipients:
+                keys.parse_recipient(r)   # KeyFileError (a ValueError) names what is wrong
+        except ValueError as exc:
+            self.hooks.log("recipients_refused", reason=str(exc)[:200])
+            raise _Refusal("bad_recipients", f"recipients refused: {exc}") from None
+        if list(self.identity.recipients) != recipients:
+            self.hooks.set_recipients(list(recipients), body["dock_id"])
+            save_signed(self.store.root, RECIPIENTS_FILE, args["record"], self._session)
+        return {"recipients": recipients}
+
     def _op_receipt(self, args: dict[str, Any]) -> dict[str, Any]:
         body = self._command(args, "receipt")
         if body["device_id"] != self.identity.device_id:
@@ -296,9 +317,34 @@ class _Refusal(Exception):
 ASSIGNMENT_FILE = "assignment.cbor"
 
 
+RECIPIENTS_FILE = "recipients.cbor"
+
+
 def save_assignment(root: Path, record: bytes, session: bytes) -> None:
+    save_signed(root, ASSIGNMENT_FILE, record, session)
+
+
+def save_signed(root: Path, name: str, record: bytes, session: bytes) -> None:
+    """A dock's signed command kept on the camera, re-verified at every boot."""
     from common.fsutil import write_atomic
-    write_atomic(Path(root) / ASSIGNMENT_FILE, signed.canonical({"record": record, "session": session}))
+    write_atomic(Path(root) / name, signed.canonical({"record": record, "session": session}))
+
+
+def load_recipients(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> list[str] | None:
+    """The recipients an enrolled dock set last (re-verified at every boot), or None: then
+    the configured ones hold."""
+    path = Path(root) / RECIPIENTS_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = signed.loads_exact(path.read_bytes(), RECIPIENTS_FILE)
+        body = link_auth.open_command(saved["record"], dock_keys, saved["session"], "recipients")
+        from common import keys
+        for r in body["recipients"]:
+            keys.parse_recipient(r)
+    except (signed.SignatureError, link_auth.CommandError, KeyError, TypeError, ValueError):
+        return None
+    return list(body["recipients"])
 
 
 def load_assignment(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> str | None:

@@ -37,7 +37,7 @@ from device.config import Config
 from device.event_log import EventLog
 from device.hardware import AudioSink, Hardware, Sounder, wav_duration_us
 from device.identity import DeviceIdentity
-from device.link_service import LinkHooks, LinkService, load_assignment
+from device.link_service import LinkHooks, LinkService, load_assignment, load_recipients
 from device.power import PowerSource
 from device.recorder import Recorder, SegmentCloseError
 from device.ring_buffer import PreRecordBuffer
@@ -86,6 +86,9 @@ class DeviceRuntime:
         officer = load_assignment(store.root, self.dock_keys)
         if officer is not None:
             identity = replace(identity, officer_id=officer)
+        recipients = load_recipients(store.root, self.dock_keys)  # a rotation a dock pushed outranks the config
+        if recipients is not None:
+            identity = replace(identity, recipients=tuple(recipients))
         self.config, self.identity, self.camera, self.hw = config, identity, camera, hardware
         self.store, self.power, self.audio = store, power, audio
         clock = self.clock
@@ -367,7 +370,7 @@ class DeviceRuntime:
         """Serve the dock protocol on ``port`` from now on (the USB gadget came up, a pty)."""
         self.link = LinkService(port, self.store, self.events, self.identity, self.dock_keys, LinkHooks(
             log=self.log, docked=self._link_docked, undocked=self.undock, set_utc=self._set_utc,
-            assign=self._assign))
+            assign=self._assign, set_recipients=self._set_recipients))
         return self.link
 
     # ------------------------------------------------------------------ link hooks
@@ -387,6 +390,14 @@ class DeviceRuntime:
         if self.link is not None:
             self.link.identity = self.identity
         self.log("officer_assigned", officer_id=officer_id, dock_id=dock_id)
+
+    def _set_recipients(self, recipients: list[str], dock_id: str) -> None:
+        """From the next segment on, footage is encrypted to these (a rotation of the office's key)."""
+        self.identity = replace(self.identity, recipients=tuple(recipients))
+        self.recorder.identity = self.identity
+        if self.link is not None:
+            self.link.identity = self.identity
+        self.log("recipients_set", recipients=recipients, dock_id=dock_id)
 
     def undock(self) -> None:
         if self.state == State.DOCKED and self._seal_leftovers():

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from common import link
 from evidence.store import EvidenceStore
 from dock import revocation
+from evidence import recipients as office_recipients
 from dock.offload import OffloadReport, Progress, offload
 from dock.registry import Registry
 from dock.revocation import RevokedCamera
@@ -97,6 +98,7 @@ class Bay(threading.Thread):
             session.command("set_time", "set_time", utc_us=self.clock_us())
             if officer is not None:
                 session.command("assign", "assign", officer_id=officer)
+            self._push_recipients(session)
             ticker = threading.Thread(target=self._tick, daemon=True)
             ticker.start()
             self.report = self._offload_until_stored(session)
@@ -132,6 +134,21 @@ class Bay(threading.Thread):
                 self.bad_frames = self._link.stats.bad_frames
             if session is not None:
                 self.retried = session.retried
+
+    def _push_recipients(self, session: DockSession) -> None:
+        """The office's newest recipients (evidence/recipients.py) to the camera: its footage
+        from now on is encrypted to them. A camera whose firmware does not know the command
+        keeps its own; the offload goes on either way."""
+        try:
+            now = office_recipients.current(self.store)
+        except OSError:
+            return  # the store out of reach: the next docking brings them
+        if now is None:
+            return
+        try:
+            session.command("recipients", "recipients", recipients=list(now["recipients"]))
+        except Refused as exc:
+            log.warning("bay %s: the camera did not take the office's recipients: %s", self.port, exc)
 
     def _check_revoked(self, device: str) -> None:
         """Refuse a revoked camera before anything is set, read or freed: this dock's list,

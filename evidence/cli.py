@@ -159,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
                        "now such as 2d (the daily check)")
     c.add_argument("--restart", action="store_true", help="start a full verification over (default: resume)")
 
+    c = sub.add_parser("recipients", parents=[common], help="the recipients new footage is encrypted to; --set "
+                                                            "rotates them (every camera at its next docking)")
+    c.add_argument("--set", dest="recipients", action="append", default=[], metavar="AGE1",
+                   help="the office's new age1… recipient (or its .pub file); repeat for several")
+    c.add_argument("--by", type=_user, default=None)
+
     c = sub.add_parser("backup", parents=[common], help="copy the store into a backup: incremental, verified, "
                                                        "resumable; footage deleted since is deleted there too")
     c.add_argument("--to", required=True, help="the backup: a directory or s3://bucket[/prefix]")
@@ -192,13 +198,15 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("export", parents=[common], help="decrypt and join into an MP4 with an evidence report")
     c.add_argument("--recording", required=True)
-    c.add_argument("--identity", type=Path, required=True, help="the evidence office's age identity")
+    c.add_argument("--identity", type=Path, required=True, action="append",
+                   help="the evidence office's age identity; repeat for those of earlier rotations")
     c.add_argument("--out", type=Path, required=True, help="FILE.mp4 (reports go beside it)")
     c.add_argument("--lang", choices=["de", "en"], default="de", help="the report's language (default de)")
     c.add_argument("--by", type=_user, required=True)
 
     c = sub.add_parser("serve", parents=[common], help="the Sichtung web console (docs/console.md)")
-    c.add_argument("--identity", type=Path, required=True, help="the evidence office's age identity")
+    c.add_argument("--identity", type=Path, required=True, action="append",
+                   help="the evidence office's age identity; repeat for those of earlier rotations")
     c.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     c.add_argument("--port", type=int, default=8080)
     c.add_argument("--export-ttl-minutes", type=_count, default=60,
@@ -267,6 +275,8 @@ def run(args: argparse.Namespace) -> tuple[int, Any]:
 
 def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> tuple[int, Any]:
     cmd = args.command
+    if cmd == "recipients":
+        return _recipients(args, store, office)
     if cmd in ("show", "hold", "release", "delete", "purge", "export"):
         office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
@@ -314,7 +324,8 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
         return 0, office.delete(args.recording, args.by)
     if cmd == "export":
         from evidence.export import export  # PyAV: only the command that needs it pays for loading it
-        return 0, export(office, args.recording, _identity(args.identity), args.out, args.by, args.lang)
+        return 0, export(office, args.recording, [_identity(p) for p in args.identity], args.out, args.by,
+                         args.lang)
     if cmd == "users":
         return _users(args, office)
     if cmd == "serve":
@@ -334,6 +345,29 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
     head = office.idx().meta()
     return 0, {"entries": entries, "head": f"{head['audit_seq']}:{head['audit_digest']}" if head["audit_digest"] else None,
                "total": page.total, "before": int(page.next) if page.next else None}
+
+
+def _recipients(args: argparse.Namespace, store: EvidenceStore, office: Office) -> tuple[int, Any]:
+    """Show the office's recipients for new footage, or rotate them (docs/keys.md)."""
+    from evidence import recipients as office_recipients
+    if not args.recipients:
+        now = office_recipients.current(store)
+        return 0, {"recipients": now["recipients"] if now else None, "n": now["n"] if now else None,
+                   "note": None if now else "none published: the cameras use the recipients they were flashed with"}
+    if args.by is None:
+        raise Refused("--set is recorded: name who decided it with --by")
+    office.check_key()
+    try:
+        wanted = [keys.format_recipient(keys.load_recipient(r)) for r in args.recipients]
+    except (keys.KeyFileError, FileNotFoundError) as exc:
+        raise Refused(f"--set: {exc}") from None
+    now_us = time.time_ns() // 1000
+    done = office_recipients.publish(store, office.key, wanted, args.by, now_us)
+    entry = audit.append(store, office.key, "recipients", by=args.by, now_us=now_us,
+                         details={"recipients": wanted, "n": done["n"]})
+    return 0, {**done, "audit_seq": entry.seq,
+               "note": "every camera encrypts to these from its next docking on; keep the earlier identity "
+                       "for what was recorded before (serve and export take several --identity)"}
 
 
 def _backup(args: argparse.Namespace, store: EvidenceStore) -> tuple[int, Any]:
@@ -459,7 +493,7 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     from evidence.console import create_app
     if not 1 <= args.port <= 65535:
         raise Refused(f"--port must be 1…65535, got {args.port}")
-    identity = _identity(args.identity)
+    identity = [_identity(p) for p in args.identity]   # the current one, and those of earlier rotations
     office.check_key()
     app = create_app(office.store, office.key, identity, index=office.idx(),
                      export_ttl_s=args.export_ttl_minutes * 60.0, idle_s=args.idle_minutes * 60.0,

@@ -38,7 +38,7 @@ from evidence.store import EvidenceStore
 from evidence.verify import verify_recording
 
 
-def export(office: Office, recording_id: str, identity: bytes, out: Path, by: str, lang: str = "de") -> dict[str, Any]:
+def export(office: Office, recording_id: str, identity: bytes | list[bytes], out: Path, by: str, lang: str = "de") -> dict[str, Any]:
     check_user(by)
     if out.suffix.lower() != ".mp4":
         raise Refused(f"--out must name an .mp4 file, got {out}")
@@ -76,7 +76,7 @@ def export(office: Office, recording_id: str, identity: bytes, out: Path, by: st
             "audit_seq": entry.seq}
 
 
-def render(store: EvidenceStore, rec: Recording, identity: bytes, mp4: Path,
+def render(store: EvidenceStore, rec: Recording, identity: bytes | list[bytes], mp4: Path,
            receipts: dict[int, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Check, decrypt, join and remux ``rec`` into ``mp4``: (per-segment facts, stream facts).
     ``receipts``: the dock's custody receipts by seq (from the index). Refused if no segment
@@ -100,7 +100,7 @@ def _beside(out: Path, suffix: str) -> Path:
     return out.with_name(out.stem + suffix)
 
 
-def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes, ts: Any,
+def _segment(store: EvidenceStore, rec: Recording, s: Any, identity: bytes | list[bytes], ts: Any,
              receipts: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     m = s.manifest
     known = store.public_key(m.device_key)

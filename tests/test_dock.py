@@ -710,3 +710,50 @@ def test_a_revoked_camera_is_refused_by_every_dock_and_its_later_footage_is_flag
         conn.execute("UPDATE revocations SET utc_us = ? WHERE device = 'test-cam'", (start - 1,))
     flagged = verify_recording(index, rec, index.state([rid]))   # also when the check itself was cached
     assert not flagged["ok"] and any("was revoked" in p and "sl.schmidt" in p for p in flagged["problems"])
+
+
+def test_the_office_rotates_its_recipient_and_every_camera_takes_it_at_its_next_docking(env, identity, authority,
+                                                                                         tmp_path, capsys):
+    """bodycam-evidence recipients --set: the dock pushes the new recipient (dock-signed) at the
+    next docking; footage from then on opens only with the new identity, footage from before
+    with the old one; the camera keeps it across a reboot; export takes both identities."""
+    from device.link_service import load_recipients
+    from evidence.cli import main as evidence_main
+    office = keys.create_device_key(tmp_path / "office", name="office")
+    assert evidence_main(["--store", str(env.root / "evidence"), "--key", str(office.private), "init",
+                          "--supervisor", "sl", "--by", "sl"]) == 0
+    new = keys.create_authority(tmp_path / "new-authority")
+    new_secret = keys.load_identity(new.identity)
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    assert evidence_main(["--store", str(env.root / "evidence"), "--key", str(office.private), "recipients",
+                          "--set", str(new.recipient_file), "--by", "it.schmidt"]) == 0
+    capsys.readouterr()
+    bay, _ = dock(env, sim)                          # stores the old footage, hands over the new recipient
+    assert bay.status.state == "done"
+    old_seqs = env.store.segments("test-cam")
+    assert sim.runtime.identity.recipients == (new.recipient,)
+    assert load_recipients(sim.runtime.store.root, sim.runtime.dock_keys) == [new.recipient]   # after a reboot too
+    assert "recipients_set" in kinds(sim)
+    # the next shift: recorded after the docking, so encrypted to the new recipient only
+    t0 = sim.clock.monotonic_us() / 1e6
+    sim.schedule({"at": t0 + 1, "action": "press"})
+    sim.schedule({"at": t0 + 8, "action": "hold", "seconds": 3.2})
+    sim.run_until(t0 + 14)
+    bay, _ = dock(env, sim, node="usb-bodycam-test-cam-2")
+    assert bay.status.state == "done"
+    new_seqs = [s for s in env.store.segments("test-cam") if s not in old_seqs]
+    assert old_seqs and new_seqs
+    for seq in old_seqs:
+        age_format.recover(env.store.footage("test-cam", seq), authority[1])
+        with pytest.raises(age_format.AgeError):
+            age_format.recover(env.store.footage("test-cam", seq), new_secret)
+    for seq in new_seqs:
+        age_format.recover(env.store.footage("test-cam", seq), new_secret)
+        with pytest.raises(age_format.AgeError):
+            age_format.recover(env.store.footage("test-cam", seq), authority[1])
+        assert age_format.recover(env.store.footage("test-cam", seq), [authority[1], new_secret]).complete
+    # on record, and shown
+    assert evidence_main(["--store", str(env.root / "evidence"), "recipients", "--json"]) == 0
+    assert '"n": 1' in capsys.readouterr().out
+    assert evidence_main(["--store", str(env.root / "evidence"), "--key", str(office.private), "recipients",
+                          "--set", "age1nope", "--by", "it.schmidt"]) == 2

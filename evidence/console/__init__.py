@@ -134,7 +134,7 @@ class Console:
     """What every page family shares (``app.extensions["bodycam"]``)."""
     store: EvidenceStore
     key: Ed25519PrivateKey
-    identity: bytes
+    identity: bytes | list[bytes]   # the office's identities: the current one and earlier rotations'
     office: Office
     index: Index
     users: Users
@@ -221,7 +221,7 @@ def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return wrap
 
 
-def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes, *,
+def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | list[bytes], *,
                cache_dir: Path | None = None, secret: bytes | None = None, index: Index | None = None,
                now_us: Callable[[], int] = lambda: time.time_ns() // 1000, refresh_s: float = 5.0,
                media_bytes: int = 128 << 20, export_ttl_s: float = 3600.0, idle_s: float = 1800.0,

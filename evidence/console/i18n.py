@@ -216,6 +216,7 @@ ACTIONS = {
     "approve-retention": {"de": "Vorschlag kürzere Speicherfrist", "en": "shorter retention proposed"},
     "approve-release": {"de": "Antrag auf Aufhebung", "en": "release requested"},
     "revoke": {"de": "Kamera gesperrt (verloren/gestohlen)", "en": "camera revoked (lost/stolen)"},
+    "recipients": {"de": "Schlüsselwechsel der Beweismittelstelle", "en": "office key rotated"},
 }
 STATES = {"READY": {"de": "bereit", "en": "ready"}, "STANDBY": {"de": "Bereitschaft", "en": "standby"},
           "ANNOUNCING": {"de": "Ankündigung", "en": "announcing"}, "RECORDING": {"de": "Aufnahme", "en": "recording"},
