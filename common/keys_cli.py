@@ -120,6 +120,8 @@ def _custody(args: argparse.Namespace) -> dict[str, object]:
     if args.command in ("protect", "split"):
         identity = keys.load_identity(args.identity, passphrase=lambda: _ask("Passphrase of the identity: "))
     if args.command == "protect":
+        if not args.out.parent.is_dir():
+            raise custody.CustodyError(f"--out: directory {args.out.parent} does not exist")
         _write_private(args.out, custody.protect(identity, _ask("New passphrase (12 characters or more): ",
                                                                 new=True)))
         return {"protected": str(args.out), "recipient": keys.recipient_of(identity),

@@ -374,15 +374,22 @@ def _backup(args: argparse.Namespace, store: EvidenceStore) -> tuple[int, Any]:
     """``backup`` (store → backup) and ``restore`` (backup → store): :func:`evidence.backup.copy`."""
     from evidence.backup import NotARestore, copy
     other_url = args.to if args.command == "backup" else args.source
+    flag = "--to" if args.command == "backup" else "--from"
+    if not other_url.strip():
+        raise Refused(f"{flag} needs a directory or s3://bucket[/prefix]")
     try:
         other = open_store(other_url)
     except (ValueError, NotADirectoryError) as exc:
-        raise Refused(f"--{'to' if args.command == 'backup' else 'from'}: {exc}") from None
+        raise Refused(f"{flag}: {exc}") from None
     source, target = (store, other) if args.command == "backup" else (other, store)
     if args.command == "restore" and not source.backend.keys("audit"):
         raise Refused(f"--from {other_url} holds no evidence store (no audit trail): nothing to restore")
     if source.location == target.location:
         raise Refused("the backup and the store are the same place")
+    if isinstance(target, FsEvidenceStore) and target.root.is_dir() and any(target.root.iterdir()) and not (
+            (target.root / "audit").is_dir() or (target.root / "devices").is_dir()):
+        raise Refused(f"{target.root} holds other files and is no evidence store nor a backup of one: name a new "
+                      "or empty directory")
     target.prepare(14)  # a directory made, or an S3 bucket with Object Lock (idempotent)
     with _progress("Sicherung" if args.command == "backup" else "Wiederherstellung") as progress:
         try:

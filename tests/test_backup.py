@@ -65,6 +65,9 @@ def test_the_restore_drill_back_up_destroy_restore_verify_play(tmp_path, capsys)
     # a restore never mixes two stores
     code, refused = cli(capsys, "--store", str(restored), "restore", "--from", str(tmp_path / "other-backup"))
     assert code == 2 and "no evidence store" in refused["stderr"]
+    for bad, message in (("", "needs a directory"), (str(tmp_path / "keys"), "holds other files")):
+        code, refused = cli(capsys, "--store", str(restored), "backup", "--to", bad)
+        assert code == 2 and message in refused["stderr"]
     other_store, _, _, _ = _city(tmp_path / "other")           # another store, with evidence of its own
     code, mixed = cli(capsys, "--store", str(other_store), "restore", "--from", str(backup))
     assert code == 2 and "restore only into an empty store" in mixed["stderr"]
