@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ class EventLog:
         self.path = Path(root) / "events.cbors"
         self.identity, self.clock = identity, clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The camera's runtime is one thread; the lock keeps the chain and the file whole when
+        # another one logs too (a test driving the runtime, the dock's receipt in a service thread).
+        self._lock = threading.RLock()
         self.quarantined: Path | None = None
         self.seq, self.prev = self._load_head()
         self._file = None
@@ -80,19 +84,20 @@ class EventLog:
                 os.fsync(f.fileno())
 
     def append(self, kind: str, state: str, **data: Any) -> dict[str, Any]:
-        mono = self.clock.monotonic_us()
-        body = {
-            "v": EVENT_VERSION, "type": "event", "device_id": self.identity.device_id,
-            "device_key": self.identity.key_fingerprint, "seq": self.seq + 1,
-            "utc_us": self.clock.utc_of(mono), "mono_us": mono, "kind": kind, "state": state,
-            "data": data, "prev": self.prev,
-        }
-        record = signed.sign(body, self.identity.signing_key, bytes.fromhex(self.identity.key_fingerprint))
-        self.seq, self.prev = body["seq"], signed.digest(record)
-        self.entries.append(body)
-        self._pending.append(record)
-        self._flush()
-        return body
+        with self._lock:
+            mono = self.clock.monotonic_us()
+            body = {
+                "v": EVENT_VERSION, "type": "event", "device_id": self.identity.device_id,
+                "device_key": self.identity.key_fingerprint, "seq": self.seq + 1,
+                "utc_us": self.clock.utc_of(mono), "mono_us": mono, "kind": kind, "state": state,
+                "data": data, "prev": self.prev,
+            }
+            record = signed.sign(body, self.identity.signing_key, bytes.fromhex(self.identity.key_fingerprint))
+            self.seq, self.prev = body["seq"], signed.digest(record)
+            self.entries.append(body)
+            self._pending.append(record)
+            self._flush()
+            return body
 
     def _flush(self) -> None:
         """Write pending records. On a full or failing disk, cut a partial record back off
@@ -124,18 +129,19 @@ class EventLog:
         """Remove the first ``size`` bytes — records 1…``upto_seq`` that the dock has stored and
         receipted — if and only if they hash to ``sha256``; return how many records went.
         The chain goes on from the last record (its head stays in memory)."""
-        data = self.path.read_bytes() if self.path.exists() else b""
-        if size <= 0 or size > len(data) or hashlib.sha256(data[:size]).digest() != sha256:
-            raise ValueError("the receipt does not match the event log held on the camera")
-        records, torn = signed.split_sequence(data[:size])
-        if torn or not records or signed.open_signed(records[-1], None).get("seq") != upto_seq:
-            raise ValueError("the receipt does not end at the event it names")
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        write_atomic(self.path, data[size:])
-        self._good_size = len(data) - size
-        return len(records)
+        with self._lock:
+            data = self.path.read_bytes() if self.path.exists() else b""
+            if size <= 0 or size > len(data) or hashlib.sha256(data[:size]).digest() != sha256:
+                raise ValueError("the receipt does not match the event log held on the camera")
+            records, torn = signed.split_sequence(data[:size])
+            if torn or not records or signed.open_signed(records[-1], None).get("seq") != upto_seq:
+                raise ValueError("the receipt does not end at the event it names")
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            write_atomic(self.path, data[size:])
+            self._good_size = len(data) - size
+            return len(records)
 
     @property
     def pending(self) -> int:
@@ -145,20 +151,22 @@ class EventLog:
     def sync(self) -> None:
         """fsync what was appended. The runtime calls this once per tick, *after* acting,
         so logging never delays a recording's start; a power cut loses at most one tick."""
-        if self._pending:
-            self._flush()
-        if self._dirty and self._file is not None:
-            try:
-                os.fsync(self._file.fileno())
-                self._dirty = False
-            except OSError as exc:
-                self.write_error = exc
+        with self._lock:
+            if self._pending:
+                self._flush()
+            if self._dirty and self._file is not None:
+                try:
+                    os.fsync(self._file.fileno())
+                    self._dirty = False
+                except OSError as exc:
+                    self.write_error = exc
 
     def close(self) -> None:
-        self.sync()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            self.sync()
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def read_event_log(path: Path, key: Ed25519PublicKey) -> list[dict[str, Any]]:

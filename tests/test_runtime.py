@@ -403,3 +403,27 @@ def test_systemd_notify_ready_watchdog_and_stopping(sim_factory, tmp_path):
         n = ServiceNotifier(str(tmp_path / "deaf"), watchdog_usec=1)
         results = [n.send("WATCHDOG=1") for _ in range(5000)]
     assert results[0] and not results[-1]
+
+
+def test_the_event_log_stays_one_chain_when_two_threads_log(tmp_path, identity):
+    """Found by CI: a test's thread logged while the camera's loop did, and a record was
+    popped twice. The log takes one writer at a time: one chain, every record once."""
+    import threading
+
+    from common.clock import VirtualClock
+    from device.event_log import read_event_log
+    log = EventLog(tmp_path, identity, VirtualClock())
+
+    def writer(name: str) -> None:
+        for i in range(300):
+            log.append(name, "READY", i=i)
+            if i % 50 == 0:
+                log.sync()
+    threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    entries = read_event_log(tmp_path / "events.cbors", identity.signing_key.public_key())
+    assert [e["seq"] for e in entries] == list(range(1, 901))
