@@ -197,7 +197,9 @@ def test_logout_and_throttling_in_chromium(served):
         assert replay.url.startswith(f"{served.url}/login")      # the old cookie opens nothing
         for i in range(6):
             login(page, served.url, "bert", f"wrong-{i}")
-        assert "Zu viele Fehlversuche" in page.inner_text("#login-error")
+        shown = page.inner_text("#login-error")
+        assert "Zu viele Fehlversuche" in shown and "Bitte in 1 Minute erneut versuchen." in shown  # German plural
+        assert "(n)" not in shown
         page.screenshot(path=shots / "throttled.png", full_page=True)
         browser.close()
 

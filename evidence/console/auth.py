@@ -23,9 +23,9 @@ def login() -> Any:
         addr = request.remote_addr or "?"
         if not c.throttle.begin(uid):
             c.sessions.log_login(uid, addr, False, "throttled")
-            wait = c.throttle.wait_s(uid)
-            return render_template("login.html", error=text("login_throttled", g.lang,
-                                                            minutes=max(1, round(wait / 60)))), 429
+            minutes = max(1, round(c.throttle.wait_s(uid) / 60))
+            return render_template("login.html", error=text("login_throttled_one" if minutes == 1 else
+                                                            "login_throttled", g.lang, minutes=minutes)), 429
         ok = False
         try:
             if c.throttle.addr_slow(addr):

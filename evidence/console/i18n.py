@@ -11,9 +11,11 @@ TEXT: dict[str, dict[str, str]] = {
     "user": {"de": "Benutzer", "en": "User"},
     "password": {"de": "Passwort", "en": "Password"},
     "login_failed": {"de": "Benutzer oder Passwort falsch.", "en": "Wrong user or password."},
-    "login_throttled": {"de": "Zu viele Fehlversuche für diesen Benutzer. Bitte in {minutes} Minute(n) erneut "
+    "login_throttled": {"de": "Zu viele Fehlversuche für diesen Benutzer. Bitte in {minutes} Minuten erneut "
                               "versuchen.",
-                        "en": "Too many failed attempts for this user. Please try again in {minutes} minute(s)."},
+                        "en": "Too many failed attempts for this user. Please try again in {minutes} minutes."},
+    "login_throttled_one": {"de": "Zu viele Fehlversuche für diesen Benutzer. Bitte in 1 Minute erneut versuchen.",
+                            "en": "Too many failed attempts for this user. Please try again in 1 minute."},
     "logins": {"de": "Anmeldungen", "en": "Logins"},
     "result": {"de": "Ergebnis", "en": "Result"},
     "address": {"de": "Adresse", "en": "Address"},
