@@ -102,13 +102,15 @@ def test_a_killed_backup_is_resumed_by_the_next_run(tmp_path):
     backup = tmp_path / "backup"
     script = ("import os, signal, sys, threading\n"
               "from evidence.fs import FsBackend\n"
-              "real, n, lock = FsBackend.put_once, [0], threading.Lock()\n"
+              "real, done, lock = FsBackend.put_once, [0], threading.Lock()\n"
               "def dying(self, *a, **k):\n"
               "    with lock:\n"
-              "        n[0] += 1\n"
-              "        if n[0] == 6:\n"
-              "            os.kill(os.getpid(), signal.SIGKILL)   # the sixth object: killed mid-backup\n"
-              "    return real(self, *a, **k)\n"
+              "        if done[0] >= 5:   # five objects are in the backup: killed mid-backup\n"
+              "            os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    out = real(self, *a, **k)\n"
+              "    with lock:\n"
+              "        done[0] += 1\n"
+              "    return out\n"
               "FsBackend.put_once = dying\n"
               "from evidence.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
@@ -116,7 +118,7 @@ def test_a_killed_backup_is_resumed_by_the_next_run(tmp_path):
                             capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert killed.returncode == -9
     partial = len(FsEvidenceStore(backup).backend.keys(""))
-    assert 0 < partial
+    assert 5 <= partial
     assert evidence_main(["--store", str(store), "backup", "--to", str(backup), "--verify"]) == 0
     assert len(FsEvidenceStore(backup).backend.keys("")) > partial
 
