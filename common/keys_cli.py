@@ -59,13 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("protect", "split", "recover"):
             result = _custody(args)
-            if args.json:
-                print(json.dumps(result, indent=2))
-            else:
-                for k, v in result.items():
-                    print(f"{k}: {v}")
-            return 0
-        if args.command == "authority":
+        elif args.command == "authority":
             a = keys.create_authority(args.out, name=args.name, force=args.force)
             result = {"identity": str(a.identity), "recipient_file": str(a.recipient_file),
                       "recipient": a.recipient}

@@ -330,34 +330,37 @@ def save_signed(root: Path, name: str, record: bytes, session: bytes) -> None:
     write_atomic(Path(root) / name, signed.canonical({"record": record, "session": session}))
 
 
-def load_recipients(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> list[str] | None:
-    """The recipients an enrolled dock set last (re-verified at every boot), or None: then
-    the configured ones hold."""
-    path = Path(root) / RECIPIENTS_FILE
+def load_signed(root: Path, name: str, command: str, dock_keys: dict[str, Ed25519PublicKey]) -> dict | None:
+    """A dock command kept on the camera (``save_signed``), verified again: its body, or None."""
+    path = Path(root) / name
     if not path.exists():
         return None
     try:
-        saved = signed.loads_exact(path.read_bytes(), RECIPIENTS_FILE)
-        body = link_auth.open_command(saved["record"], dock_keys, saved["session"], "recipients")
-        from common import keys
+        saved = signed.loads_exact(path.read_bytes(), name)
+        return link_auth.open_command(saved["record"], dock_keys, saved["session"], command)
+    except (signed.SignatureError, link_auth.CommandError, KeyError, TypeError):
+        return None
+
+
+def load_recipients(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> list[str] | None:
+    """The recipients an enrolled dock set last (re-verified at every boot), or None: then
+    the configured ones hold."""
+    body = load_signed(root, RECIPIENTS_FILE, "recipients", dock_keys)
+    if body is None:
+        return None
+    from common import keys
+    try:
         for r in body["recipients"]:
             keys.parse_recipient(r)
-    except (signed.SignatureError, link_auth.CommandError, KeyError, TypeError, ValueError):
+    except ValueError:
         return None
     return list(body["recipients"])
 
 
 def load_assignment(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> str | None:
     """The officer an enrolled dock assigned last (re-verified at every boot), or None."""
-    path = Path(root) / ASSIGNMENT_FILE
-    if not path.exists():
-        return None
-    try:
-        saved = signed.loads_exact(path.read_bytes(), ASSIGNMENT_FILE)
-        body = link_auth.open_command(saved["record"], dock_keys, saved["session"], "assign")
-    except (signed.SignatureError, link_auth.CommandError, KeyError, TypeError):
-        return None
-    return body["officer_id"]
+    body = load_signed(root, ASSIGNMENT_FILE, "assign", dock_keys)
+    return None if body is None else body["officer_id"]
 
 
 def load_dock_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
