@@ -41,6 +41,7 @@ FINGERPRINT = re.compile(r"[0-9a-f]{64}")   # how a key is named on the link (he
 COMMANDS = {"set_time": {"utc_us": int},
             "assign": {"officer_id": str | None},
             "recipients": {"recipients": list[str]},
+            "revoke_docks": {"docks": list[str]},
             "receipt": {"device_id": str, "kind": str, "seq": int, "file": str, "sha256": bytes,
                         "size": int, "location": str, "stored_utc_us": int}}
 

@@ -47,20 +47,27 @@ class LinkHooks:
     set_utc: Callable[[int, str], int]             # (utc_us, dock_id) → offset applied, µs
     assign: Callable[[str | None, str], None]      # (officer_id, dock_id)
     set_recipients: Callable[[list[str], str], None] = lambda recipients, dock_id: None  # new footage's recipients
+    revoke_docks: Callable[[list[str], str], None] = lambda docks, dock_id: None     # dock keys no longer trusted
 
 
 ANSWERED = 512              # signed commands remembered per session, to answer a repeat alike
-_COMMANDS = ("set_time", "assign", "receipt", "recipients")
+_COMMANDS = ("set_time", "assign", "receipt", "recipients", "revoke_docks")
 MAX_RECIPIENTS = 8          # the office's current recipient and a few being rotated in
+MAX_REVOKED_DOCKS = 256     # a city has tens of docks; revocations are rare and permanent
 REFUSALS_LOGGED = 5         # unauthenticated requests logged one by one; then one summary a minute
 REFUSAL_SUMMARY_S = 60.0
 
 
 class LinkService:
     def __init__(self, port: link.Link, store: SegmentStore, events: EventLog, identity: DeviceIdentity,
-                 dock_keys: dict[str, Ed25519PublicKey], hooks: LinkHooks) -> None:
+                 dock_keys: dict[str, Ed25519PublicKey], hooks: LinkHooks,
+                 revoked_docks: set[str] | None = None) -> None:
+        """``dock_keys``: the docks enrolled at provisioning; ``revoked_docks``: fingerprints
+        among them the office revoked (a set the runtime shares, so a revocation learned on
+        this link holds for the next one)."""
         self.link, self.store, self.events, self.identity = port, store, events, identity
         self.dock_keys, self.hooks = dock_keys, hooks
+        self.revoked_docks = revoked_docks if revoked_docks is not None else set()
         self._transcript: link_auth.Transcript | None = None
         self._dock_id: str | None = None
         self.authenticated = False
@@ -152,6 +159,10 @@ class LinkService:
         if t is None:
             raise _Refusal("no_session", "send hello first")
         self._transcript = None  # one try per hello: a new nonce for every attempt
+        if t.dock_key in self.revoked_docks:
+            self._refusals.refused("dock_refused", dock_id=t.dock_id, dock_key=t.dock_key, reason="revoked")
+            raise _Refusal("dock_revoked", f"dock {t.dock_id} ({t.dock_key[:16]}…) was revoked by the evidence "
+                                           "office; this camera no longer trusts it")
         key = self.dock_keys.get(t.dock_key)
         if key is None:
             self._refusals.refused("dock_refused", dock_id=t.dock_id, dock_key=t.dock_key, reason="not enrolled")
@@ -220,7 +231,7 @@ class LinkService:
     # ------------------------------------------------------------------ dock commands
     def _command(self, args: dict[str, Any], command: str) -> dict[str, Any]:
         try:
-            return link_auth.open_command(args.get("record"), self.dock_keys, self._session, command)
+            return link_auth.open_command(args.get("record"), self.trusted_docks(), self._session, command)
         except link_auth.CommandError as exc:
             self.hooks.log(f"{command}_refused", reason=str(exc))
             raise _Refusal("refused", f"{command} refused: {exc}") from None
@@ -254,6 +265,29 @@ class LinkService:
             self.hooks.set_recipients(list(recipients), body["dock_id"])
             save_signed(self.store.root, RECIPIENTS_FILE, args["record"], self._session)
         return {"recipients": recipients}
+
+    def trusted_docks(self) -> dict[str, Ed25519PublicKey]:
+        return trusted(self.dock_keys, self.revoked_docks)
+
+    def _op_revoke_docks(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Dock keys the evidence office revoked (a stolen or retired dock), pushed by another
+        enrolled dock: from now on this camera refuses them, and what they set before (an
+        assignment, recipients) no longer counts at the next boot. Revocations only add up."""
+        body = self._command(args, "revoke_docks")
+        docks = body["docks"]
+        if not 1 <= len(docks) <= MAX_REVOKED_DOCKS or not all(link_auth.FINGERPRINT.fullmatch(d) for d in docks):
+            self.hooks.log("revoke_docks_refused", reason="not 1–256 key fingerprints")
+            raise _Refusal("bad_message", f"revoke_docks needs 1–{MAX_REVOKED_DOCKS} dock key fingerprints")
+        if body["dock_key"] in docks:
+            # a dock cannot revoke itself here: the office's list named the dock that serves it
+            self.hooks.log("revoke_docks_refused", reason="names the dock that sends it")
+            raise _Refusal("refused", "revoke_docks names the dock that sends it; that dock must stop serving")
+        new = sorted(set(docks) - self.revoked_docks)
+        if new and len(self.revoked_docks) + len(new) <= MAX_REVOKED_DOCKS:
+            save_revoked_docks(self.store.root, args["record"], self._session)
+            self.revoked_docks.update(new)
+            self.hooks.revoke_docks(new, body["dock_id"])
+        return {"revoked": len(self.revoked_docks)}
 
     def _op_receipt(self, args: dict[str, Any]) -> dict[str, Any]:
         body = self._command(args, "receipt")
@@ -318,6 +352,50 @@ ASSIGNMENT_FILE = "assignment.cbor"
 
 
 RECIPIENTS_FILE = "recipients.cbor"
+REVOKED_DOCKS_FILE = "revoked-docks.cbor"
+REVOKED_DOCKS_KEPT = 32     # signed commands kept; each names every revoked dock the office knew then
+
+
+def trusted(dock_keys: dict[str, Ed25519PublicKey], revoked: set[str]) -> dict[str, Ed25519PublicKey]:
+    """The enrolled docks the camera still trusts."""
+    return {fp: key for fp, key in dock_keys.items() if fp not in revoked}
+
+
+def save_revoked_docks(root: Path, record: bytes, session: bytes) -> None:
+    """Keep a ``revoke_docks`` command beside the earlier ones (the newest 32): each names
+    every dock the office had revoked when it was sent, so the newest alone would do, but a
+    command from a dock revoked later must not take the earlier revocations with it."""
+    from common.fsutil import write_atomic
+    path = Path(root) / REVOKED_DOCKS_FILE
+    kept: list = []
+    if path.exists():
+        try:
+            kept = list(signed.loads_exact(path.read_bytes(), REVOKED_DOCKS_FILE)["commands"])
+        except (signed.SignatureError, KeyError, TypeError):
+            kept = []
+    kept = [*kept, {"record": record, "session": session}][-REVOKED_DOCKS_KEPT:]
+    write_atomic(path, signed.canonical({"commands": kept}))
+
+
+def load_revoked_docks(root: Path, dock_keys: dict[str, Ed25519PublicKey]) -> set[str]:
+    """The dock keys revoked by commands kept on the camera, each re-verified at boot against
+    the docks enrolled at provisioning (a command was taken only from a dock trusted then)."""
+    path = Path(root) / REVOKED_DOCKS_FILE
+    if not path.exists():
+        return set()
+    try:
+        kept = signed.loads_exact(path.read_bytes(), REVOKED_DOCKS_FILE)["commands"]
+    except (signed.SignatureError, KeyError, TypeError):
+        return set()
+    out: set[str] = set()
+    for saved in kept if isinstance(kept, list) else []:
+        try:
+            body = link_auth.open_command(saved["record"], dock_keys, saved["session"], "revoke_docks")
+        except (link_auth.CommandError, KeyError, TypeError):
+            continue
+        out.update(d for d in body["docks"][:MAX_REVOKED_DOCKS] if link_auth.FINGERPRINT.fullmatch(d)
+                   and d != body["dock_key"])
+    return out
 
 
 def save_assignment(root: Path, record: bytes, session: bytes) -> None:

@@ -37,7 +37,8 @@ from device.config import Config
 from device.event_log import EventLog
 from device.hardware import AudioSink, Hardware, Sounder, wav_duration_us
 from device.identity import DeviceIdentity
-from device.link_service import LinkHooks, LinkService, load_assignment, load_recipients
+from device.link_service import (LinkHooks, LinkService, load_assignment, load_recipients, load_revoked_docks,
+                                 trusted)
 from device.power import PowerSource
 from device.recorder import Recorder, SegmentCloseError
 from device.ring_buffer import PreRecordBuffer
@@ -83,10 +84,13 @@ class DeviceRuntime:
         fingerprint."""
         self.clock = AdjustableClock(clock)  # UTC as corrected by the dock; pts untouched
         self.dock_keys = dock_keys or {}
-        officer = load_assignment(store.root, self.dock_keys)
+        # Docks the office revoked (pushed by another dock): refused, and what they set is void.
+        self.revoked_docks = load_revoked_docks(store.root, self.dock_keys)
+        trusted_docks = trusted(self.dock_keys, self.revoked_docks)
+        officer = load_assignment(store.root, trusted_docks)
         if officer is not None:
             identity = replace(identity, officer_id=officer)
-        recipients = load_recipients(store.root, self.dock_keys)  # a rotation a dock pushed outranks the config
+        recipients = load_recipients(store.root, trusted_docks)  # a rotation a dock pushed outranks the config
         if recipients is not None:
             identity = replace(identity, recipients=tuple(recipients))
         self.config, self.identity, self.camera, self.hw = config, identity, camera, hardware
@@ -370,7 +374,8 @@ class DeviceRuntime:
         """Serve the dock protocol on ``port`` from now on (the USB gadget came up, a pty)."""
         self.link = LinkService(port, self.store, self.events, self.identity, self.dock_keys, LinkHooks(
             log=self.log, docked=self._link_docked, undocked=self.undock, set_utc=self._set_utc,
-            assign=self._assign, set_recipients=self._set_recipients))
+            assign=self._assign, set_recipients=self._set_recipients, revoke_docks=self._revoke_docks),
+            revoked_docks=self.revoked_docks)
         return self.link
 
     # ------------------------------------------------------------------ link hooks
@@ -398,6 +403,9 @@ class DeviceRuntime:
         if self.link is not None:
             self.link.identity = self.identity
         self.log("recipients_set", recipients=recipients, dock_id=dock_id)
+
+    def _revoke_docks(self, docks: list[str], dock_id: str) -> None:
+        self.log("docks_revoked", dock_keys=docks, dock_id=dock_id)
 
     def undock(self) -> None:
         if self.state == State.DOCKED and self._seal_leftovers():

@@ -24,7 +24,9 @@ from dock import revocation
 from evidence import recipients as office_recipients
 from dock.offload import OffloadReport, Progress, offload
 from dock.registry import Registry
-from dock.revocation import RevokedCamera
+from dock.revocation import RevokedCamera, RevokedDock
+from evidence import dock_revocations
+from common.link_auth import fingerprint_of
 from dock.session import DockSession, Refused, UnenrolledCamera
 
 
@@ -91,6 +93,7 @@ class Bay(threading.Thread):
         try:
             self._link = link.Link(link.open_port(self.port))
             session = DockSession(self._link, self.key, self.dock_id, self.registry.device_key, self.timeout)
+            revoked_docks = self._revoked_docks()     # this dock's own key revoked: it serves no camera
             device = session.handshake()
             self._check_revoked(device)
             officer = self.registry.assignments().get(device)
@@ -99,6 +102,7 @@ class Bay(threading.Thread):
             if officer is not None:
                 session.command("assign", "assign", officer_id=officer)
             self._push_recipients(session)
+            self._push_revoked_docks(session, revoked_docks)
             ticker = threading.Thread(target=self._tick, daemon=True)
             ticker.start()
             self.report = self._offload_until_stored(session)
@@ -116,12 +120,14 @@ class Bay(threading.Thread):
             self._set(state="refused", message=str(exc))
         except RevokedCamera as exc:
             self._set(state="revoked", message=str(exc))
+        except RevokedDock as exc:
+            self._set(state="dock revoked", message=str(exc))
         except link.LinkClosed as exc:
             self._set(state="unplugged", message=f"{exc}; the transfer resumes at the next docking")
         except link.LinkTimeout as exc:
             self._set(state="not answering", message=f"{exc}; re-dock the camera, the transfer resumes")
         except Refused as exc:
-            self._set(state="refused" if exc.code == "dock_not_enrolled" else "error", message=str(exc))
+            self._set(state="refused" if exc.code in ("dock_not_enrolled", "dock_revoked") else "error", message=str(exc))
         except OSError as exc:
             self._set(state="error", message=f"store: {exc}; footage stays on the camera, retry by re-docking")
         except Exception as exc:  # a bug or an input not foreseen: the bay ends, nothing unreceipted is freed
@@ -149,6 +155,34 @@ class Bay(threading.Thread):
             session.command("recipients", "recipients", recipients=list(now["recipients"]))
         except Refused as exc:
             log.warning("bay %s: the camera did not take the office's recipients: %s", self.port, exc)
+
+    def _revoked_docks(self) -> dict[str, dict]:
+        """The dock keys the office revoked (evidence/dock_revocations.py): the store's list,
+        kept in this dock's registry; the registry's alone while the store is out of reach.
+        :class:`RevokedDock` (nothing is done) if this dock's own key is on it."""
+        known = self.registry.revoked_docks()
+        try:
+            found = dock_revocations.revoked(self.store, known)
+            self.registry.remember_revoked_docks(found)
+        except OSError:
+            found = known
+        own = found.get(fingerprint_of(self.key))
+        if own is not None:
+            when = dt.datetime.fromtimestamp(int(own.get("utc_us") or 0) / 1e6, dt.timezone.utc)
+            raise RevokedDock(f"this dock's key was revoked by the evidence office on {when:%Y-%m-%d %H:%M} UTC "
+                                f"by {own.get('by')} ({own.get('reason')}): it serves no camera; give the dock a "
+                                "new key (bodycam-keys device --name dock) and enrol it on the cameras")
+        return found
+
+    def _push_revoked_docks(self, session: DockSession, revoked: dict[str, dict]) -> None:
+        """Tell the camera which dock keys it must no longer trust (it keeps them for good)."""
+        if not revoked:
+            return
+        docks = sorted(revoked)[:dock_revocations.MAX_DOCKS]
+        try:
+            session.command("revoke_docks", "revoke_docks", docks=docks)
+        except Refused as exc:
+            log.warning("bay %s: the camera did not take the revoked docks: %s", self.port, exc)
 
     def _check_revoked(self, device: str) -> None:
         """Refuse a revoked camera before anything is set, read or freed: this dock's list,

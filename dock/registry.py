@@ -6,6 +6,7 @@ Kept as small files in the dock's state directory, each written atomically::
     <state>/officers.json                  [{id, name, trained: "YYYY-MM-DD", refresher_due: "YYYY-MM-DD"}]
     <state>/assignments.json               {device-id: officer-id}
     <state>/revoked.json                   {device-id: {utc_us, reason, by, dock}}: refused at every docking
+    <state>/revoked-docks.json             {fingerprint: {dock_id, utc_us, reason, by}}: pushed to every camera
 
 The city trains its staff before equipping them, so an officer without a recorded
 training date cannot be assigned a camera; a training lapses (``refresher_due``, by
@@ -106,6 +107,20 @@ class Registry:
         current[device_id] = {k: revocation.get(k) for k in ("utc_us", "reason", "by", "dock")}
         self.state.mkdir(parents=True, exist_ok=True)
         write_atomic(self.state / "revoked.json", json.dumps(current, indent=2, sort_keys=True).encode())
+
+    def revoked_docks(self) -> dict[str, dict]:
+        """Dock keys the office revoked, as this dock last read them from the store."""
+        path = self.state / "revoked-docks.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def remember_revoked_docks(self, revoked: dict[str, dict]) -> None:
+        """Keep what the store said (revocations only add up), for a docking while it is out of reach."""
+        current = self.revoked_docks()
+        if set(revoked) <= set(current):
+            return
+        self.state.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state / "revoked-docks.json",
+                     json.dumps({**revoked, **current}, indent=2, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ officers
     def officers(self) -> list[Officer]:

@@ -34,6 +34,10 @@ class RevokedCamera(Exception):
     """The docked camera was revoked: refused, nothing read, set or freed."""
 
 
+class RevokedDock(Exception):
+    """This dock's own key was revoked by the evidence office: it serves no camera."""
+
+
 def record(key: Ed25519PrivateKey, dock_id: str, device_id: str, reason: str, by: str, utc_us: int) -> bytes:
     return signed.sign({"type": "revocation", "v": 1, "kind": "device", "id": device_id, "utc_us": utc_us,
                         "reason": reason, "by": by, "dock": dock_id}, key, bytes.fromhex(fingerprint(key.public_key())))

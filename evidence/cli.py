@@ -103,6 +103,17 @@ def _user(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _reason(text: str) -> str:
+    """A reason on record: plain text, 1–300 characters."""
+    from common.text import check_plain
+    if not text.strip() or len(text) > 300:
+        raise argparse.ArgumentTypeError("say why, in 1–300 characters")
+    try:
+        return check_plain(text, "the reason")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
@@ -164,6 +175,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--set", dest="recipients", action="append", default=[], metavar="AGE1",
                    help="the office's new age1… recipient (or its .pub file); repeat for several")
     c.add_argument("--by", type=_user, default=None)
+
+    c = sub.add_parser("revoke-dock", parents=[common], help="a stolen or retired dock: every camera refuses its "
+                                                            "key from its next docking at another dock")
+    c.add_argument("--dock-key", required=True, metavar="PEM|FINGERPRINT",
+                   help="the dock's public key (its .pub.pem) or its 64-hex fingerprint")
+    c.add_argument("--reason", required=True, type=_reason)
+    c.add_argument("--by", type=_user, required=True)
 
     c = sub.add_parser("backup", parents=[common], help="copy the store into a backup: incremental, verified, "
                                                        "resumable; footage deleted since is deleted there too")
@@ -277,6 +295,8 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
     cmd = args.command
     if cmd == "recipients":
         return _recipients(args, store, office)
+    if cmd == "revoke-dock":
+        return _revoke_dock(args, store, office)
     if cmd in ("show", "hold", "release", "delete", "purge", "export"):
         office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
@@ -368,6 +388,31 @@ def _recipients(args: argparse.Namespace, store: EvidenceStore, office: Office) 
     return 0, {**done, "audit_seq": entry.seq,
                "note": "every camera encrypts to these from its next docking on; keep the earlier identity "
                        "for what was recorded before (serve and export take several --identity)"}
+
+
+def _revoke_dock(args: argparse.Namespace, store: EvidenceStore, office: Office) -> tuple[int, Any]:
+    """The office revokes a dock key (evidence/dock_revocations.py), on record."""
+    from common.link_auth import FINGERPRINT
+    from evidence import dock_revocations
+    office.check_key()
+    named = args.dock_key.strip()
+    if not FINGERPRINT.fullmatch(named):
+        try:
+            named = keys.fingerprint(keys.load_verify_key(Path(named)))
+        except (keys.KeyFileError, OSError, ValueError) as exc:
+            raise Refused(f"--dock-key: neither a 64-hex fingerprint nor a readable public key file: {exc}") from None
+    if dock_revocations.read(store, named) is not None:
+        raise Refused(f"dock key {named[:16]}… is revoked already")
+    now_us = time.time_ns() // 1000
+    try:
+        done = dock_revocations.publish(store, office.key, named, args.reason, args.by, now_us)
+    except ValueError as exc:
+        raise Refused(f"--dock-key: {exc}") from None
+    entry = audit.append(store, office.key, "revoke-dock", by=args.by, now_us=now_us,
+                         details={"kind": "dock", "dock_key": named, "dock_id": done["dock_id"], "reason": args.reason})
+    return 0, {"dock_key": named, "dock_id": done["dock_id"], "where": done["where"], "audit_seq": entry.seq,
+               "note": "every dock refuses to work with this key's dock from its next look at the store, and "
+                       "pushes the revocation to each camera it serves; a camera refuses the revoked dock from then on"}
 
 
 def _backup(args: argparse.Namespace, store: EvidenceStore) -> tuple[int, Any]:

@@ -13,6 +13,7 @@ layout lives here once (docs/FORMAT.md §10)::
     devices/<device>/anchor.cbor                   {seq, prev, event_seq, event_prev}
     keys/<fingerprint>.cbor                        public keys of devices, docks, the office
     revoked/devices/<device>.cbor                  a dock's signed revocation of a lost camera
+    revoked/docks/<fingerprint>.cbor               the office's signed revocation of a dock key
     recipients/NNNNNNNN.cbor                       the office's recipients for new footage (a rotation)
     audit/NNNNNNNNNNNN.cbor                        the signed, chained audit trail
     packs/…                                        copies of manifests and records in bulk (evidence.packs)
@@ -222,7 +223,7 @@ class FsEvidenceStore(EvidenceStore):
 _KNOWN = re.compile(
     r"devices/[^/]+/(segments/\d{8,}\.(ts\.age|manifest)|events/\d{8,}-\d{8,}\.cbors|receipts/[^/]+\.cbor|anchor\.cbor)"
     r"|keys/[0-9a-f]{64}\.cbor|audit/\d{12}\.cbor|quarantine/[^/]+/[^/]+|console/users/[^/]+\.json"
-    r"|packs/audit/\d{12}-\d{12}\.cbor|packs/devices/[^/]+/\d{8,}-\d{8,}\.cbor|revoked/devices/[^/]+\.cbor|recipients/\d{8}\.cbor")
+    r"|packs/audit/\d{12}-\d{12}\.cbor|packs/devices/[^/]+/\d{8,}-\d{8,}\.cbor|revoked/devices/[^/]+\.cbor|revoked/docks/[0-9a-f]{64}\.cbor|recipients/\d{8}\.cbor")
 
 
 def unknown_keys(keys: list[str]) -> list[str]:

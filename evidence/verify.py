@@ -176,6 +176,7 @@ def verify_recording(index: Index, rec: Recording, state: State, *, use_cache: b
 def _revoked(result: dict[str, Any], index: Index, rec: Recording) -> dict[str, Any]:
     """A recording that began after its camera was revoked (dock/revocation.py): named, never
     mixed in silently (the revocation may come after the cached check, so it is looked at here)."""
+    result = _stored_by_revoked_dock(result, index, rec)
     row = index.conn().execute("SELECT utc_us, reason, by, audit_seq FROM revocations WHERE device = ?",
                                (rec.device_id,)).fetchone()
     if row is None or rec.start_utc_us < row[0]:
@@ -184,6 +185,25 @@ def _revoked(result: dict[str, Any], index: Index, rec: Recording) -> dict[str, 
     problem = (f"recorded after camera {rec.device_id} was revoked ({when}, by {row[2]}: {row[1]}; audit record "
                f"{row[3]}): examine before relying on it")
     return {**result, "ok": False, "problems": [*result["problems"], problem]}
+
+
+def _stored_by_revoked_dock(result: dict[str, Any], index: Index, rec: Recording) -> dict[str, Any]:
+    """A recording a dock stored after the office revoked that dock's key
+    (evidence/dock_revocations.py): named, whatever its signatures say. Costs nothing
+    while no dock is revoked, and then the ingests that dock signed after its revocation."""
+    conn = index.conn()
+    seqs = {s.seq for s in rec.segments}
+    for key, dock_id, utc_us, reason, by, audit_seq in conn.execute(
+            "SELECT dock_key, dock_id, utc_us, reason, by, audit_seq FROM dock_revocations").fetchall():
+        for (details,) in conn.execute("SELECT details FROM audit WHERE signer = ? AND action = 'ingest' AND seq > ? "
+                                       "AND device = ?", (key, audit_seq, rec.device_id)):
+            named = json.loads(details or "{}").get("segments", [])
+            if seqs.intersection(s for s in named if isinstance(s, int)):
+                when = dt.datetime.fromtimestamp(utc_us / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                problem = (f"stored by dock {dock_id or key[:16]} after the office revoked its key ({when}, by {by}: "
+                           f"{reason}; audit record {audit_seq}): examine before relying on it")
+                return {**result, "ok": False, "problems": [*result["problems"], problem]}
+    return result
 
 
 def _footage_problems(store: EvidenceStore, device: str, seq: int, sha256: bytes, deleted: Any) -> list[str]:

@@ -757,3 +757,74 @@ def test_the_office_rotates_its_recipient_and_every_camera_takes_it_at_its_next_
     assert '"n": 1' in capsys.readouterr().out
     assert evidence_main(["--store", str(env.root / "evidence"), "--key", str(office.private), "recipients",
                           "--set", "age1nope", "--by", "it.schmidt"]) == 2
+
+
+def test_the_office_revokes_a_dock_key_and_cameras_learn_it_at_their_next_docking_elsewhere(
+        env, identity, tmp_path, capsys, key_dir):
+    """bodycam-evidence revoke-dock: the revoked dock serves no camera; another dock pushes the
+    revocation (dock-signed) to the camera, which then refuses the revoked key itself — also
+    when that dock reaches it through a store that does not know — and keeps it across a
+    reboot; the office names footage the dock stored after its revocation."""
+    from device.link_service import load_revoked_docks
+    from evidence.cli import main as evidence_main
+    from evidence.index import Index
+    from evidence.verify import verify_recording
+    office = keys.create_device_key(tmp_path / "office", name="office")
+    ev = ["--store", str(env.root / "evidence"), "--key", str(office.private)]
+    assert evidence_main([*ev, "init", "--supervisor", "sl", "--by", "sl"]) == 0
+    stolen = keys.create_device_key(tmp_path / "dock-b", name="dock")
+    stolen_fp = keys.fingerprint(keys.load_verify_key(stolen.public))
+    sim = camera(tmp_path, identity, [env.dock_pub, stolen.public], SHIFT[:2], run_until=14)
+    bay, _ = dock(env, sim, key=stolen.private)                      # dock B stores the first recording
+    assert bay.status.state == "done", bay.status.message
+    capsys.readouterr()
+    assert evidence_main([*ev, "revoke-dock", "--dock-key", str(stolen.public), "--reason",
+                          "Dock-PC gestohlen, Anzeige 77/26", "--by", "it.schmidt"]) == 0
+    assert stolen_fp in capsys.readouterr().out
+    assert (env.root / f"evidence/revoked/docks/{stolen_fp}.cbor").exists()
+    assert evidence_main([*ev, "revoke-dock", "--dock-key", stolen_fp, "--reason", "nochmal",
+                          "--by", "it.schmidt"]) == 2                                  # revoked already
+    assert "revoked already" in capsys.readouterr().err
+    for garbage in ("", "abc", str(tmp_path / "nope.pem"), str(office.public)):
+        assert evidence_main([*ev, "revoke-dock", "--dock-key", garbage, "--reason", "x", "--by", "it"]) == 2
+    assert evidence_main(["--store", str(env.root / "evidence"), "revoke-dock", "--dock-key", stolen_fp,
+                          "--reason", "x", "--by", "it"]) == 2                          # no office key: refused
+    # the revoked dock itself serves no camera: nothing set, read or freed
+    t0 = sim.clock.monotonic_us() / 1e6
+    sim.schedule({"at": t0 + 1, "action": "press"})
+    sim.schedule({"at": t0 + 7, "action": "hold", "seconds": 3.2})
+    sim.run_until(t0 + 12)
+    before = on_camera(sim)
+    bay, _ = dock(env, sim, key=stolen.private, node="usb-bodycam-test-cam-2")
+    assert bay.status.state == "dock revoked" and "it.schmidt" in bay.status.message, bay.status
+    assert on_camera(sim) == before
+    # dock A serves it, and hands over the revocation
+    bay, _ = dock(env, sim, node="usb-bodycam-test-cam-3")
+    assert bay.status.state == "done", bay.status.message
+    assert sim.runtime.revoked_docks == {stolen_fp} and "docks_revoked" in kinds(sim)
+    assert stolen_fp in env.registry.revoked_docks()
+    assert load_revoked_docks(sim.runtime.store.root, sim.runtime.dock_keys) == {stolen_fp}   # after a reboot too
+    # the stolen dock, with a store (and registry) that never heard of it: the camera refuses it
+    sim.schedule({"at": sim.clock.monotonic_us() / 1e6 + 1, "action": "press"})
+    sim.schedule({"at": sim.clock.monotonic_us() / 1e6 + 7, "action": "hold", "seconds": 3.2})
+    sim.run_until(sim.clock.monotonic_us() / 1e6 + 12)
+    before = on_camera(sim)
+    thief = Env(env.root, stolen.private, stolen.public, Registry(tmp_path / "thief-state"),
+                FsEvidenceStore(tmp_path / "thief-evidence"), tmp_path / "thief-state" / "incoming", env.watch,
+                env.config)
+    thief.registry.enroll("test-cam", key_dir / "device.pub.pem")
+    bay, _ = dock(thief, sim, key=stolen.private, node="usb-bodycam-test-cam-4")
+    assert bay.status.state == "refused" and "revoked" in bay.status.message, bay.status
+    assert on_camera(sim) == before and thief.store.segments("test-cam") == []
+    # the office: B's ingest came before the revocation (clean); one after it would be named
+    index = Index(env.store, tmp_path / "office-index")
+    index.refresh()
+    assert [tuple(r) for r in index.conn().execute("SELECT dock_key, by FROM dock_revocations")] == [
+        (stolen_fp, "it.schmidt")]
+    first = index.conn().execute("SELECT id FROM recordings ORDER BY start_utc_us LIMIT 1").fetchone()[0]
+    rec = index.recording(first)
+    assert verify_recording(index, rec, index.state([first]), use_cache=False)["ok"]
+    with index.conn() as conn:
+        conn.execute("UPDATE dock_revocations SET audit_seq = 0")
+    flagged = verify_recording(index, rec, index.state([first]))
+    assert not flagged["ok"] and any("revoked its key" in p and "it.schmidt" in p for p in flagged["problems"])

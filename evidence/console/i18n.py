@@ -219,6 +219,7 @@ ACTIONS = {
     "approve-release": {"de": "Antrag auf Aufhebung", "en": "release requested"},
     "revoke": {"de": "Kamera gesperrt (verloren/gestohlen)", "en": "camera revoked (lost/stolen)"},
     "recipients": {"de": "Schlüsselwechsel der Beweismittelstelle", "en": "office key rotated"},
+    "revoke-dock": {"de": "Dockingstation gesperrt", "en": "dock revoked"},
 }
 STATES = {"READY": {"de": "bereit", "en": "ready"}, "STANDBY": {"de": "Bereitschaft", "en": "standby"},
           "ANNOUNCING": {"de": "Ankündigung", "en": "announcing"}, "RECORDING": {"de": "Aufnahme", "en": "recording"},
@@ -236,6 +237,10 @@ EVENTS = {
                   "en": "clock set (offset {offset_ms} ms, {dock_id})"},
     "officer_assigned": {"de": "Einsatzkraft zugewiesen: {officer_id}", "en": "officer assigned: {officer_id}"},
     "warning": {"de": "Warnung: {warning}", "en": "warning: {warning}"},
+    "recipients_set": {"de": "Neuer Schlüssel der Beweismittelstelle übernommen ({dock_id})",
+                       "en": "new office key taken ({dock_id})"},
+    "docks_revoked": {"de": "Sperrliste der Dockingstationen übernommen ({dock_id})",
+                      "en": "dock revocation list taken ({dock_id})"},
 }
 STOP_REASONS = {"button_hold": {"de": "Halten 3 s", "en": "held 3 s"},
                 "storage_full": {"de": "Speicher voll", "en": "storage full"},

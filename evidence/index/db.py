@@ -31,6 +31,7 @@ CREATE TABLE audit (
 CREATE INDEX audit_recording ON audit(recording, seq);
 CREATE INDEX audit_action ON audit(action, seq);
 CREATE INDEX audit_by ON audit(by, seq);
+CREATE INDEX audit_signer ON audit(signer, action, seq);
 CREATE TABLE keys (fp TEXT PRIMARY KEY, role TEXT, id TEXT, public BLOB);
 CREATE TABLE devices (
     id TEXT PRIMARY KEY, last_ingest_seq INTEGER, last_ingest_us INTEGER,
@@ -81,6 +82,8 @@ CREATE TABLE verifications (
 CREATE INDEX verifications_run ON verifications(run);
 CREATE TABLE problems (what TEXT PRIMARY KEY, text TEXT, utc_us INTEGER);
 CREATE TABLE revocations (device TEXT PRIMARY KEY, utc_us INTEGER, reason TEXT, by TEXT, audit_seq INTEGER);
+CREATE TABLE dock_revocations (dock_key TEXT PRIMARY KEY, dock_id TEXT, utc_us INTEGER, reason TEXT, by TEXT,
+    audit_seq INTEGER);
 CREATE TABLE rebuild_devices (device TEXT PRIMARY KEY);
 CREATE TABLE pack_staging (seq INTEGER PRIMARY KEY, record BLOB);  -- audit records read one by one, until their block is packed
 """

@@ -237,7 +237,7 @@ class Follower:
     @staticmethod
     def _may(entry: audit.Entry, known: Any) -> bool:
         """Only a dock records ingests; a camera's revocation a dock or the office; the
-        office records its decisions."""
+        office records its decisions (a dock's revocation among them)."""
         role = known[0] if known else ""
         if entry.action == "revoke":
             return role in ("dock", "office")
@@ -289,6 +289,10 @@ class Follower:
             elif e.action == "revoke" and e.device:  # the first revocation of a camera counts
                 c.execute("INSERT OR IGNORE INTO revocations VALUES (?, ?, ?, ?, ?)",
                           (e.device, e.utc_us, str(d.get("reason", ""))[:300], e.by or "", e.seq))
+            elif e.action == "revoke-dock" and isinstance(d.get("dock_key"), str):
+                c.execute("INSERT OR IGNORE INTO dock_revocations VALUES (?, ?, ?, ?, ?, ?)",
+                          (d["dock_key"], str(d.get("dock_id") or ""), e.utc_us, str(d.get("reason", ""))[:300],
+                           e.by or "", e.seq))
             elif e.action == "ingest" and e.device:
                 named = d.get("segments", [])
                 seqs = [s for s in named[:MAX_INGEST] if isinstance(s, int) and not isinstance(s, bool)
