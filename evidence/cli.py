@@ -114,6 +114,32 @@ def _reason(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _span(text: str) -> tuple[float, float]:
+    """``T0-T1`` in seconds from the start of the recording."""
+    try:
+        a, b = (float(v) for v in text.split("-", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds from the start as T0-T1, e.g. 12.5-14") from None
+    if not (0 <= a <= b < 1e7):
+        raise argparse.ArgumentTypeError(f"{text!r}: 0 ≤ T0 ≤ T1")
+    return a, b
+
+
+def _region(text: str) -> tuple[float, float, tuple[float, float, float, float], bool]:
+    """``T0-T1:X0,Y0,X1,Y1[:fixed]``: a span and a box in video pixels."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "fixed"):
+        raise argparse.ArgumentTypeError(f"{text!r}: T0-T1:X0,Y0,X1,Y1[:fixed], e.g. 3-9:100,80,220,240")
+    a, b = _span(parts[0])
+    try:
+        x0, y0, x1, y1 = (float(v) for v in parts[1].split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the box as X0,Y0,X1,Y1 in pixels") from None
+    if not (0 <= x0 < x1 < 1e5 and 0 <= y0 < y1 < 1e5):
+        raise argparse.ArgumentTypeError(f"{text!r}: 0 ≤ X0 < X1 and 0 ≤ Y0 < Y1")
+    return a, b, (x0, y0, x1, y1), len(parts) == 2
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
@@ -222,6 +248,32 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lang", choices=["de", "en"], default="de", help="the report's language (default de)")
     c.add_argument("--by", type=_user, required=True)
 
+    c = sub.add_parser("redact", parents=[common], help="a copy for disclosure with faces masked and audio "
+                                                       "muted, and a signed report (docs/redaction.md)")
+    c.add_argument("--recording", required=True)
+    c.add_argument("--identity", type=Path, required=True, action="append",
+                   help="the evidence office's age identity; repeat for those of earlier rotations")
+    c.add_argument("--out", type=Path, required=True, help="NAME.redacted.mp4 (the signed report goes beside it)")
+    c.add_argument("--box", action="append", default=[], type=_region, metavar="T0-T1:X0,Y0,X1,Y1[:fixed]",
+                   help="mask this region too (video pixels, seconds from the start); it follows the object "
+                        "unless :fixed; repeat for several")
+    c.add_argument("--ignore", action="append", default=[], type=_region, metavar="T0-T1:X0,Y0,X1,Y1",
+                   help="a false detection: automatic boxes centred here are not masked")
+    c.add_argument("--mute", action="append", default=[], type=_span, metavar="T0-T1", help="silence this span")
+    c.add_argument("--bleep", action="append", default=[], type=_span, metavar="T0-T1",
+                   help="a tone over this span")
+    c.add_argument("--style", choices=["fill", "pixelate"], default="fill")
+    c.add_argument("--shape", choices=["box", "ellipse"], default="box")
+    c.add_argument("--margin", type=float, default=0.4, help="boxes grown by this share of a face (default 0.4)")
+    c.add_argument("--every", type=int, default=4, help="detect on every k-th frame, track between (default 4)")
+    c.add_argument("--by", type=_user, required=True, help="who redacted")
+    c.add_argument("--approved-by", type=_user, required=True, help="who reviewed and approved it")
+
+    c = sub.add_parser("check-redaction", parents=[common], help="check a redaction report: signature, sources "
+                                                                "in the store, the video")
+    c.add_argument("--report", type=Path, required=True, help="NAME.redacted.report.cbor")
+    c.add_argument("--video", type=Path, help="NAME.redacted.mp4: its SHA-256 must be the report's")
+
     c = sub.add_parser("serve", parents=[common], help="the Sichtung web console (docs/console.md)")
     c.add_argument("--identity", type=Path, required=True, action="append",
                    help="the evidence office's age identity; repeat for those of earlier rotations")
@@ -297,7 +349,7 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
         return _recipients(args, store, office)
     if cmd == "revoke-dock":
         return _revoke_dock(args, store, office)
-    if cmd in ("show", "hold", "release", "delete", "purge", "export"):
+    if cmd in ("show", "hold", "release", "delete", "purge", "export", "redact"):
         office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
         return 0, office.init(args.retention_days, args.supervisor, args.by, demo=args.demo)
@@ -346,6 +398,12 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
         from evidence.export import export  # PyAV: only the command that needs it pays for loading it
         return 0, export(office, args.recording, [_identity(p) for p in args.identity], args.out, args.by,
                          args.lang)
+    if cmd == "redact":
+        return 0, _redact(args, office)
+    if cmd == "check-redaction":
+        from evidence.redaction.redact import check
+        result = check(office, args.report, args.video)
+        return (0 if result["ok"] else 1), result
     if cmd == "users":
         return _users(args, office)
     if cmd == "serve":
@@ -388,6 +446,42 @@ def _recipients(args: argparse.Namespace, store: EvidenceStore, office: Office) 
     return 0, {**done, "audit_seq": entry.seq,
                "note": "every camera encrypts to these from its next docking on; keep the earlier identity "
                        "for what was recorded before (serve and export take several --identity)"}
+
+
+def _redact(args: argparse.Namespace, office: Office) -> dict[str, Any]:
+    """Redact into a private directory beside --out, then approve: the files appear only at the end."""
+    import tempfile
+    from evidence.redaction.redact import approve, check_out, prepare
+    from evidence.redaction.render import AudioRange, Settings
+    from evidence.redaction.track import Ignore, ManualBox
+    check_out(args.out)
+    settings = Settings(every=args.every, margin=args.margin, style=args.style, shape=args.shape,
+                        manual=[ManualBox(a, b, box, follow) for a, b, box, follow in args.box],
+                        ignore=[Ignore(a, b, box) for a, b, box, _ in args.ignore],
+                        audio=[AudioRange(a, b, "mute") for a, b in args.mute] +
+                              [AudioRange(a, b, "bleep") for a, b in args.bleep])
+    identity = [_identity(p) for p in args.identity]
+    _sweep_stale(args.out)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # stopped: the decrypted copy goes with it
+    with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=f".{args.out.name}.") as tmp:
+        os.chmod(tmp, 0o700)   # decrypted footage
+        with _progress("Schwärzung") as progress:
+            stages = {"decrypt": "Entschlüsseln", "analyse": "Gesichter", "render": "Kodieren"}
+            draft = prepare(office, args.recording, identity, Path(tmp), settings, args.by,
+                            progress=lambda stage, f: progress(stages.get(stage, stage), int(f * 1000), 1000))
+        return approve(office, draft, args.out, args.approved_by)
+
+
+def _sweep_stale(out: Path) -> None:
+    """What a killed ``redact`` for the same --out left (decrypted footage in a hidden directory)."""
+    for stale in out.parent.glob(f".{glob_escape(out.name)}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def glob_escape(text: str) -> str:
+    import glob
+    return glob.escape(text)
 
 
 def _revoke_dock(args: argparse.Namespace, store: EvidenceStore, office: Office) -> tuple[int, Any]:

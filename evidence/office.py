@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from common import signed
 from common.keys import fingerprint
 from common.text import plain
 from evidence import audit
@@ -104,6 +105,11 @@ class Office:
             raise Refused("this signing key is not an office key of this store; register it with: "
                           "bodycam-evidence --store STORE --key FILE init")
         return self.key
+
+    def sign(self, body: dict[str, Any]) -> bytes:
+        """``body`` as a record signed by the office key (a redaction report)."""
+        key = self._signing_key()
+        return signed.sign(body, key, bytes.fromhex(fingerprint(key.public_key())))
 
     def _record(self, action: str, **kw: Any) -> audit.Entry:
         return audit.append(self.store, self._signing_key(), action, now_us=self.now_us(), **kw)

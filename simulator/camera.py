@@ -57,8 +57,14 @@ def _audio_encoder(a: AudioParams) -> av.CodecContext:
 class _Scene:
     """Draws frames into reused buffers (a fresh array per frame halves the frame rate)."""
 
-    def __init__(self, v: VideoParams, seed: int, noise: int) -> None:
+    def __init__(self, v: VideoParams, seed: int, noise: int, scene: str = "shapes") -> None:
         self.w, self.h = v.width, v.height
+        self.faces = None
+        if scene == "faces":  # people walking past: real faces whose boxes are known (simulator/faces.py)
+            from simulator.faces import FaceScene
+            self.faces = FaceScene(v.width, v.height, seed=seed, fps=v.fps)
+        elif scene != "shapes":
+            raise ValueError(f"unknown scene {scene!r}: shapes or faces")
         rng = np.random.default_rng(seed)
         y = np.linspace(40, 160, self.h, dtype=np.float32)[:, None]
         x = np.linspace(0, 60, self.w, dtype=np.float32)[None, :]
@@ -73,11 +79,11 @@ class _Scene:
 
     def draw(self, n: int, utc_us: int) -> np.ndarray:
         img = self.canvas
-        np.copyto(img, self.background)
+        np.copyto(img, self.background if self.faces is None else self.faces.draw(n)[0])
         if self.noise:
             cv2.add(img, self.noise[n % len(self.noise)], dst=img)
         t = n / 30
-        for i, colour in enumerate(self.colours):
+        for i, colour in enumerate(self.colours if self.faces is None else ()):
             cx = int(self.w / 2 + self.w / 3 * np.sin(t * (0.5 + i * 0.3) + self.phase[i]))
             cy = int(self.h / 2 + self.h / 3 * np.cos(t * (0.7 + i * 0.2) + self.phase[i]))
             size = int((30 + 15 * i) * self.scale)
@@ -92,13 +98,15 @@ class _Scene:
 
 
 class SimCamera:
-    """The ``sim`` camera backend. Options (``CameraConfig.options``): ``seed``, ``noise`` (0–255)."""
+    """The ``sim`` camera backend. Options (``CameraConfig.options``): ``seed``, ``noise``
+    (0–255), ``scene`` ("shapes", or "faces": people with real faces, simulator/faces.py)."""
 
     def __init__(self, config: CameraConfig, *, clock: Clock | None = None) -> None:
         self.video = config.video
         self.clock = clock or SystemClock()
         self._seed = int(config.options.get("seed", 0))
-        self._scene = _Scene(self.video, self._seed, int(config.options.get("noise", 0)))
+        self._scene = _Scene(self.video, self._seed, int(config.options.get("noise", 0)),
+                             str(config.options.get("scene", "shapes")))
         self._venc = _video_encoder(self.video)
         self._aenc = _audio_encoder(config.audio) if config.audio else None
         self.audio = (AudioParams(**{**config.audio.__dict__, "extradata": bytes(self._aenc.extradata or b"")})

@@ -95,7 +95,8 @@ def cmd_record(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any]:
     video = VideoParams(width=w, height=h, fps=args.fps, bitrate=args.bitrate,
                         gop_frames=max(1, round(args.fps * args.gop_seconds)))
     camera = open_camera(CameraConfig("sim", video, AudioParams() if args.audio else None,
-                                      {"seed": args.seed, "noise": args.noise}), clock=clock)
+                                      {"seed": args.seed, "noise": args.noise,
+                                       "scene": args.scene}), clock=clock)
     store = open_store(out / "store", identity)
     buffer = PreRecordBuffer(args.pre_record, args.buffer_mb << 20, keep_audio=args.pre_record_audio)
     recorder = Recorder(store, identity, camera.video, camera.audio, clock, buffer,
@@ -189,7 +190,7 @@ def cmd_device(args: argparse.Namespace, stop: StopSignals) -> dict[str, Any] | 
     identity = DeviceIdentity.load(config.device.id, key_path, recipients, config.device.officer_id or None)
     try:
         sim = SimDevice.create(config, identity, realtime=steps is None, disk_bytes=args.disk_mb << 20,
-                               seed=args.seed, noise=args.noise)
+                               seed=args.seed, noise=args.noise, scene=args.scene)
     except StoreError as exc:
         raise EnvironmentProblem(str(exc)) from None
     stop.on_signal = sim.runtime.request_stop
@@ -264,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=_ranged(int, 0, 2**32 - 1, "--seed"), default=0, help="scene seed")
     rec.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0,
                      help="sensor-like noise amplitude (raises the real bitrate)")
+    rec.add_argument("--scene", choices=["shapes", "faces"], default="shapes",
+                     help="what the simulated camera sees: moving shapes, or people (real faces, for redaction)")
     rec.add_argument("--audio", action="store_true", help="add an AAC track (synthetic tone)")
     rec.add_argument("--pre-record-audio", action="store_true", help="keep audio in the pre-record buffer")
     rec.add_argument("--buffer-mb", type=_ranged(int, 1, 1024, "--buffer-mb"), default=256,
@@ -285,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="key directory (default OUT/keys); a store only continues under its own key")
     dev.add_argument("--seed", type=_ranged(int, 0, 2**32 - 1, "--seed"), default=0)
     dev.add_argument("--noise", type=_ranged(int, 0, 255, "--noise"), default=0)
+    dev.add_argument("--scene", choices=["shapes", "faces"], default="shapes",
+                     help="what the simulated camera sees: moving shapes, or people (real faces, for redaction)")
     dev.add_argument("--json", action="store_true", help="print one JSON object (with --script)")
     dev.add_argument("--dock", type=Path, metavar="NODE",
                      help="dock at shift start and again after the script: each time create NODE.docking, wait "

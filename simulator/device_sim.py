@@ -145,7 +145,7 @@ class SimDevice:
 
     @classmethod
     def create(cls, config: Config, identity: DeviceIdentity, *, realtime: bool = False,
-               disk_bytes: int = 8 << 30, seed: int = 0, noise: int = 0,
+               disk_bytes: int = 8 << 30, seed: int = 0, noise: int = 0, scene: str = "shapes",
                camera_factory: Callable[[Clock], Camera] | None = None,
                open_link: Callable[[], Link] | None = None) -> "SimDevice":
         """``camera_factory(clock)`` replaces the simulated camera (e.g. a ReplayCamera);
@@ -155,7 +155,8 @@ class SimDevice:
         video = VideoParams(width=c.width, height=c.height, fps=c.fps, bitrate=c.bitrate,
                             gop_frames=max(1, round(c.fps * c.gop_seconds)))
         camera = camera_factory(clock) if camera_factory else open_camera(
-            CameraConfig("sim", video, AudioParams() if c.audio else None, {"seed": seed, "noise": noise}),
+            CameraConfig("sim", video, AudioParams() if c.audio else None, {"seed": seed, "noise": noise,
+                                                                           "scene": scene}),
             clock=clock)
         factory = MockFactory(pin_class=MockPWMPin)
         hardware = Hardware.open(config.pins, factory)

@@ -220,6 +220,7 @@ ACTIONS = {
     "revoke": {"de": "Kamera gesperrt (verloren/gestohlen)", "en": "camera revoked (lost/stolen)"},
     "recipients": {"de": "Schlüsselwechsel der Beweismittelstelle", "en": "office key rotated"},
     "revoke-dock": {"de": "Dockingstation gesperrt", "en": "dock revoked"},
+    "redact": {"de": "Geschwärzte Kopie freigegeben", "en": "redacted copy approved"},
 }
 STATES = {"READY": {"de": "bereit", "en": "ready"}, "STANDBY": {"de": "Bereitschaft", "en": "standby"},
           "ANNOUNCING": {"de": "Ankündigung", "en": "announcing"}, "RECORDING": {"de": "Aufnahme", "en": "recording"},

