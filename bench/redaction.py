@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--detectors", default="centerface,lbp-cascade")
     p.add_argument("--sizes", default="1280x720,1920x1080")
-    p.add_argument("--every", type=int, default=4)
-    p.add_argument("--detector-width", type=int, default=512)
+    p.add_argument("--every", type=int, default=5)
+    p.add_argument("--detector-width", type=int, default=640)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     rows = []

@@ -265,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--style", choices=["fill", "pixelate"], default="fill")
     c.add_argument("--shape", choices=["box", "ellipse"], default="box")
     c.add_argument("--margin", type=float, default=0.4, help="boxes grown by this share of a face (default 0.4)")
-    c.add_argument("--every", type=int, default=4, help="detect on every k-th frame, track between (default 4)")
+    c.add_argument("--every", type=int, default=5, help="detect on every k-th frame, track between (default 5)")
     c.add_argument("--by", type=_user, required=True, help="who redacted")
     c.add_argument("--approved-by", type=_user, required=True, help="who reviewed and approved it")
 

@@ -277,3 +277,81 @@ def test_the_face_scene_knows_where_the_faces_are():
             assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360
             kinds.add(f.kind)
     assert kinds == {"walking", "turned", "hidden", "edge", "small"}
+
+
+def test_a_clerk_redacts_reviews_approves_and_downloads_in_chromium(faces_store, authority, tmp_path, capsys):
+    """Chromium: one added box and one muted range, the preview scrubbed, approved, downloaded;
+    the downloaded report checks out. Screenshots go to the test's ``screens/`` (and to
+    $BODYCAM_SCREENS when set)."""
+    import io
+    import threading
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+    from evidence.console import create_app
+    from tests.test_console import chromium_path, login, wait_js
+    url, office_key = faces_store
+    shots = Path(os.environ.get("BODYCAM_SCREENS", tmp_path / "screens"))
+    shots.mkdir(parents=True, exist_ok=True)
+    old, sys.stdin = sys.stdin, io.StringIO("clerk-password-1\n")
+    try:
+        assert evidence_main(["--store", url, "--key", str(office_key), "users", "add", "--id", "anna",
+                              "--role", "clerk"]) == 0
+    finally:
+        sys.stdin = old
+    rec = _cli(capsys, "--store", url, "list")[1]["recordings"][0]["id"]
+    app = create_app(FsEvidenceStore(Path(url)), keys.load_signing_key(office_key), authority[1],
+                     cache_dir=tmp_path / "cache")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+            page = browser.new_page(accept_downloads=True)
+            login(page, base, "anna", "clerk-password-1")
+            page.goto(f"{base}/recordings/{rec}")
+            page.click("#redact")
+            assert "Gesichter werden automatisch erkannt" in page.inner_text("main")
+            for k, v in (("from", "1"), ("to", "4"), ("x0", "20"), ("y0", "300"), ("x1", "140"), ("y1", "356")):
+                page.fill(f"#box0_{k}", v)
+            page.uncheck("#box0_follow")
+            page.fill("#audio0_from", "2")
+            page.fill("#audio0_to", "4")
+            page.screenshot(path=shots / "redact-1-form.png", full_page=True)
+            page.click("#redact-start")
+            page.wait_for_selector("#redact-approve", timeout=120_000)   # the page refreshes itself meanwhile
+            assert "Bildern mit Abdeckung" in page.inner_text("#redact-stats")
+            # scrub to 2.5 s: the frame with the boxes drawn (red automatic, blue the added one)
+            page.evaluate("() => { const s = document.getElementById('scrub'); s.value = '2.5';"
+                          " s.dispatchEvent(new Event('input')); }")
+            wait_js(page, "document.getElementById('preview').complete && "
+                          "document.getElementById('preview').src.includes('t=2.5') && "
+                          "document.getElementById('preview').naturalWidth > 0")
+            page.screenshot(path=shots / "redact-2-preview.png", full_page=True)
+            page.click("#redact-approve")
+            assert "Freigegeben" in page.inner_text("#message")
+            links = page.locator("#downloads a")
+            names = sorted(links.nth(i).inner_text() for i in range(links.count()))
+            assert any(n.endswith(".redacted.mp4") for n in names) and any(n.endswith(".report.cbor") for n in names)
+            got = {}
+            for i in range(links.count()):
+                with page.expect_download() as d:
+                    links.nth(i).click()
+                got[d.value.suggested_filename] = tmp_path / d.value.suggested_filename
+                d.value.save_as(got[d.value.suggested_filename])
+            page.screenshot(path=shots / "redact-3-approved.png", full_page=True)
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    video = next(p for n, p in got.items() if n.endswith(".redacted.mp4"))
+    report = next(p for n, p in got.items() if n.endswith(".report.cbor"))
+    code, checked = _cli(capsys, "--store", url, "check-redaction", "--report", str(report), "--video", str(video))
+    assert code == 0 and checked["approved_by"] == "anna", checked
+    body = json.loads(next(p for n, p in got.items() if n.endswith(".report.json")).read_text())
+    assert body["manual"][0]["box"] == [20.0, 300.0, 140.0, 356.0] and body["audio"][0]["mode"] == "mute"
+    assert _rms(video, 2, 4) < 1e-3 and _faces_found(video)[1] == 0
+    subprocess.run([need("ffmpeg"), "-v", "error", "-y", "-ss", "2.5", "-i", str(video), "-frames:v", "1",
+                    str(shots / "redact-4-redacted-frame.png")], check=True)
+    # the decrypted source is gone from the console's cache once approved
+    assert not list((tmp_path / "cache").rglob("source.mp4"))

@@ -13,6 +13,7 @@ family, as Frigate's API is laid out:
 - :mod:`.auth` — login, logout;
 - :mod:`.recordings` — the list (filters, keyset pages, counts), the case view, holds for many;
 - :mod:`.recording` — one recording: facts, verification, events, receipts, actions, exports;
+- :mod:`.redaction` — a redacted copy for disclosure: set up, review, approve, download;
 - :mod:`.media` — poster frames and playback as segments (HLS, decrypted on demand, in memory);
 - :mod:`.trail` — the audit trail.
 
@@ -146,6 +147,7 @@ class Console:
     media: Any = None                             # evidence.console.media.Media
     exports: Any = None                           # evidence.console.exports.Exports
     verifying: dict[str, Any] = field(default_factory=dict)   # recording → its verification's future
+    redactions: dict[str, Any] = field(default_factory=dict)  # token → evidence.console.redaction.Job
     lock: threading.Lock = field(default_factory=threading.Lock)
     refresh_error: str | None = None
     busy_elsewhere: str | None = None             # another process rebuilds this index
@@ -226,7 +228,7 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | l
                now_us: Callable[[], int] = lambda: time.time_ns() // 1000, refresh_s: float = 5.0,
                media_bytes: int = 128 << 20, export_ttl_s: float = 3600.0, idle_s: float = 1800.0,
                lifetime_s: float = 8 * 3600.0, behind_tls: bool = False) -> Flask:
-    from evidence.console import auth, media, recording, recordings, trail
+    from evidence.console import auth, media, recording, recordings, redaction, trail
     from evidence.console.exports import Exports
     from evidence.console.exports import cache_dir as cache_dir_of
     app = Flask(__name__)
@@ -244,7 +246,7 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | l
     c.media = media.Media(c, media_bytes)
     c.exports = Exports(cache / "exports", now_us, ttl_s=export_ttl_s)
     app.extensions["bodycam"] = c
-    for bp in (auth.bp, recordings.bp, recording.bp, media.bp, trail.bp):
+    for bp in (auth.bp, recordings.bp, recording.bp, redaction.bp, media.bp, trail.bp):
         app.register_blueprint(bp)
     _start_refresher(c, refresh_s)
 

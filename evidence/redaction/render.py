@@ -51,8 +51,8 @@ class AudioRange:
 
 @dataclass
 class Settings:
-    every: int = 3          # detect on every k-th frame
-    width: int = 512        # the detector's input width
+    every: int = 5          # detect on every k-th frame
+    width: int = 640        # the detector's input width
     margin: float = 0.4     # each box grown by this share of its size, on each side
     style: str = "fill"
     shape: str = "box"

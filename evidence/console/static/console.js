@@ -1,3 +1,14 @@
+// Redaction preview: the slider shows the frame at its time at once (the form works without it).
+document.addEventListener("DOMContentLoaded", () => {
+  const scrub = document.getElementById("scrub");
+  const img = document.getElementById("preview");
+  if (!scrub || !img) return;
+  const out = document.getElementById("scrub-value");
+  scrub.addEventListener("input", () => {
+    out.textContent = parseFloat(scrub.value).toFixed(1);
+    img.src = img.dataset.base + "?t=" + encodeURIComponent(scrub.value);
+  });
+});
 // Playback: hls.js plays the recording segment by segment (each decrypted on demand by the
 // console), attached only when the user asks to play — opening a page fetches no footage.
 // Marker buttons seek to the marker's offset. No inline script (CSP).

@@ -1,0 +1,222 @@
+"""Redaction in the console (role clerk): set it up, let it run, review any frame, approve,
+download. The work runs in the background in a private export directory
+(:mod:`.exports`: 0700, the clerk's own, expiring, removed when the recording is deleted);
+its decrypted source is removed at approval or when the directory expires.
+
+    GET  /recordings/<rid>/redact       the form: manual boxes, audio ranges, style
+    POST /recordings/<rid>/redact       start → /redactions/<token>
+    GET  /redactions/<token>            progress, then the preview (scrub to any time) and stats
+    GET  /redactions/<token>/frame?t=   one frame with its boxes drawn (JPEG)
+    POST /redactions/<token>/approve    sign the report, record it; the files become downloadable
+    POST /redactions/<token>/discard
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+
+from evidence.console import SAFE_ID, ctx, login_required
+from evidence.console.i18n import text
+from evidence.console.recording import refusal
+from evidence.office import Refused
+from evidence.redaction import redact as redaction
+from evidence.redaction.render import AudioRange, Settings, preview
+from evidence.redaction.track import ManualBox
+
+bp = Blueprint("redaction", __name__)
+ROWS = 4                  # manual boxes and audio ranges the form offers
+MAX_JOBS = 2              # redactions running at once on this console (2 cores)
+TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass
+class Job:
+    user: str
+    recording: str
+    stage: str = "decrypt"
+    fraction: float = 0.0
+    draft: Any = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+def jobs() -> dict[str, Job]:
+    return ctx().redactions
+
+
+def _number(name: str, lo: float, hi: float) -> float | None:
+    raw = request.form.get(name, "").strip().replace(",", ".")
+    if not raw:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise Refused(text("redact_bad_number", g.lang, field=name)) from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise Refused(text("redact_bad_number", g.lang, field=name))
+    return v
+
+
+def _settings() -> Settings:
+    """The form's boxes and ranges; a row left empty is skipped, a half-filled one refused."""
+    boxes, audio = [], []
+    for i in range(ROWS):
+        vals = [_number(f"box{i}_{k}", 0, 1e5) for k in ("from", "to", "x0", "y0", "x1", "y1")]
+        if all(v is None for v in vals):
+            continue
+        if any(v is None for v in vals) or not (vals[0] <= vals[1] and vals[2] < vals[4] and vals[3] < vals[5]):
+            raise Refused(text("redact_bad_box", g.lang, n=i + 1))
+        boxes.append(ManualBox(vals[0], vals[1], (vals[2], vals[3], vals[4], vals[5]),
+                               request.form.get(f"box{i}_follow") == "on"))
+    for i in range(ROWS):
+        a, b = _number(f"audio{i}_from", 0, 1e7), _number(f"audio{i}_to", 0, 1e7)
+        if a is None and b is None:
+            continue
+        if a is None or b is None or b < a:
+            raise Refused(text("redact_bad_range", g.lang, n=i + 1))
+        audio.append(AudioRange(a, b, "bleep" if request.form.get(f"audio{i}_mode") == "bleep" else "mute"))
+    style = request.form.get("style", "fill")
+    return Settings(manual=boxes, audio=audio, style=style if style in ("fill", "pixelate") else "fill")
+
+
+@bp.get("/recordings/<rid>/redact")
+@login_required("clerk")
+def form(rid: str) -> Any:
+    rec, state = ctx().recording(rid)
+    if rec.id in state.deleted:
+        flash(text("refused_deleted", g.lang), "error")
+        return redirect(url_for("recording.recording_page", rid=rid))
+    return render_template("redact.html", rec=rec, rows=ROWS, width=rec.first.video.get("width"),
+                           height=rec.first.video.get("height"))
+
+
+@bp.post("/recordings/<rid>/redact")
+@login_required("clerk")
+def start(rid: str) -> Any:
+    c = ctx()
+    rec, state = c.recording(rid)
+    try:
+        settings = _settings()
+        settings.check()
+    except (Refused, ValueError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("redaction.form", rid=rid))
+    if sum(j.running for j in jobs().values()) >= MAX_JOBS:
+        flash(text("redact_busy", g.lang), "error")
+        return redirect(url_for("redaction.form", rid=rid))
+    token, d = c.exports.new(g.user, [rec.id])
+    work = d / "work"
+    work.mkdir(mode=0o700)
+    job = Job(g.user, rec.id)
+    user, identity, office = g.user, c.identity, c.office
+
+    def run() -> None:
+        def progress(stage: str, f: float) -> None:
+            job.stage, job.fraction = stage, f
+        try:
+            job.draft = redaction.prepare(office, rec.id, identity, work, settings, user, progress=progress)
+            job.stage = "review"
+        except Refused as exc:
+            job.error = str(exc)
+            shutil.rmtree(work, ignore_errors=True)
+        except Exception as exc:  # logged; the page says it failed, and no file is left
+            job.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            shutil.rmtree(work, ignore_errors=True)
+    job.thread = threading.Thread(target=run, name=f"redact:{token[:8]}", daemon=True)
+    jobs()[token] = job
+    job.thread.start()
+    return redirect(url_for("redaction.status", token=token))
+
+
+def _job(token: str) -> Job:
+    job = jobs().get(token) if TOKEN.fullmatch(token) else None
+    if job is None or job.user != g.user:
+        abort(404)   # another clerk's, or never made: one answer
+    if not (ctx().exports.root / token).is_dir():   # expired, or its recording was deleted
+        jobs().pop(token, None)
+        abort(410)
+    return job
+
+
+@bp.get("/redactions/<token>")
+@login_required("clerk")
+def status(token: str) -> Any:
+    job = _job(token)
+    draft = job.draft
+    t = 0.0
+    if draft is not None:
+        try:
+            t = min(max(0.0, float(request.args.get("t", "0").replace(",", "."))), draft.plan.times[-1])
+        except ValueError:
+            t = 0.0
+    return render_template("redaction.html", job=job, token=token, draft=draft, at=t,
+                           files=files(token) if job.result else [],
+                           duration=draft.plan.times[-1] if draft else 0.0,
+                           back=url_for("recording.recording_page", rid=job.recording))
+
+
+@bp.get("/redactions/<token>/frame")
+@login_required("clerk")
+def frame(token: str) -> Any:
+    job = _job(token)
+    if job.draft is None or job.result is not None or not job.draft.source.exists():
+        abort(404)
+    try:
+        t = float(request.args.get("t", "0"))
+    except ValueError:
+        abort(400)
+    if not math.isfinite(t):
+        abort(400)
+    return Response(preview(job.draft.source, job.draft.plan, t), mimetype="image/jpeg",
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/redactions/<token>/approve")
+@login_required("clerk")
+def approve(token: str) -> Any:
+    c = ctx()
+    job = _job(token)
+    with job.lock:
+        if job.draft is None or job.result is not None:
+            return redirect(url_for("redaction.status", token=token))
+        d = c.exports.root / token
+        out = d / f"{job.recording}{redaction.SUFFIX}"
+        try:
+            job.result = redaction.approve(c.office, job.draft, out, g.user)
+        except Refused as exc:
+            flash(refusal(exc), "error")
+            return redirect(url_for("redaction.status", token=token))
+        shutil.rmtree(job.draft.workdir, ignore_errors=True)   # the decrypted source: no longer needed
+        c.exports.finish(token)
+    flash(text("redact_approved", g.lang), "done")
+    return redirect(url_for("redaction.status", token=token))
+
+
+@bp.post("/redactions/<token>/discard")
+@login_required("clerk")
+def discard(token: str) -> Any:
+    job = _job(token)
+    if job.running:
+        flash(text("redact_wait", g.lang), "error")
+        return redirect(url_for("redaction.status", token=token))
+    ctx().exports.discard(token)
+    jobs().pop(token, None)
+    return redirect(url_for("recording.recording_page", rid=job.recording))
+
+
+def files(token: str) -> list[str]:
+    d = ctx().exports.root / token
+    return sorted(p.name for p in d.iterdir() if p.is_file() and p.name != "meta.json" and SAFE_ID.fullmatch(p.name))
