@@ -355,3 +355,28 @@ def test_a_clerk_redacts_reviews_approves_and_downloads_in_chromium(faces_store,
                     str(shots / "redact-4-redacted-frame.png")], check=True)
     # the decrypted source is gone from the console's cache once approved
     assert not list((tmp_path / "cache").rglob("source.mp4"))
+
+
+def test_a_full_disk_gives_a_clear_error_and_leaves_nothing(faces_store, authority, tmp_path):
+    """--out on a real 2 MiB tmpfs: the decrypted copy and the video do not fit. Exit 1, the
+    message says so, and the disk holds nothing afterwards (no partial file, no hidden copy)."""
+    url, office_key = faces_store
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        listing = subprocess.run([sys.executable, "-m", "evidence.cli", "--store", url, "list", "--json"], env=env,
+                                 capture_output=True, text=True, check=True)
+        rid = json.loads(listing.stdout)["recordings"][0]["id"]
+        run = subprocess.run([sys.executable, "-m", "evidence.cli", "--store", url, "--key", str(office_key),
+                              "redact", "--recording", rid, "--identity", str(authority[0]), "--out",
+                              str(mnt / "voll.redacted.mp4"), "--by", "anna", "--approved-by", "sup"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1, run.stderr
+        assert "No space left" in run.stderr and "Traceback" not in run.stderr
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

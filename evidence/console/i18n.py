@@ -142,6 +142,8 @@ TEXT: dict[str, dict[str, str]] = {
                            "stays as it is."},
     "redact_boxes": {"de": "Zusätzliche Bereiche", "en": "Additional regions"},
     "redact_audio": {"de": "Ton", "en": "Audio"},
+    "redact_ignore": {"de": "Fehlerkennungen (dort keine automatische Abdeckung)",
+                      "en": "False detections (no automatic mask there)"},
     "from_s": {"de": "von (s)", "en": "from (s)"}, "to_s": {"de": "bis (s)", "en": "to (s)"},
     "follow": {"de": "mitführen", "en": "follow"},
     "mute": {"de": "stumm", "en": "mute"}, "bleep": {"de": "Piepton", "en": "bleep"},

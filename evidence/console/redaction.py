@@ -28,10 +28,11 @@ from evidence.console.recording import refusal
 from evidence.office import Refused
 from evidence.redaction import redact as redaction
 from evidence.redaction.render import AudioRange, Settings, preview
-from evidence.redaction.track import ManualBox
+from evidence.redaction.track import Ignore, ManualBox
 
 bp = Blueprint("redaction", __name__)
 ROWS = 4                  # manual boxes and audio ranges the form offers
+IGNORE_ROWS = 2           # false detections the form can drop
 MAX_JOBS = 2              # redactions running at once on this console (2 cores)
 TOKEN = re.compile(r"[0-9a-f]{32}")
 
@@ -81,6 +82,14 @@ def _settings() -> Settings:
             raise Refused(text("redact_bad_box", g.lang, n=i + 1))
         boxes.append(ManualBox(vals[0], vals[1], (vals[2], vals[3], vals[4], vals[5]),
                                request.form.get(f"box{i}_follow") == "on"))
+    ignore = []
+    for i in range(IGNORE_ROWS):
+        vals = [_number(f"ignore{i}_{k}", 0, 1e5) for k in ("from", "to", "x0", "y0", "x1", "y1")]
+        if all(v is None for v in vals):
+            continue
+        if any(v is None for v in vals) or not (vals[0] <= vals[1] and vals[2] < vals[4] and vals[3] < vals[5]):
+            raise Refused(text("redact_bad_box", g.lang, n=i + 1))
+        ignore.append(Ignore(vals[0], vals[1], (vals[2], vals[3], vals[4], vals[5])))
     for i in range(ROWS):
         a, b = _number(f"audio{i}_from", 0, 1e7), _number(f"audio{i}_to", 0, 1e7)
         if a is None and b is None:
@@ -89,7 +98,8 @@ def _settings() -> Settings:
             raise Refused(text("redact_bad_range", g.lang, n=i + 1))
         audio.append(AudioRange(a, b, "bleep" if request.form.get(f"audio{i}_mode") == "bleep" else "mute"))
     style = request.form.get("style", "fill")
-    return Settings(manual=boxes, audio=audio, style=style if style in ("fill", "pixelate") else "fill")
+    return Settings(manual=boxes, ignore=ignore, audio=audio,
+                    style=style if style in ("fill", "pixelate") else "fill")
 
 
 @bp.get("/recordings/<rid>/redact")
@@ -99,7 +109,7 @@ def form(rid: str) -> Any:
     if rec.id in state.deleted:
         flash(text("refused_deleted", g.lang), "error")
         return redirect(url_for("recording.recording_page", rid=rid))
-    return render_template("redact.html", rec=rec, rows=ROWS, width=rec.first.video.get("width"),
+    return render_template("redact.html", rec=rec, rows=ROWS, ignore_rows=IGNORE_ROWS, width=rec.first.video.get("width"),
                            height=rec.first.video.get("height"))
 
 
