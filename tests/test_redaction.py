@@ -24,7 +24,7 @@ from evidence.store import FsEvidenceStore
 from simulator.device_sim import SimDevice
 from simulator.faces import FaceScene
 from tests.conftest import need
-from tests.test_dock import dock, env, on_camera  # noqa: F401 (env: a fixture)
+from tests.test_dock import dock, on_camera
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,19 +72,30 @@ def test_recall_on_the_simulated_faces(tmp_path):
     assert scored["recall"] >= 0.95, scored
 
 
-@pytest.fixture
-def faces_store(env, identity, tmp_path):
-    """A store initialised by the office, with one recording of people walking past."""
-    office_key = keys.create_device_key(tmp_path / "office-keys", name="office").private
-    url = str(tmp_path / "evidence")
-    env.store = FsEvidenceStore(tmp_path / "evidence")
-    assert evidence_main(["--store", url, "--key", str(office_key), "init", "--supervisor", "sup.schmidt",
-                          "--by", "anna"]) == 0
+@pytest.fixture(scope="module")
+def _faces_master(tmp_path_factory, identity, key_dir):
+    """Made once: a store initialised by the office, with one recording of people walking past."""
+    from dock import config as dock_config
+    from dock.registry import Registry
+    from tests.test_dock import Env
+    root = tmp_path_factory.mktemp("faces")
+    dk = keys.create_device_key(root / "dock-keys", name="dock")
+    (root / "dock.toml").write_text(f'[dock]\nid = "dock-test"\nkey = "{dk.private}"\nstate = "state"\n'
+                                    f'store = "evidence"\nwatch = "by-id"\n[transfer]\ntimeout_s = 5\nwindow = 8\n')
+    registry = Registry(root / "state")
+    registry.enroll("test-cam", key_dir / "device.pub.pem")
+    registry.add_officer("KOD-7", "Erika Muster", "2026-01-15")
+    registry.assign("test-cam", "KOD-7")
+    env = Env(root, dk.private, dk.public, registry, FsEvidenceStore(root / "evidence"), root / "state" / "incoming",
+              root / "by-id", dock_config.load(root / "dock.toml"))
+    office_key = keys.create_device_key(root / "office-keys", name="office").private
+    assert evidence_main(["--store", str(root / "evidence"), "--key", str(office_key), "init", "--supervisor",
+                          "sup.schmidt", "--by", "anna"]) == 0
     cfg = device_config.from_dict({
         "camera": {"width": 640, "height": 360, "fps": 15, "bitrate": 1_500_000, "audio": True},
         "recording": {"pre_record_seconds": 1, "segment_seconds": 2},
         "storage": {"warn_free_mb": 100, "full_free_mb": 20}, "device": {"store": "store"},
-        "link": {"dock_keys": [str(env.dock_pub)]}}, base_dir=tmp_path / "cam")
+        "link": {"dock_keys": [str(env.dock_pub)]}}, base_dir=root / "cam")
     sim = SimDevice.create(cfg, identity, scene="faces")
     sim.runtime.boot()
     sim.schedule({"at": 2, "action": "press"})
@@ -92,7 +103,16 @@ def faces_store(env, identity, tmp_path):
     sim.run_until(14)
     bay, _ = dock(env, sim)
     assert bay.status.state == "done" and on_camera(sim) == [], bay.status
-    return url, office_key
+    return root / "evidence", office_key
+
+
+@pytest.fixture
+def faces_store(_faces_master, tmp_path):
+    """A copy of that store of this test's own (tests delete and hold in it)."""
+    import shutil
+    master, office_key = _faces_master
+    shutil.copytree(master, tmp_path / "evidence", symlinks=True)
+    return str(tmp_path / "evidence"), office_key
 
 
 def _cli(capsys, *argv: str) -> tuple[int, dict]:
