@@ -172,7 +172,8 @@ def run_demo(workdir: Path, devices: int = 3, timeout_s: float = 120.0, store: s
             procs[cam["id"]] = subprocess.Popen(
                 [sys.executable, "-m", "simulator.cli", "device", "--out", str(cam["dir"]), "--config",
                  str(cam["dir"] / "bodycam.toml"), "--keys", str(cam["dir"] / "keys"), "--script",
-                 str(cam["dir"] / "shift.toml"), "--noise", "12", "--seed", str(len(procs)), "--scene", "faces", "--dock", str(node),
+                 str(cam["dir"] / "shift.toml"), "--noise", "12", "--seed", str(len(procs)),
+                 "--scene", "faces" if not procs else "shapes", "--dock", str(node),
                  "--dock-timeout", str(timeout_s), "--json"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})

@@ -114,7 +114,7 @@ class FaceScene:
         k = face_h / (fy1 - fy0)
         sprite = self.photos[a.source][cy0:cy1, cx0:cx1]
         sprite = cv2.resize(sprite, (max(2, int((cx1 - cx0) * k)), max(2, int((cy1 - cy0) * k))),
-                            interpolation=cv2.INTER_AREA)
+                            interpolation=cv2.INTER_LINEAR)
         corners = np.array([[fx0 - cx0, fy0 - cy0], [fx1 - cx0, fy0 - cy0], [fx1 - cx0, fy1 - cy0],
                             [fx0 - cx0, fy1 - cy0]], np.float32) * k
         sh, sw = sprite.shape[:2]
@@ -152,5 +152,5 @@ class FaceScene:
             return
         s = sprite[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
         m = alpha[y0 - oy:y1 - oy, x0 - ox:x1 - ox] > 127
-        img[y0:y1, x0:x1][m] = s[m]
-        owner[y0:y1, x0:x1][m] = i
+        np.copyto(img[y0:y1, x0:x1], s, where=m[:, :, None])      # (boolean indexing: 4× slower)
+        np.copyto(owner[y0:y1, x0:x1], np.int8(i), where=m)
