@@ -698,6 +698,12 @@ def _human(cmd: str, result: Any) -> str:
         lines += [f"PROBLEM  {p}" for p in result["problems"]]
         lines.append("all recordings verified" if result["ok"] else "verification found problems")
         return "\n".join(lines)
+    if cmd == "users" and "users" in result:
+        return "\n".join(f"{u['id']:24} {u['role']:12} {u['state']}" for u in result["users"]) or "no users"
+    if cmd == "audit" and "signers" in result:
+        signers = ", ".join(f"{v.get('role')} {v.get('id')} ({k[:12]}…)" for k, v in result["signers"].items())
+        rest = {k: v for k, v in result.items() if k != "signers"}
+        return "\n".join([_human("", rest), f"signers: {signers}"])
     if cmd == "audit" and "entries" in result:
         return "\n".join(f"{e['seq']:6} {iso(e['utc_us']):26} {e['action']:15} {e['by'] or e['signer']['id']:16} "
                          f"{e['recording'] or e['device'] or ''}" for e in result["entries"]) + f"\nhead {result['head']}"

@@ -493,3 +493,20 @@ def test_concurrent_audit_appends_keep_one_unbroken_chain(tmp_path):
         t.join()
     report = audit.verify(store)
     assert report.ok and report.count == 60, report.problems
+
+
+def test_people_read_users_and_the_trail_check_without_raw_structures(tmp_path, capsys, monkeypatch):
+    """`users list` and `audit --verify` in words, one line each, no JSON on the terminal."""
+    import io
+    key = keys.create_device_key(tmp_path / "office-keys", name="office").private
+    base = ["--store", str(tmp_path / "ev"), "--key", str(key)]
+    assert evidence_main([*base, "init", "--supervisor", "sl", "--by", "anna"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("ein langes passwort 1\n"))
+    assert evidence_main([*base, "users", "add", "--id", "neu.clerk", "--role", "clerk"]) == 0
+    capsys.readouterr()
+    assert evidence_main([*base, "users", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.split() == ["neu.clerk", "clerk", "active"]
+    assert evidence_main([*base, "audit", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "signers: office office (" in out and "{" not in out and "[" not in out.replace("problems: []", "")
