@@ -199,6 +199,17 @@ class EvidenceStore:
     def receipts(self, device_id: str) -> list[bytes]:
         return [self.backend.read(k) for k in self.backend.keys(_dev(device_id, "receipts"))]
 
+    def open_signed(self, data: bytes, roles: tuple[str, ...]) -> dict[str, Any] | None:
+        """The body of ``data`` if it is signed by a key registered here for one of ``roles``;
+        None for a record nobody entitled signed (a revocation a stranger wrote)."""
+        known = self.public_key((signed.kid_of(data) or b"").hex())
+        if known is None or known[0] not in roles:
+            return None
+        try:
+            return signed.open_signed(data, known[2])
+        except signed.SignatureError:
+            return None
+
     def public_key(self, fp: str) -> tuple[str, str, Ed25519PublicKey] | None:
         """(role, id, key) registered under the fingerprint ``fp``, None if unknown or bad."""
         try:

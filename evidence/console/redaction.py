@@ -73,25 +73,25 @@ def _number(name: str, lo: float, hi: float) -> float | None:
     return v
 
 
+def _regions(prefix: str, rows: int) -> list[tuple[int, tuple[float, float], tuple[float, float, float, float]]]:
+    """The filled rows ``PREFIX{i}_from/to/x0/y0/x1/y1``: (row, (from, to), box)."""
+    out = []
+    for i in range(rows):
+        vals = [_number(f"{prefix}{i}_{k}", 0, 1e5) for k in ("from", "to", "x0", "y0", "x1", "y1")]
+        if all(v is None for v in vals):
+            continue
+        if any(v is None for v in vals) or not (vals[0] <= vals[1] and vals[2] < vals[4] and vals[3] < vals[5]):
+            raise Refused(text("redact_bad_box", g.lang, n=i + 1))
+        out.append((i, (vals[0], vals[1]), (vals[2], vals[3], vals[4], vals[5])))
+    return out
+
+
 def _settings() -> Settings:
     """The form's boxes and ranges; a row left empty is skipped, a half-filled one refused."""
-    boxes, audio = [], []
-    for i in range(ROWS):
-        vals = [_number(f"box{i}_{k}", 0, 1e5) for k in ("from", "to", "x0", "y0", "x1", "y1")]
-        if all(v is None for v in vals):
-            continue
-        if any(v is None for v in vals) or not (vals[0] <= vals[1] and vals[2] < vals[4] and vals[3] < vals[5]):
-            raise Refused(text("redact_bad_box", g.lang, n=i + 1))
-        boxes.append(ManualBox(vals[0], vals[1], (vals[2], vals[3], vals[4], vals[5]),
-                               request.form.get(f"box{i}_follow") == "on"))
-    ignore = []
-    for i in range(IGNORE_ROWS):
-        vals = [_number(f"ignore{i}_{k}", 0, 1e5) for k in ("from", "to", "x0", "y0", "x1", "y1")]
-        if all(v is None for v in vals):
-            continue
-        if any(v is None for v in vals) or not (vals[0] <= vals[1] and vals[2] < vals[4] and vals[3] < vals[5]):
-            raise Refused(text("redact_bad_box", g.lang, n=i + 1))
-        ignore.append(Ignore(vals[0], vals[1], (vals[2], vals[3], vals[4], vals[5])))
+    boxes = [ManualBox(*span, box, request.form.get(f"box{i}_follow") == "on")
+             for i, span, box in _regions("box", ROWS)]
+    ignore = [Ignore(*span, box) for _, span, box in _regions("ignore", IGNORE_ROWS)]
+    audio = []
     for i in range(ROWS):
         a, b = _number(f"audio{i}_from", 0, 1e7), _number(f"audio{i}_to", 0, 1e7)
         if a is None and b is None:
