@@ -210,6 +210,10 @@ def test_redact_masks_every_face_mutes_and_the_report_verifies(faces_store, auth
     (out_dir / "forged.cbor").write_bytes(forged)
     code, checked = _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir / "forged.cbor"))
     assert code == 1 and "not an office key" in checked["problems"][0]
+    with open(out_dir / "huge.cbor", "wb") as f:                          # not read into memory
+        f.truncate(64 << 20)
+    assert _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir / "huge.cbor"))[0] == 2
+    assert _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir))[0] == 2   # a directory
     (out_dir / "garbage.cbor").write_bytes(b"\x00garbage")
     assert _cli(capsys, "--store", url, "check-redaction", "--report", str(out_dir / "garbage.cbor"))[0] == 1
 

@@ -162,6 +162,8 @@ def check_out(out: Path) -> None:
 def check(office: Office, report_path: Path, video: Path | None) -> dict[str, Any]:
     """``check-redaction``: the report's signature, its sources against the store, the video."""
     try:
+        if report_path.stat().st_size > reports.MAX_REPORT:
+            raise Refused(f"--report: {report_path} is {report_path.stat().st_size:,} bytes, not a redaction report")
         data = report_path.read_bytes()
     except OSError as exc:
         raise Refused(f"--report: {exc}") from None
