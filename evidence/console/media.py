@@ -5,7 +5,17 @@ their durations from the manifests; the player (hls.js, vendored in ``static/ven
 asks for the segment it shows, and only that one is fetched from the store, checked
 against its manifest's SHA-256 and decrypted — the camera's MPEG-TS, not re-encoded.
 The first frame waits for one segment, whatever the recording's length, and a seek for
-the segment at that time. Decrypted segments stay in memory only, in a bounded LRU
+the segment at that time.
+
+**One set of tracks from the first segment to the last.** A recording's pre-record is
+often silent (``pre_record_audio = false``): its segments carry no sound, and the sound
+begins at the press, mid-recording. A player that builds its buffers from the first
+segment (hls.js: one SourceBuffer per track it saw) then meets a track it has no buffer
+for and stops for good — exactly where the incident begins. So every segment of a
+recording with sound is served with sound from its first picture to its last: where the
+camera recorded none, :func:`continuous_audio` adds silence (AAC, the recording's own
+rate and channels), and the camera's sound is kept as recorded. A segment whose sound
+already spans its pictures is served byte for byte as decrypted. Decrypted segments stay in memory only, in a bounded LRU
 (bytes and age), each made once however many requests ask for it at the same time
 (a lock per segment, no lock across a recording). Deleting a recording drops them.
 
@@ -29,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 from flask import Blueprint, Response, abort, session, url_for
 
 from common import age_format
@@ -38,6 +49,7 @@ bp = Blueprint("media", __name__)
 POSTER_WIDTH = 192
 POSTER_PREFIX = 256 * 1024          # ciphertext bytes decrypted to find the first frame
 TTL_S = 600.0
+AUDIO_GAP_S = 0.1                   # silence added where the sound leaves more than this uncovered
 
 
 class Media:
@@ -48,6 +60,7 @@ class Media:
         self._size = 0
         self._lock = threading.Lock()
         self._making: dict[Any, threading.Lock] = {}
+        self._audio: OrderedDict[str, tuple[int, int] | None] = OrderedDict()   # recording → (rate, channels)
 
     def _key_lock(self, key: Any) -> threading.Lock:
         with self._lock:
@@ -90,6 +103,7 @@ class Media:
             for key in [k for k in self._lru if k[0] == rid]:
                 self._drop(key)
             self._making = {k: v for k, v in self._making.items() if not (isinstance(k, tuple) and k[0] == rid)}
+            self._audio.pop(rid, None)
         _remove_poster(self.poster_path(rid))
 
     def segment(self, rid: str, seq: int) -> bytes:
@@ -102,10 +116,30 @@ class Media:
             data = self._get(key)
             if data is None:
                 data = _decrypt(self.c, rid, seq, None)
+                sound = self.audio_of(rid)
+                if sound is not None:
+                    data = continuous_audio(data, *sound)
                 self._put(key, data)
         with self._lock:
             self._making.pop(key, None)
         return data
+
+    def audio_of(self, rid: str) -> tuple[int, int] | None:
+        """(sample rate, channels) of the recording's sound, None if it has none (from its
+        manifests; remembered for the last 256 recordings)."""
+        with self._lock:
+            if rid in self._audio:
+                return self._audio[rid]
+        rec = self.c.index.recording(rid)
+        found = next((s.manifest.audio for s in (rec.segments if rec else []) if s.manifest.audio), None)
+        sound = None
+        if found and found.get("codec") == "aac" and found.get("sample_rate") and found.get("channels") in (1, 2):
+            sound = (int(found["sample_rate"]), int(found["channels"]))
+        with self._lock:
+            self._audio[rid] = sound
+            while len(self._audio) > 256:
+                self._audio.popitem(last=False)
+        return sound
 
     def poster_path(self, rid: str) -> Path:
         return self.c.index.poster_dir() / hashlib.sha256(rid.encode()).hexdigest()[:32] / "poster.jpg"
@@ -156,6 +190,102 @@ def _decrypt(c: Any, rid: str, seq: int, prefix: int | None) -> bytes:
         return age_format.recover(data if prefix is None else data[:prefix], c.identity).plaintext
     except age_format.AgeError:
         abort(404)
+
+
+def continuous_audio(ts: bytes, sample_rate: int, channels: int) -> bytes:
+    """The MPEG-TS ``ts`` with sound from its first picture to its last: silence (AAC at
+    ``sample_rate``, ``channels``) where it has none, its own sound kept. The pictures are
+    copied packet for packet with their timestamps, so segments still join without a seam;
+    a segment whose sound already covers its pictures comes back unchanged.
+
+    >>> import io, av
+    >>> ts = _sample_ts(seconds=1.0)            # pictures only, as a silent pre-record
+    >>> out = continuous_audio(ts, 48000, 1)
+    >>> with av.open(io.BytesIO(out), format="mpegts") as c:
+    ...     a = c.streams.audio[0]
+    ...     packets = [p for p in c.demux(a) if p.size]
+    >>> a.sample_rate, len(packets) > 40, continuous_audio(out, 48000, 1) == out
+    (48000, True, True)
+    """
+    try:
+        with av.open(io.BytesIO(ts), format="mpegts") as inp:
+            if not inp.streams.video:
+                return ts
+            v = inp.streams.video[0]
+            a = inp.streams.audio[0] if inp.streams.audio else None
+            pictures: list[av.Packet] = []
+            sound: list[av.AudioFrame] = []
+            v0 = v1 = a0 = a1 = None
+            for pkt in inp.demux(*([v, a] if a is not None else [v])):
+                if pkt.stream is v:
+                    if pkt.pts is None:
+                        continue
+                    pictures.append(pkt)
+                    t = float(pkt.pts * pkt.time_base)
+                    v0 = t if v0 is None else min(v0, t)
+                    v1 = max(v1 or t, t + float((pkt.duration or 0) * pkt.time_base))
+                else:
+                    for f in pkt.decode():
+                        if f.time is None:
+                            continue
+                        sound.append(f)
+                        a0 = f.time if a0 is None else min(a0, f.time)
+                        a1 = max(a1 or f.time, f.time + f.samples / f.sample_rate)
+            if v0 is None or (a0 is not None and a0 - v0 <= AUDIO_GAP_S and v1 - a1 <= AUDIO_GAP_S):
+                return ts                                    # nothing to fill
+            out_buf = io.BytesIO()
+            with av.open(out_buf, "w", format="mpegts") as out:
+                ov = out.add_stream_from_template(v)
+                oa = out.add_stream("aac", rate=sample_rate)
+                oa.layout = "mono" if channels == 1 else "stereo"
+                oa.codec_context.time_base = Fraction(1, sample_rate)
+                for pkt in pictures:
+                    pkt.stream = ov
+                    out.mux(pkt)
+                frames = [*_silence(v0, a0 if a0 is not None else v1, sample_rate, oa.layout.name)]
+                for f in sound:
+                    if f.sample_rate != sample_rate:
+                        continue      # not the recording's sound: silence stands in (never happens on a camera)
+                    f.pts, f.time_base = int(round(f.time * sample_rate)), Fraction(1, sample_rate)
+                    frames.append(f)
+                frames += _silence(a1 if a1 is not None else v1, v1, sample_rate, oa.layout.name)
+                for f in frames:
+                    for p in oa.encode(f):
+                        out.mux(p)
+                for p in oa.encode():
+                    out.mux(p)
+            return out_buf.getvalue()
+    except av.error.FFmpegError:
+        return ts     # a segment PyAV cannot read is served as it is (verify names it)
+
+
+def _silence(t0: float, t1: float, rate: int, layout: str) -> list[av.AudioFrame]:
+    """AAC-sized frames of silence from ``t0`` to ``t1`` seconds (presentation time)."""
+    frames, n, end = [], int(round(t0 * rate)), int(round(t1 * rate))
+    channels = 1 if layout == "mono" else 2
+    while n < end:
+        k = min(1024, end - n)
+        f = av.AudioFrame.from_ndarray(np.zeros((channels, k), np.float32), format="fltp", layout=layout)
+        f.sample_rate, f.pts, f.time_base = rate, n, Fraction(1, rate)
+        frames.append(f)
+        n += k
+    return frames
+
+
+def _sample_ts(seconds: float) -> bytes:
+    """A small MPEG-TS with pictures only (for the doctest)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(int(seconds * 30)):
+            f = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return buf.getvalue()
 
 
 def _poster(ts: bytes) -> bytes:
