@@ -42,7 +42,8 @@ from evidence.errors import StoreConflict
 from evidence.store import EvidenceStore
 
 ACTIONS = ("init", "ingest", "view", "export", "hold", "release", "approve-delete", "delete", "purge", "user",
-           "approve-retention", "approve-release", "revoke", "recipients", "revoke-dock", "redact")
+           "approve-retention", "approve-release", "revoke", "recipients", "revoke-dock", "redact", "decline",
+           "officer")
 PREFIX = "audit"
 _NAME = re.compile(r"audit/(\d{12})\.cbor")
 _FIELDS = {"type": str, "v": int, "seq": int, "prev": (bytes, type(None)), "utc_us": int, "action": str,

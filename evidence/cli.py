@@ -1,6 +1,7 @@
 """``bodycam-evidence``: the evidence office's tool for the evidence store.
 
     bodycam-evidence --store STORE --key office.key init --supervisor NAME [--retention-days 14] [--demo]
+                     [--redaction-approval supervisor|second]
     bodycam-evidence --store STORE list [--officer X] [--device X] [--since DATE] [--until DATE] [--held|--not-held]
                      [--case AZ] [--reason R] [--due-days N] [--sort S] [--limit N] [--after CURSOR]
     bodycam-evidence --store STORE case --case AZ                       every recording held under an Aktenzeichen
@@ -18,6 +19,8 @@
     bodycam-evidence --store NEW restore --from DIR|s3://… [--verify]     then reindex and verify
     bodycam-evidence --store STORE users add|passwd|disable|enable|remove --id ID [--role R]   (password on stdin)
     bodycam-evidence --store STORE users list
+    bodycam-evidence --store STORE --key office.key officers set --id KOD-101 --name "Anna Becker" --by USER
+    bodycam-evidence --store STORE officers list
 
 Every command reads through the office's index of the store (--index DIR or
 $BODYCAM_INDEX; default STORE.index beside a directory store, the user's cache for S3),
@@ -163,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--by", type=_user, default=me)
     c.add_argument("--demo", action="store_true",
                    help="a store for demonstrations and tests (first init only): purge --now may look ahead")
+    c.add_argument("--redaction-approval", choices=["supervisor", "second"],
+                   help="who approves a redacted copy: a supervisor (default), or any second person "
+                        "(another clerk or a supervisor); never its author")
 
     c = sub.add_parser("list", parents=[common], help="recordings, filtered")
     c.add_argument("--officer")
@@ -264,10 +270,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="a tone over this span")
     c.add_argument("--style", choices=["fill", "pixelate"], default="fill")
     c.add_argument("--shape", choices=["box", "ellipse"], default="box")
-    c.add_argument("--margin", type=float, default=0.4, help="boxes grown by this share of a face (default 0.4)")
+    c.add_argument("--margin", type=float, default=0.45, help="boxes grown by this share of a face (default 0.45)")
     c.add_argument("--every", type=int, default=5, help="detect on every k-th frame, track between (default 5)")
     c.add_argument("--by", type=_user, required=True, help="who redacted")
-    c.add_argument("--approved-by", type=_user, required=True, help="who reviewed and approved it")
+    c.add_argument("--approved-by", type=_user, required=True,
+                   help="who reviewed and approved it: a second person, never --by (init --redaction-approval)")
 
     c = sub.add_parser("check-redaction", parents=[common], help="check a redaction report: signature, sources "
                                                                 "in the store, the video")
@@ -290,6 +297,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("users_command", choices=["add", "passwd", "disable", "enable", "remove", "list"])
     c.add_argument("--id", help="user id (an officer's id for the officer role)")
     c.add_argument("--role", choices=["clerk", "supervisor", "officer", "dpo"])
+    c.add_argument("--by", type=_user, default=me)
+
+    c = sub.add_parser("officers", parents=[common],
+                       help="the office's directory of officers: the names shown beside their numbers")
+    c.add_argument("officers_command", choices=["set", "list"])
+    c.add_argument("--id", help="the officer's number, as the cameras record it (e.g. KOD-101)")
+    c.add_argument("--name", help="the name to show (empty: remove it)")
     c.add_argument("--by", type=_user, default=me)
 
     c = sub.add_parser("audit", parents=[common], help="the audit trail")
@@ -352,7 +366,8 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
     if cmd in ("show", "hold", "release", "delete", "purge", "export", "redact"):
         office.check_key()  # these are recorded: refuse before doing anything
     if cmd == "init":
-        return 0, office.init(args.retention_days, args.supervisor, args.by, demo=args.demo)
+        return 0, office.init(args.retention_days, args.supervisor, args.by, demo=args.demo,
+                              redaction_approval=args.redaction_approval)
     if cmd == "reindex":
         if args.status:
             return 0, office.idx().status()
@@ -406,6 +421,13 @@ def _command(args: argparse.Namespace, store: EvidenceStore, office: Office) -> 
         return (0 if result["ok"] else 1), result
     if cmd == "users":
         return _users(args, office)
+    if cmd == "officers":
+        if args.officers_command == "list":
+            return 0, {"officers": [{"id": k, "name": v} for k, v in sorted(office.officers().items())]}
+        if not args.id or args.name is None:
+            raise Refused("officers set needs --id and --name")
+        office.check_key()
+        return 0, office.set_officer(args.id, args.name, args.by)
     if cmd == "serve":
         return _serve(args, office)
     # audit
@@ -451,10 +473,11 @@ def _recipients(args: argparse.Namespace, store: EvidenceStore, office: Office) 
 def _redact(args: argparse.Namespace, office: Office) -> dict[str, Any]:
     """Redact into a private directory beside --out, then approve: the files appear only at the end."""
     import tempfile
-    from evidence.redaction.redact import approve, check_out, prepare
+    from evidence.redaction.redact import approve, check_approver, check_out, prepare
     from evidence.redaction.render import AudioRange, Settings
     from evidence.redaction.track import Ignore, ManualBox
     check_out(args.out)
+    check_approver(office, args.by, args.approved_by)     # before the long work, not after it
     settings = Settings(every=args.every, margin=args.margin, style=args.style, shape=args.shape,
                         manual=[ManualBox(a, b, box, follow) for a, b, box, follow in args.box],
                         ignore=[Ignore(a, b, box) for a, b, box, _ in args.ignore],
@@ -698,6 +721,8 @@ def _human(cmd: str, result: Any) -> str:
         lines += [f"PROBLEM  {p}" for p in result["problems"]]
         lines.append("all recordings verified" if result["ok"] else "verification found problems")
         return "\n".join(lines)
+    if cmd == "officers" and "officers" in result:
+        return "\n".join(f"{o['id']:24} {o['name']}" for o in result["officers"]) or "no officers named"
     if cmd == "users" and "users" in result:
         return "\n".join(f"{u['id']:24} {u['role']:12} {u['state']}" for u in result["users"]) or "no users"
     if cmd == "audit" and "signers" in result:

@@ -193,7 +193,8 @@ def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list
         "recording": {
             "id": rec.id, "device": rec.device_id, "device_key": m.device_key,
             "device_key_registered_for": f"{known[0]} {known[1]}" if known else None,
-            "officer": rec.officer_id, "start_utc": iso(rec.start_utc_us), "end_utc": iso(rec.end_utc_us),
+            "officer": rec.officer_id, "officer_name": office.officers().get(rec.officer_id or ""),
+            "start_utc": iso(rec.start_utc_us), "end_utc": iso(rec.end_utc_us),
             "announced": m.announced, "pre_record_s": m.pre_record_s, "truncated": rec.truncated,
             "segments": len(rec.segments), "frames_in_manifests": rec.frames,
             "all_signatures_verified": all(s["signature"] == "verified" for s in segments),
@@ -204,7 +205,8 @@ def _report(store: EvidenceStore, office: Office, rec: Recording, segments: list
             "file": out.name, "sha256": digest, "size": size, "container": "mp4 (remuxed, not re-encoded)",
             "duration_s": round(streams["video_span_s"] + frame_s, 3), **streams,
             "by": by, "utc": iso(office.now_us()), "audit_seq": entry.seq, "audit_digest": entry.digest.hex(),
-            "store": store.location,
+            # where the evidence lies, without this machine's paths: a bucket by name, a directory as such
+            "store": store.location if store.location.startswith("s3://") else "directory",
         },
         "audit": [e.to_json(office.idx().signers()) for e in office.idx().trail(rec.id)],
         "how_to_check": [
@@ -229,7 +231,8 @@ LABELS = {  # the report's words: German (the office's), English
     "packets": ("Pakete", "packets"), "by": ("Exportiert von", "Exported by"),
     "at": ("am", "at"), "audit_record": ("Protokolleintrag", "audit record"), "store": ("Speicher", "Store"),
     "segments": ("Segmente", "Segments"), "seq": ("Nr.", "Seq"), "signature": ("Signatur", "Signature"),
-    "state": ("Zustand", "State"), "clock": ("Uhrzeitabweichung (µs)", "Clock offset (µs)"),
+    "state": ("Zustand", "State"), "clock": ("Uhr gestellt um", "Clock corrected by"),
+    "what": ("Was geschah", "What happened"), "office": ("Beweismittelstelle (Evidenzspeicher)", "Evidence office store"),
     "receipts": ("Empfangsbestätigungen der Dockingstation", "Custody receipts"),
     "trail": ("Protokoll dieser Aufnahme", "Audit trail of this recording"), "time": ("Zeit", "Time"),
     "action": ("Aktion", "Action"), "person": ("durch", "By"), "signed_by": ("signiert von", "Signed by"),
@@ -278,8 +281,27 @@ def _when(text: str | None, lang: str) -> str:
     return f"{local.strftime(fmt)} ({t.astimezone(dt.timezone.utc).strftime('%H:%M:%S')} UTC)"
 
 
+def _duration(seconds: float, lang: str) -> str:
+    """0:48 (48,1 s) — as a player shows it, and to the tenth."""
+    whole = max(0, round(seconds))
+    clock = f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}" if whole >= 3600 else f"{whole // 60}:{whole % 60:02d}"
+    exact = f"{seconds:.1f} s"
+    return f"{clock} ({exact.replace('.', ',') if lang == 'de' else exact})"
+
+
+def _offset(us: Any, lang: str) -> str:
+    """A clock correction in words: "+53,7 s" (the camera was behind), "—" if none."""
+    if not isinstance(us, (int, float)):
+        return "—"
+    text = f"{us / 1e6:+.1f} s"
+    return text.replace(".", ",") if lang == "de" else text
+
+
 def _html(report: dict[str, Any], lang: str = "de") -> str:
     """The report for people, in German (``lang="en"``: English); the JSON beside it has the same facts."""
+    from evidence.audit import Entry
+    from evidence.console.i18n import action_text
+    from evidence.console.words import audit_sentence
     i = 0 if lang == "de" else 1
 
     def w(key: str) -> str:
@@ -287,27 +309,34 @@ def _html(report: dict[str, Any], lang: str = "de") -> str:
     e = html.escape
     r, x = report["recording"], report["export"]
     rows = "".join(
-        f"<tr><td>{s['seq']}</td><td>{e(_when(s['start_utc'], lang))}</td><td>{e(_when(s.get('end_utc'), lang))}</td>"
+        f"<tr><td>{n}</td><td>{e(_when(s['start_utc'], lang))}</td><td>{e(_when(s.get('end_utc'), lang))}</td>"
         f"<td>{s['frames']}</td><td><code>{e(s['sha256'])}</code></td>"
         f"<td>{e(w('verified') if s['signature'] == 'verified' else s['signature'])}</td>"
-        f"<td>{_state(s, w)}</td><td>{e(str(s.get('clock', {}).get('offset_us')))}</td>"
+        f"<td>{_state(s, w)}</td><td>{e(_offset(s.get('clock', {}).get('offset_us'), lang))}</td>"
         f"<td>{e(_receipts_text(s['receipts'], w, lang))}</td></tr>"
-        for s in report["segments"])
-    trail = "".join(f"<tr><td>{a['seq']}</td><td>{e(_when(iso(a['utc_us']), lang))}</td><td>{e(a['action'])}</td>"
-                    f"<td>{e(str(a['by'] or ''))}</td><td>{e(ROLE_WORDS.get(a['signer']['role'], (a['signer']['role'],) * 2)[i])} "
-                    f"{e(a['signer']['id'])}</td></tr>" for a in report["audit"])
+        for n, s in enumerate(report["segments"], 1))
+
+    def signer(a: dict[str, Any]) -> str:
+        role, who = a["signer"]["role"], a["signer"]["id"]
+        word = ROLE_WORDS.get(role, (role,) * 2)[i]
+        return word if who in (role, "", "?") else f"{word} {who}"
+    trail = "".join(
+        f"<tr><td>{a['seq']}</td><td>{e(_when(iso(a['utc_us']), lang))}</td><td>{e(action_text(a['action'], lang))}</td>"
+        f"<td>{e(str(a['by'] or ''))}</td><td>{e(audit_sentence(Entry(a['seq'], a['utc_us'], a['action'], a['by'], None, None, a.get('details') or {}, '', b''), lang))}</td>"
+        f"<td>{e(signer(a))}</td></tr>" for a in report["audit"])
+    officer = f"{r['officer_name']} ({r['officer']})" if r.get("officer_name") else (r["officer"] or "—")
     facts = [(w("recording"), r["id"]), (w("device"), r["device"]), (w("device_key"), r["device_key"]),
-             (w("officer"), r["officer"]), (w("start"), _when(r["start_utc"], lang)),
+             (w("officer"), officer), (w("start"), _when(r["start_utc"], lang)),
              (w("end"), _when(r["end_utc"], lang)),
              (w("announced"), w("yes") if r["announced"] else w("not_announced")),
              (w("signatures"), w("yes") if r["all_signatures_verified"] else w("no")),
              (w("truncated"), w("yes") if r["truncated"] else w("none")),
              (w("problems"), "; ".join(r["verification_problems"]) or w("none")),
-             (w("file"), x["file"]), (w("file_sha"), x["sha256"]), (w("duration"), f"{x['duration_s']} s"),
+             (w("file"), x["file"]), (w("file_sha"), x["sha256"]), (w("duration"), _duration(x["duration_s"], lang)),
              (w("video"), f"{x['video_codec']} {x['width']}×{x['height']}, {x['video_frames']} {w('frames')}"),
              (w("audio"), f"{x['audio_codec']}, {x['audio_packets']} {w('packets')}" if x["audio_codec"] else w("none")),
              (w("by"), f"{x['by']} {w('at')} {_when(x['utc'], lang)} ({w('audit_record')} {x['audit_seq']})"),
-             (w("store"), x["store"])]
+             (w("store"), w("office"))]
     table = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
     return f"""<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{w('title')} {e(r['id'])}</title>
@@ -321,7 +350,7 @@ td,th{{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}
 <table><tr><th>{w('seq')}</th><th>{w('start')}</th><th>{w('end')}</th><th>{w('video')}: {w('frames')}</th><th>SHA-256</th>
 <th>{w('signature')}</th><th>{w('state')}</th><th>{w('clock')}</th><th>{w('receipts')}</th></tr>{rows}</table>
 <h2>{w('trail')}</h2>
-<table><tr><th>#</th><th>{w('time')}</th><th>{w('action')}</th><th>{w('person')}</th><th>{w('signed_by')}</th></tr>{trail}</table>
+<table><tr><th>#</th><th>{w('time')}</th><th>{w('action')}</th><th>{w('person')}</th><th>{w('what')}</th><th>{w('signed_by')}</th></tr>{trail}</table>
 <p>{w('generated')} {e(_when(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), lang))} · open-bodycam</p>
 </body></html>
 """

@@ -25,6 +25,8 @@ device's hash chain verifiable, and show what was deleted and when.
 
 from __future__ import annotations
 
+import json
+
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -38,7 +40,7 @@ from evidence import audit
 from evidence.errors import LockedError, StoreUnavailable
 from evidence.index import Filters, Index, case_key
 from evidence.recordings import Recording, UnknownRecording, iso
-from evidence.state import HOLD_REASONS, State
+from evidence.state import HOLD_REASONS, REDACTION_APPROVAL, State
 from evidence.store import EvidenceStore
 
 USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -115,7 +117,8 @@ class Office:
         return audit.append(self.store, self._signing_key(), action, now_us=self.now_us(), **kw)
 
     # ------------------------------------------------------------------ init
-    def init(self, retention_days: int, supervisors: list[str], by: str, *, demo: bool = False) -> dict[str, Any]:
+    def init(self, retention_days: int, supervisors: list[str], by: str, *, demo: bool = False,
+             redaction_approval: str | None = None) -> dict[str, Any]:
         """Prepare the store (on S3: Object Lock, default GOVERNANCE retention) and register
         the office key; again later to change the supervisors or the retention.
 
@@ -123,7 +126,9 @@ class Office:
         recordings moves their deletion forward, so it needs two people, one of them a
         supervisor (the first call is recorded as ``approve-retention``, the second
         makes it so). ``demo``: a store for demonstrations and tests (only at the first
-        init, never later), on which ``purge --now`` may look into the future."""
+        init, never later), on which ``purge --now`` may look into the future.
+        ``redaction_approval``: who approves a redacted copy — ``supervisor`` (the default)
+        or ``second`` (any clerk other than its author, or a supervisor); None keeps it."""
         if self.key is None:
             raise Refused("init needs the office's signing key (--key FILE); create one with: "
                           "bodycam-keys office --out DIR")
@@ -144,6 +149,10 @@ class Office:
             raise Refused("this store was not created for demos (init --demo at its very first init); "
                           "it cannot become one")
         details: dict[str, Any] = {"retention_days": retention_days, "supervisors": sorted(set(supervisors))}
+        if redaction_approval is not None:
+            if redaction_approval not in REDACTION_APPROVAL:
+                raise Refused(f"--redaction-approval: one of {', '.join(REDACTION_APPROVAL)}")
+            details["redaction_approval"] = redaction_approval
         if demo or state.demo:
             details["demo"] = True
         shorter = state.initialised and retention_days < state.retention_days and \
@@ -164,7 +173,8 @@ class Office:
         self.refresh()
         return {"store": self.store.location, "retention_days": retention_days,
                 "supervisors": sorted(set(supervisors)), "office_key": fingerprint(self.key.public_key()),
-                "demo": bool(details.get("demo")), "audit_seq": entry.seq}
+                "demo": bool(details.get("demo")),
+                "redaction_approval": redaction_approval or state.redaction_approval, "audit_seq": entry.seq}
 
     def _policy(self) -> State:
         """The office's policy as on record (an empty store: none yet)."""
@@ -189,6 +199,26 @@ class Office:
         """``disabled`` (no login; ``active`` again later) or ``removed`` (for good)."""
         user, seq = self._user_change(by, state, lambda users: users.set_state(user_id, state))
         return {"user": user.id, "state": state, "audit_seq": seq}
+
+    def set_officer(self, officer_id: str, name: str, by: str) -> dict[str, Any]:
+        """The officer's name in the office's directory (shown beside the number in the
+        console and the reports); an empty name removes it. On record."""
+        check_user(by)
+        check_user(officer_id, "--id")
+        name = name.strip()
+        if len(name) > 200 or (name and not plain(name)):
+            raise Refused("--name: up to 200 characters, no control or direction characters", "name")
+        known = self.officers()
+        if known.get(officer_id) == (name or None):
+            return {"officer": officer_id, "name": name or None, "changed": False}
+        entry = self._record("officer", by=by, details={"id": officer_id, "name": name})
+        self.refresh()
+        return {"officer": officer_id, "name": name or None, "changed": True, "audit_seq": entry.seq}
+
+    def officers(self) -> dict[str, str]:
+        """The directory of officers: id → name."""
+        self.refresh()
+        return json.loads(self.idx().meta().get("officers") or "{}")
 
     def _user_change(self, by: str, change: str, apply: Callable[[Any], Any]) -> tuple[Any, int]:
         """Apply one change to the console's users and put it on record (every console
@@ -274,6 +304,49 @@ class Office:
         self.refresh()
         return {"recording": rec.id, "held": bool(remaining), "holds": [h.to_json() for h in remaining],
                 "audit_seq": entry.seq}
+
+    def decline(self, what: str, by: str, why: str, recording_id: str | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+        """A supervisor declines what waits for them, with the reason on record: a request to
+        lift a ``straf`` hold (``release``, with the hold's ``reason``), an officer's consent to
+        early deletion (``delete``), a proposal to shorten the retention (``retention``).
+        The request no longer stands; it may be made again."""
+        check_user(by)
+        why = why.strip()
+        if not why or len(why) > 500 or not plain(why):
+            raise Refused("say why it is declined (up to 500 characters)", "why")
+        if what not in ("release", "delete", "retention"):
+            raise Refused(f"nothing of the kind {what!r} waits for a decision", "nothing_waiting")
+        state = self._policy() if recording_id is None else None
+        if what == "retention":
+            assert state is not None
+            pending = state.retention_approval
+            if pending is None:
+                raise Refused("no shorter retention is proposed", "nothing_waiting")
+            if not state.is_supervisor(by):
+                raise Refused(f"{by} is no supervisor; only a supervisor declines", "not_supervisor")
+            entry = self._record("decline", by=by, details={"what": what, "why": why,
+                                                             "requested_by": pending["by"],
+                                                             "retention_days": pending["retention_days"]})
+            self.refresh()
+            return {"declined": what, "audit_seq": entry.seq}
+        rec, state = self.find(recording_id or "")
+        if not state.is_supervisor(by):
+            raise Refused(f"{by} is no supervisor; only a supervisor declines", "not_supervisor")
+        details: dict[str, Any] = {"what": what, "why": why}
+        if what == "release":
+            request = state.release_requests.get(rec.id, {}).get(reason or "")
+            if request is None:
+                raise Refused(f"nobody asked to lift the {reason!r} hold of {rec.id}", "nothing_waiting")
+            details.update(reason=reason, requested_by=request["by"])
+        else:
+            approvals = state.approvals.get(rec.id, {})
+            if "officer" not in approvals or "supervisor" in approvals or rec.id in state.deleted:
+                raise Refused(f"no officer's consent to deleting {rec.id} waits for a supervisor", "nothing_waiting")
+            details["requested_by"] = approvals["officer"]
+        entry = self._record("decline", by=by, device=rec.device_id, recording=rec.id, details=details)
+        self.refresh()
+        return {"recording": rec.id, "declined": what, "audit_seq": entry.seq}
 
     def _set_store_hold(self, rec: Recording, on: bool) -> None:
         for s in rec.segments:

@@ -37,6 +37,9 @@ class Hold:
                 "audit_seq": self.audit_seq}
 
 
+REDACTION_APPROVAL = ("supervisor", "second")   # who approves a redaction (init --redaction-approval)
+
+
 @dataclass
 class State:
     initialised: bool = False
@@ -49,6 +52,7 @@ class State:
     demo: bool = False                                                  # created for demos (first init)
     retention_approval: dict[str, Any] | None = None                    # {retention_days, by, audit_seq}
     release_requests: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # rec → reason → request
+    redaction_approval: str = "supervisor"   # who approves a redaction: "supervisor", or "second" (any other clerk)
 
     @classmethod
     def fold(cls, entries: Iterable[Entry]) -> "State":
@@ -61,6 +65,7 @@ class State:
                 s.initialised = True
                 s.retention_days = int(e.details.get("retention_days", s.retention_days))
                 s.supervisors = list(e.details.get("supervisors", s.supervisors))
+                s.redaction_approval = str(e.details.get("redaction_approval", s.redaction_approval))
                 s.retention_approval = None
             elif e.action == "approve-retention":
                 s.retention_approval = {"retention_days": int(e.details["retention_days"]), "by": e.by,
@@ -80,6 +85,16 @@ class State:
                     del s.release_requests[rec]
             elif e.action == "approve-delete":
                 s.approvals.setdefault(rec, {})[e.details["role"]] = e.by or ""
+            elif e.action == "decline":
+                what = e.details.get("what")
+                if what == "release":
+                    s.release_requests.get(rec, {}).pop(str(e.details.get("reason", "")), None)
+                    if rec in s.release_requests and not s.release_requests[rec]:
+                        del s.release_requests[rec]
+                elif what == "delete":
+                    s.approvals.pop(rec, None)
+                elif what == "retention":
+                    s.retention_approval = None
             elif e.action in ("delete", "purge"):
                 s.deleted[rec] = e
             elif e.action == "user":
@@ -92,6 +107,17 @@ class State:
     def is_supervisor(self, user: str) -> bool:
         """Named at init, or a console user with the supervisor role."""
         return user in self.supervisors or self.roles.get(user) == "supervisor"
+
+    def redaction_approver(self, user: str, author: str) -> str | None:
+        """Why ``user`` may not approve a redaction ``author`` made (None: they may). Four
+        eyes: never its author; a supervisor, or — with the policy ``second`` — any other clerk."""
+        if user == author:
+            return "own"
+        if self.is_supervisor(user):
+            return None
+        if self.redaction_approval == "second" and self.roles.get(user) == "clerk":
+            return None
+        return "approver"
 
     def held(self, recording: str) -> bool:
         return bool(self.holds.get(recording))

@@ -98,8 +98,10 @@ def prepare_store(location: str, office_key: Path) -> EvidenceStore:
         if store.devices():
             raise DemoError(f"the store {location} already holds evidence; name a fresh bucket, prefix or "
                             "directory (e.g. s3://bucket/run2)")
-        Office(store, keys.load_signing_key(office_key), lambda: time.time_ns() // 1000).init(
-            14, [SUPERVISOR], by="evidence-office", demo=True)  # a demo store: purge --now may look ahead
+        office = Office(store, keys.load_signing_key(office_key), lambda: time.time_ns() // 1000)
+        office.init(14, [SUPERVISOR], by="evidence-office", demo=True)  # a demo store: purge --now may look ahead
+        for officer_id, name in OFFICERS:      # the names the console shows beside the numbers
+            office.set_officer(officer_id, name, by="evidence-office")
     except (StoreUnavailable, ValueError) as exc:
         raise DemoError(f"the evidence store {location} cannot be used: {exc}") from None
     return store

@@ -169,6 +169,10 @@ class SimDevice:
         dock_keys = load_dock_keys([resolve(config, k) for k in config.link.dock_keys])
         runtime = DeviceRuntime(config, identity, camera, hardware, clock, store, power,
                                 audio=audio, cue_wav=cue, dock_keys=dock_keys, open_link=open_link)
+        if camera_factory is None:
+            # the time burned into the picture is the camera's clock as the dock sets it (on a
+            # Pi the dock sets the system clock, which the overlay reads), not the raw one
+            camera.clock = runtime.clock  # type: ignore[attr-defined]
         return cls(runtime, clock, factory, disk, power, audio, config.pins.button)
 
     # ------------------------------------------------------------------ scheduling

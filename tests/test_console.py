@@ -161,7 +161,11 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         page.goto(f"{console.url}/recordings/{emergency}")
         with page.expect_navigation():
             page.click("#delete")
-        assert "es fehlt noch die Zustimmung einer Leitung" in page.inner_text("#message")
+        assert "sobald auch eine Leitung zustimmt" in page.inner_text("#confirm-what")   # says what will happen
+        with page.expect_navigation():
+            page.click("#confirm-yes")
+        assert "sobald auch eine Leitung zustimmt" in page.inner_text("#message")
+        assert page.locator("#delete").count() == 0 and page.locator("#consented").count() == 1   # done: gone
         page.screenshot(path=shots / "4-officer-requested.png", full_page=True)
         logout(page)
         # …and a supervisor approves it: gone.
@@ -169,9 +173,15 @@ def test_review_play_hold_and_four_eyes_deletion_in_chromium(console):
         page.goto(f"{console.url}/recordings/{emergency}")
         with page.expect_navigation():
             page.click("#delete")
+        assert "wird endgültig gelöscht" in page.inner_text("#confirm-what")
+        with page.expect_navigation():
+            page.click("#confirm-yes")
+        assert "ist endgültig gelöscht" in page.inner_text("#message")
         assert "gelöscht" in page.inner_text("#status")
         assert page.locator("#player").count() == 0
-        page.goto(console.url)
+        page.goto(console.url)                                   # a supervisor starts at the inbox
+        assert page.url.endswith("/inbox") and page.locator("#inbox-empty").count() == 1
+        page.goto(f"{console.url}/recordings")
         assert "gelöscht" in page.locator(f"tr[data-recording='{emergency}'] .status").inner_text()
         page.screenshot(path=shots / "5-deleted.png", full_page=True)
         logout(page)

@@ -131,11 +131,17 @@ def test_pages_filters_case_search_holds_and_playback_in_chromium(scale):
         with page.expect_navigation():
             page.click("#case-export")
         files = page.locator("#downloads a").all_inner_texts()
-        assert any(f.endswith("case.json") for f in files) and sum(f.endswith(".mp4") for f in files) == 4
-        case_json = next(h for h in page.locator("#downloads a").evaluate_all("as => as.map(a => a.href)")
-                         if h.endswith("case.json"))
-        summary = json.loads(page.request.get(case_json).body())
+        assert len(files) == 1 and files[0].endswith(".zip")                 # the case as one ZIP, with its size
+        assert "kB" in page.inner_text("#downloads") and "Minuten" in page.inner_text("#export-until")
+        import io
+        import zipfile
+        href = page.locator("#downloads a").first.get_attribute("href")
+        z = zipfile.ZipFile(io.BytesIO(page.request.get(scale.url + href).body()))
+        names = z.namelist()
+        assert "akte.json" in names and sum(n.endswith(".mp4") for n in names) == 4, names
+        summary = json.loads(z.read("akte.json"))
         assert summary["case"] == "AZ 4711/27" and len(summary["exports"]) == 4 and summary["by"] == "anna"
+        assert all(z.read(n)[4:8] == b"ftyp" for n in names if n.endswith(".mp4"))
         # holds for many: two recordings from the list under one new Aktenzeichen
         page.goto(f"{scale.url}/recordings?officer=KOD-2&held=no")
         boxes = page.locator("#recordings input[name=rid]")
@@ -296,7 +302,12 @@ MATRIX = {  # route: {role: status}; "own"/"other": an officer's own recording o
     ("GET", "/"): {"clerk": 302, "supervisor": 302, "officer": 302, "dpo": 302, None: 302},
     ("POST", "/recordings/{other}/hold"): {"clerk": 302, "supervisor": 403, "officer": 403, "dpo": 403},
     ("POST", "/recordings/{other}/release"): {"clerk": 302, "supervisor": 302, "officer": 403, "dpo": 403},
-    ("POST", "/recordings/{own}/delete"): {"clerk": 403, "supervisor": 302, "officer": 302, "dpo": 403},
+    # deletion asks once more (200: the confirmation page; nothing is changed without confirm=1)
+    ("POST", "/recordings/{own}/delete"): {"clerk": 403, "supervisor": 200, "officer": 200, "dpo": 403},
+    ("GET", "/inbox"): {"clerk": 200, "supervisor": 200, "officer": 403, "dpo": 403, None: 302},
+    ("POST", "/inbox/decide"): {"clerk": 403, "supervisor": 302, "officer": 403, "dpo": 403},
+    ("GET", "/recordings/{own}/frame.jpg?t=1"): {"clerk": 200, "supervisor": 403, "officer": 403, "dpo": 403,
+                                                 None: 302},
     ("POST", "/recordings/{other}/export"): {"clerk": 200, "supervisor": 403, "officer": 403, "dpo": 403},
     ("POST", "/recordings/hold"): {"clerk": 400, "supervisor": 403, "officer": 403, "dpo": 403},
     ("POST", "/cases/export"): {"clerk": 404, "supervisor": 403, "officer": 403, "dpo": 403},

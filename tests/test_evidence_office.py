@@ -268,7 +268,12 @@ def test_export_opens_in_stock_tools_with_its_report(office, authority, tmp_path
     assert all(s["receipts"] and s["receipts"][0]["signature_verified"] for s in report["segments"])
     page = (tmp_path / "export" / "rec.report.html").read_text()
     assert rec["id"] in page and "Beweisbericht" in page and "Alle Signaturen geprüft" in page  # German
-    assert "unbekannt" not in page and "Beweismittelstelle office" in page   # signers by role and id
+    # signers in words (the office's key is "the evidence office", not "office"), actions and their details
+    # in German sentences, durations as a player shows them, no path of this machine
+    assert "unbekannt" not in page and "Beweismittelstelle" in page and "Beweismittelstelle office" not in page
+    assert ">Export<" in page and "Als MP4 mit Bericht exportiert." in page and ">export<" not in page
+    assert f"0:{round(result['duration_s']):02d} (" in page and " s</td>" not in page.split("Dauer")[1][:40]
+    assert str(tmp_path) not in page and (office.url if office.backend == "fs" else "/nonexistent") not in page
     assert report["language"] == "de" and report["labels"]["recording.officer"] == "Einsatzkraft"
     assert office.ok("audit")["entries"][-1]["action"] == "export"
     assert result["verification_problems"] == [] and result["excluded_segments"] == []

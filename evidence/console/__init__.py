@@ -11,6 +11,7 @@ missing or stale, while the pages go on answering with a banner). One module per
 family, as Frigate's API is laid out:
 
 - :mod:`.auth` — login, logout;
+- :mod:`.inbox` — what waits for a supervisor's (or a second clerk's) decision;
 - :mod:`.recordings` — the list (filters, keyset pages, counts), the case view, holds for many;
 - :mod:`.recording` — one recording: facts, verification, events, receipts, actions, exports;
 - :mod:`.redaction` — a redacted copy for disclosure: set up, review, approve, download;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import re
 import secrets
@@ -47,6 +49,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from evidence import audit
 from evidence.console.i18n import LANGS, action_text, days_text, event_text, role_text, text
 from evidence.console.sessions import SessionStore, user_changed
+from evidence.console.words import audit_sentence
 from evidence.index import Index, IndexBusy, IndexCorrupt, IndexStale
 from evidence.errors import StoreUnavailable
 from evidence.office import Office
@@ -148,6 +151,7 @@ class Console:
     exports: Any = None                           # evidence.console.exports.Exports
     verifying: dict[str, Any] = field(default_factory=dict)   # recording → its verification's future
     redactions: dict[str, Any] = field(default_factory=dict)  # token → evidence.console.redaction.Job
+    draft_ttl_s: float = 8 * 3600.0               # a redaction waiting for approval: a working day
     lock: threading.Lock = field(default_factory=threading.Lock)
     refresh_error: str | None = None
     busy_elsewhere: str | None = None             # another process rebuilds this index
@@ -196,6 +200,33 @@ def _lang() -> str:
     return g.get("lang") or session.get("lang", "de")
 
 
+def officer_names() -> dict[str, str]:
+    """The office's directory of officers (id → name), read once per request."""
+    if "officers" not in g:
+        try:
+            g.officers = json.loads(ctx().index.meta().get("officers") or "{}")
+        except Exception:  # no index yet: numbers only
+            g.officers = {}
+    return g.officers
+
+
+def officer_text(officer_id: str | None) -> str:
+    """"Anna Becker (KOD-101)", or the number alone when no name is on record."""
+    if not officer_id:
+        return "—"
+    name = officer_names().get(officer_id)
+    return f"{name} ({officer_id})" if name else officer_id
+
+
+def recording_label(row: dict[str, Any] | Recording | None) -> str:
+    """A recording as people name it: "06.12.2026, 06:01 – Anna Becker (KOD-101)"."""
+    if row is None:
+        return "—"
+    start, officer = ((row.start_utc_us, row.officer_id) if isinstance(row, Recording)
+                      else (row["start_utc_us"], row["officer"]))
+    return f"{local_time(start, _lang(), seconds=False)} – {officer_text(officer)}"
+
+
 def local_time(utc_us: int | None, lang: str = "de", seconds: bool = True) -> str:
     """Europe/Berlin wall time: "02.12.2026, 11:01:40" (German) or "2026-12-02 11:01:40"."""
     if utc_us is None:
@@ -206,8 +237,24 @@ def local_time(utc_us: int | None, lang: str = "de", seconds: bool = True) -> st
 
 
 def duration_text(us: int) -> str:
+    """0:48, 12:03, 1:02:03 — a duration as a player shows it."""
     s = max(0, round(us / 1e6))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def size_text(n: int) -> str:
+    """12,3 MB / 850 kB — a file's size for people (German decimal comma)."""
+    value, unit = (n / 1e6, "MB") if n >= 1e6 else (n / 1e3, "kB") if n >= 1e3 else (float(n), "B")
+    out = f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+    return out.replace(".", ",") if _lang() == "de" else out
+
+
+def seconds_text(s: float) -> str:
+    """A place in a recording, to the tenth: 0:37,7 (German) or 0:37.7."""
+    tenths = round(max(0.0, float(s)) * 10)
+    whole = tenths // 10
+    text_ = f"{whole // 60}:{whole % 60:02d}.{tenths % 10}"
+    return text_.replace(".", ",") if _lang() == "de" else text_
 
 
 def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -227,8 +274,8 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | l
                cache_dir: Path | None = None, secret: bytes | None = None, index: Index | None = None,
                now_us: Callable[[], int] = lambda: time.time_ns() // 1000, refresh_s: float = 5.0,
                media_bytes: int = 128 << 20, export_ttl_s: float = 3600.0, idle_s: float = 1800.0,
-               lifetime_s: float = 8 * 3600.0, behind_tls: bool = False) -> Flask:
-    from evidence.console import auth, media, recording, recordings, redaction, trail
+               lifetime_s: float = 8 * 3600.0, behind_tls: bool = False, draft_ttl_s: float = 8 * 3600.0) -> Flask:
+    from evidence.console import auth, inbox, media, recording, recordings, redaction, trail
     from evidence.console.exports import Exports
     from evidence.console.exports import cache_dir as cache_dir_of
     app = Flask(__name__)
@@ -242,11 +289,12 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | l
     office.check_key()
     cache = Path(cache_dir) if cache_dir is not None else cache_dir_of(index.dir)
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    c = Console(store, key, identity, office, index, Users(store), cache, now_us, app.session_interface)
+    c = Console(store, key, identity, office, index, Users(store), cache, now_us, app.session_interface,
+                draft_ttl_s=draft_ttl_s)
     c.media = media.Media(c, media_bytes)
     c.exports = Exports(cache / "exports", now_us, ttl_s=export_ttl_s)
     app.extensions["bodycam"] = c
-    for bp in (auth.bp, recordings.bp, recording.bp, redaction.bp, media.bp, trail.bp):
+    for bp in (auth.bp, inbox.bp, recordings.bp, recording.bp, redaction.bp, media.bp, trail.bp):
         app.register_blueprint(bp)
     _start_refresher(c, refresh_s)
 
@@ -288,7 +336,10 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | l
                 "duration": duration_text, "days_text": lambda n: days_text(n, lang),
                 "role_text": lambda r: role_text(r, lang), "action_text": lambda a: action_text(a, lang),
                 "event_text": lambda k, d: event_text(k, d, lang),
-                "reasons": list(HOLD_REASONS), "banner": _banner(c, lang), "demo": _demo(c)}
+                "reasons": list(HOLD_REASONS), "banner": _banner(c, lang), "demo": _demo(c),
+                "officer": officer_text, "label": recording_label, "seconds_text": seconds_text,
+                "size_text": size_text, "sentence": lambda e: audit_sentence(e, lang),
+                "inbox_count": inbox.count_for(g.get("user"), g.get("role"))}
 
     @app.errorhandler(CSRFError)
     def csrf_error(_: Any) -> Any:
@@ -329,7 +380,8 @@ def create_app(store: EvidenceStore, key: Ed25519PrivateKey, identity: bytes | l
     def home() -> Any:
         if g.get("user") is None:
             return redirect(url_for("auth.login"))
-        return redirect(url_for("trail.audit_page" if g.get("role") == "dpo" else "recordings.recordings"))
+        return redirect(url_for({"dpo": "trail.audit_page", "supervisor": "inbox.inbox"}.get(
+            g.get("role") or "", "recordings.recordings")))
 
     return app
 

@@ -59,7 +59,7 @@ def login() -> Any:
 @bp.post("/logout")
 def logout() -> Any:
     session.clear()  # the session is deleted on the server: its cookie opens nothing any more
-    return redirect(url_for("auth.login"))
+    return redirect(url_for("auth.login", bye=1))
 
 
 @bp.get("/logins")

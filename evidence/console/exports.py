@@ -63,22 +63,24 @@ class Exports:
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def new(self, user: str, recordings: list[str]) -> tuple[str, Path]:
-        """A fresh private directory for one export; ``finish`` or ``discard`` it."""
+    def new(self, user: str, recordings: list[str], ttl_s: float | None = None) -> tuple[str, Path]:
+        """A fresh private directory for one export (living ``ttl_s``, default the
+        console's); ``finish`` or ``discard`` it."""
         token = secrets.token_hex(16)
         d = self.root / token
         with self._lock:
             d.mkdir(mode=0o700)
             _write_meta(d, {"user": user, "recordings": recordings, "created_us": self.now_us(),
-                            "complete": False})
+                            "complete": False, "ttl_s": self.ttl_s if ttl_s is None else ttl_s})
         return token, d
 
     def finish(self, token: str) -> list[str]:
-        """Mark the export complete (files 0600) and name its files."""
+        """Mark the export complete (files 0600) and name its files; its download links
+        live the console's ``ttl_s`` from now on."""
         d = self.root / token
         with self._lock:
             meta = json.loads((d / "meta.json").read_text())
-            meta["complete"] = True
+            meta.update(complete=True, created_us=self.now_us(), ttl_s=self.ttl_s)
             for p in d.iterdir():
                 os.chmod(p, 0o600)
             _write_meta(d, meta)
@@ -143,7 +145,20 @@ class Exports:
         return (self.now_us() - int(meta.get("created_us", 0))) / 1e6
 
     def _expired(self, meta: dict[str, Any]) -> bool:
-        return self._age_s(meta) > self.ttl_s
+        return self._age_s(meta) > float(meta.get("ttl_s", self.ttl_s))
+
+    def expires_us(self, token: str) -> int | None:
+        """When the export's links stop working (UTC µs), None if it is gone."""
+        meta = self._meta(token) if TOKEN.fullmatch(token) else None
+        if meta is None:
+            return None
+        return int(meta.get("created_us", 0) + float(meta.get("ttl_s", self.ttl_s)) * 1e6)
+
+    def sizes(self, token: str) -> dict[str, int]:
+        """The export's files and their sizes in bytes."""
+        d = self.root / token
+        return {p.name: p.stat().st_size for p in sorted(d.iterdir()) if p.is_file() and p.name != "meta.json"
+                and not p.name.startswith(".")} if d.is_dir() else {}
 
 
 def _write_meta(d: Path, meta: dict[str, Any]) -> None:

@@ -250,6 +250,216 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 
+# The console as a product (issue 24): confirmations, results in words, the inbox, four eyes
+# on redaction, the player's errors, the look.
+TEXT.update({
+    "skip": {"de": "Zum Inhalt springen", "en": "Skip to content"},
+    "nav_main": {"de": "Hauptnavigation", "en": "Main navigation"},
+    "nav_lang": {"de": "Sprache", "en": "Language"},
+    "office_name": {"de": "Beweismittelstelle", "en": "Evidence office"},
+    "signed_in_as": {"de": "Angemeldet als", "en": "Signed in as"},
+    "logged_out": {"de": "Sie sind abgemeldet.", "en": "You are logged out."},
+    "inbox": {"de": "Eingang", "en": "Inbox"},
+    "inbox_title": {"de": "Zur Entscheidung", "en": "Waiting for your decision"},
+    "inbox_intro": {"de": "Älteste zuerst. Genehmigen fragt bei allem, was sich nicht rückgängig machen lässt, noch "
+                            "einmal nach; Ablehnen braucht eine Begründung und wird protokolliert.",
+                    "en": "Oldest first. Approving asks once more wherever it cannot be undone; declining needs a "
+                          "reason and is recorded."},
+    "inbox_empty": {"de": "Nichts wartet auf Ihre Entscheidung.", "en": "Nothing waits for your decision."},
+    "inbox_count_one": {"de": "1 Vorgang wartet", "en": "1 item waiting"},
+    "inbox_count": {"de": "{n} Vorgänge warten", "en": "{n} items waiting"},
+    "kind_release": {"de": "Aufhebung einer Sicherung", "en": "Lifting a hold"},
+    "kind_delete": {"de": "Vorzeitige Löschung", "en": "Early deletion"},
+    "kind_retention": {"de": "Kürzere Speicherfrist", "en": "Shorter retention"},
+    "kind_redaction": {"de": "Geschwärzte Kopie freigeben", "en": "Approve a redacted copy"},
+    "since": {"de": "Seit", "en": "Since"},
+    "asked_by": {"de": "Beantragt von", "en": "Asked by"},
+    "subject": {"de": "Gegenstand", "en": "Subject"},
+    "decision": {"de": "Entscheidung", "en": "Decision"},
+    "why_label": {"de": "Begründung", "en": "Reason"},
+    "approve": {"de": "Genehmigen", "en": "Approve"},
+    "decline": {"de": "Ablehnen", "en": "Decline"},
+    "review": {"de": "Prüfen", "en": "Review"},
+    "retention_item": {"de": "Speicherfrist von {old} auf {new} Tage verkürzen", "en": "Shorten the retention from "
+                                                                                  "{old} to {new} days"},
+    "release_item": {"de": "{reason}, Aktenzeichen {case}", "en": "{reason}, case {case}"},
+    "consent_item": {"de": "Die Einsatzkraft hat zugestimmt.", "en": "The officer consented."},
+    "decline_why": {"de": "Bitte begründen, warum abgelehnt wird.", "en": "Please give a reason for declining."},
+    "declined_release": {"de": "Abgelehnt: Die Sicherung der Aufnahme {rec} bleibt bestehen.",
+                         "en": "Declined: the hold of recording {rec} stays."},
+    "declined_delete": {"de": "Abgelehnt: Die Aufnahme {rec} wird nicht vorzeitig gelöscht.",
+                        "en": "Declined: recording {rec} is not deleted early."},
+    "declined_retention": {"de": "Abgelehnt: Die Speicherfrist bleibt unverändert.",
+                           "en": "Declined: the retention stays as it is."},
+    "confirm_cancel": {"de": "Abbrechen", "en": "Cancel"},
+    "confirm_irreversible": {"de": "Das lässt sich nicht rückgängig machen.", "en": "This cannot be undone."},
+    "confirm_delete_title": {"de": "Vorzeitig löschen?", "en": "Delete early?"},
+    "confirm_delete": {"de": "Die Aufnahme {rec} wird endgültig gelöscht: Bild, Ton und alle Kopien im Speicher. "
+                             "Im Protokoll bleibt nur der Vermerk.",
+                       "en": "Recording {rec} is deleted for good: picture, sound and every copy in the store. "
+                             "Only the record in the audit trail remains."},
+    "confirm_delete_button": {"de": "Endgültig löschen", "en": "Delete for good"},
+    "confirm_consent_officer": {"de": "Sie stimmen der vorzeitigen Löschung Ihrer Aufnahme {rec} zu. Gelöscht wird "
+                                      "sie, sobald auch eine Leitung zustimmt; dann endgültig.",
+                                "en": "You consent to deleting your recording {rec} early. It is deleted for good "
+                                      "once a supervisor consents too."},
+    "confirm_consent_supervisor": {"de": "Sie stimmen der vorzeitigen Löschung der Aufnahme {rec} zu. Gelöscht "
+                                         "wird sie, sobald auch die aufnehmende Einsatzkraft zustimmt; dann endgültig.",
+                                   "en": "You consent to deleting recording {rec} early. It is deleted for good once "
+                                         "its officer consents too."},
+    "confirm_consent_button": {"de": "Zustimmen", "en": "Consent"},
+    "confirm_delete_button_inbox": {"de": "Endgültig löschen", "en": "Delete for good"},
+    "confirm_release_title": {"de": "Sicherung aufheben?", "en": "Lift the hold?"},
+    "confirm_release": {"de": "Die Sicherung der Aufnahme {rec} ({reason}, Aktenzeichen {case}) wird aufgehoben.",
+                        "en": "The hold of recording {rec} ({reason}, case {case}) is lifted."},
+    "confirm_release_here": {"de": "Die Sicherung „{reason}“ (Aktenzeichen {case}) wird aufgehoben. {then}",
+                             "en": "The hold “{reason}” (case {case}) is lifted. {then}"},
+    "confirm_release_request": {"de": "Sie beantragen, die Sicherung „{reason}“ (Aktenzeichen {case}) aufzuheben. "
+                                      "Aufgehoben wird sie erst, wenn eine Leitung zustimmt. {then}",
+                                "en": "You ask to lift the hold “{reason}” (case {case}). It is lifted only once a "
+                                      "supervisor approves. {then}"},
+    "release_then_held": {"de": "Andere Sicherungen der Aufnahme bleiben bestehen.",
+                          "en": "The recording's other holds stay."},
+    "release_then_due": {"de": "Danach wird die Aufnahme nach Ablauf der Speicherfrist gelöscht (am {when}).",
+                         "en": "Then the recording is deleted when its retention ends ({when})."},
+    "confirm_release_button": {"de": "Sicherung aufheben", "en": "Lift the hold"},
+    "confirm_retention_title": {"de": "Speicherfrist verkürzen?", "en": "Shorten the retention?"},
+    "confirm_retention": {"de": "Die Speicherfrist wird von {old} auf {new} Tage verkürzt. Aufnahmen, die älter "
+                                "sind und nicht gesichert, werden beim nächsten Löschlauf gelöscht.",
+                          "en": "The retention is shortened from {old} to {new} days. Older recordings that are "
+                                "not held are deleted at the next purge."},
+    "confirm_retention_button": {"de": "Frist verkürzen", "en": "Shorten the retention"},
+    "held_done": {"de": "Die Aufnahme ist gesichert: {reason}, Aktenzeichen {case}.",
+                  "en": "The recording is held: {reason}, case {case}."},
+    "held_already": {"de": "Die Aufnahme war unter diesem Grund und Aktenzeichen schon gesichert ({case}).",
+                     "en": "The recording was already held for this reason and case ({case})."},
+    "held_many": {"de": "{n} Aufnahmen gesichert: {reason}, Aktenzeichen {case}.",
+                  "en": "{n} recordings held: {reason}, case {case}."},
+    "held_one": {"de": "1 Aufnahme gesichert: {reason}, Aktenzeichen {case}.",
+                 "en": "1 recording held: {reason}, case {case}."},
+    "released_done": {"de": "Die Sicherung „{reason}“ der Aufnahme {rec} ist aufgehoben.",
+                      "en": "The hold “{reason}” of recording {rec} is lifted."},
+    "deleted_done": {"de": "Die Aufnahme {rec} ist endgültig gelöscht.", "en": "Recording {rec} is deleted for good."},
+    "retention_done": {"de": "Die Speicherfrist beträgt jetzt {days} Tage.", "en": "The retention is now {days} days."},
+    "refused_redact_own": {"de": "Ihre eigene Schwärzung können Sie nicht freigeben: Das tut eine zweite Person "
+                                 "(Vier-Augen-Prinzip).",
+                           "en": "You cannot approve your own redaction: a second person does (four eyes)."},
+    "refused_redact_approver": {"de": "Diese Schwärzung gibt eine Leitung frei.",
+                                "en": "A supervisor approves this redaction."},
+    "refused_nothing_waiting": {"de": "Darüber ist nichts mehr zu entscheiden (schon erledigt).",
+                                "en": "Nothing is left to decide there (already done)."},
+    "refused_not_supervisor": {"de": "Das entscheidet eine Leitung.", "en": "A supervisor decides this."},
+    "redact_confirm_title": {"de": "Geschwärzte Kopie freigeben?", "en": "Approve the redacted copy?"},
+    "redact_confirm": {"de": "Sie geben die geschwärzte Kopie der Aufnahme {when} zur Herausgabe frei. Der Bericht "
+                             "wird mit Ihrem Namen und dem von {author} signiert; {author} kann die Dateien danach "
+                             "herunterladen.",
+                       "en": "You approve the redacted copy of recording {when} for disclosure. The report is signed "
+                             "naming you and {author}; {author} can then download the files."},
+    "redact_approved_by": {"de": "Freigegeben und im Protokoll vermerkt. {author} kann die Dateien jetzt "
+                                 "herunterladen.",
+                           "en": "Approved and recorded. {author} can download the files now."},
+    "redact_waiting": {"de": "Fertig zur Prüfung. Freigeben muss eine zweite Person ({who}); die Schwärzung steht "
+                             "in deren Eingang.",
+                       "en": "Ready for review. A second person ({who}) approves it; it is in their inbox."},
+    "redact_who_supervisor": {"de": "eine Leitung", "en": "a supervisor"},
+    "redact_who_second": {"de": "eine Leitung oder eine andere Sachbearbeitung", "en": "a supervisor or another clerk"},
+    "redact_returned": {"de": "Zurückgewiesen von {by}: „{why}“. Bitte verwerfen und neu erstellen.",
+                        "en": "Sent back by {by}: “{why}”. Please discard it and make a new one."},
+    "redact_returned_done": {"de": "Zurückgewiesen; {author} sieht Ihre Begründung.",
+                             "en": "Sent back; {author} sees your reason."},
+    "redact_return": {"de": "Zurückweisen", "en": "Send back"},
+    "redact_discarded": {"de": "Die Schwärzung ist verworfen; ihre Dateien sind gelöscht.",
+                         "en": "The redaction is discarded and its files deleted."},
+    "redact_made_by": {"de": "Erstellt von {by} am {when}.", "en": "Made by {by} on {when}."},
+    "redact_draft_until": {"de": "Der Entwurf bleibt bis {when} erhalten.", "en": "The draft is kept until {when}."},
+    "redact_lost": {"de": "Bereich {n}: Das Objekt ging bei {at} verloren; ab dort steht der Bereich still. Bitte "
+                          "prüfen und bei Bedarf einen weiteren Bereich einzeichnen.",
+                    "en": "Area {n}: its object was lost at {at}; from there the area stays put. Please check and "
+                          "draw another area if needed."},
+    "redact_draw_help": {"de": "Bereiche mit der Maus ins Bild zeichnen: Zeitpunkt wählen, dann ziehen. Ein "
+                               "gezeichneter Bereich erscheint unten in der Liste und lässt sich dort anpassen "
+                               "(Tastatur: die Felder direkt ausfüllen).",
+                         "en": "Draw areas on the picture with the mouse: pick a time, then drag. A drawn area "
+                               "appears in the list below and can be adjusted there (keyboard: fill in the fields)."},
+    "redact_draw_kind": {"de": "Gezeichnet wird", "en": "Drawing"},
+    "redact_draw_box": {"de": "ein abzudeckender Bereich", "en": "an area to mask"},
+    "redact_draw_ignore": {"de": "eine Fehlerkennung", "en": "a false detection"},
+    "redact_picture": {"de": "Bild der Aufnahme zum Einzeichnen", "en": "Picture of the recording to draw on"},
+    "redact_time": {"de": "Zeitpunkt im Video", "en": "Time in the video"},
+    "area": {"de": "Bereich {n}", "en": "Area {n}"},
+    "x0": {"de": "links (px)", "en": "left (px)"}, "y0": {"de": "oben (px)", "en": "top (px)"},
+    "x1": {"de": "rechts (px)", "en": "right (px)"}, "y1": {"de": "unten (px)", "en": "bottom (px)"},
+    "export_title": {"de": "Export der Aufnahme {rec}", "en": "Export of recording {rec}"},
+    "export_until": {"de": "Die Links gelten bis {when} ({minutes} Minuten), nur für Sie.",
+                     "en": "The links work until {when} ({minutes} minutes), for you only."},
+    "file": {"de": "Datei", "en": "File"},
+    "size": {"de": "Größe", "en": "Size"},
+    "zip_contents": {"de": "Enthält: {files}", "en": "Contains: {files}"},
+    "player_label": {"de": "Video der Aufnahme", "en": "Video of the recording"},
+    "player_error": {"de": "Die Wiedergabe ist bei {at} stehen geblieben ({what}).",
+                     "en": "Playback stopped at {at} ({what})."},
+    "player_reload": {"de": "Ab dieser Stelle neu laden", "en": "Reload from here"},
+    "player_export": {"de": "Stattdessen als MP4 exportieren", "en": "Export as MP4 instead"},
+    "marker_label": {"de": "Markierung {n} bei {at}", "en": "Marker {n} at {at}"},
+    "markers_help": {"de": "Springt zur Markierung und spielt weiter.", "en": "Jumps to the marker and plays on."},
+    "before_clock": {"de": "Kamerauhr noch nicht gestellt", "en": "camera clock not yet set"},
+    "picture_time": {"de": "Uhrzeit im Bild", "en": "Time in the picture"},
+    "picture_time_text": {"de": "Die Kamera blendet ihre eigene Uhrzeit in UTC ins Bild ein; diese Seite zeigt "
+                                "deutsche Ortszeit. Die Kamerauhr wurde am {when} an der Dockingstation {dock} "
+                                "gestellt und ging bis dahin um {offset} {direction}.",
+                          "en": "The camera burns its own clock into the picture, in UTC; this page shows German "
+                                "local time. The camera clock was set on {when} at dock {dock}; until then it was "
+                                "{offset} {direction}."},
+    "clock_ahead": {"de": "vor", "en": "fast"}, "clock_behind": {"de": "nach", "en": "slow"},
+    "picture_time_ok": {"de": "Die Kamera blendet ihre Uhrzeit in UTC ins Bild ein; diese Seite zeigt deutsche "
+                              "Ortszeit. Die Kamerauhr ging beim Stellen weniger als eine Sekunde falsch.",
+                        "en": "The camera burns its clock into the picture in UTC; this page shows German local "
+                              "time. The camera clock was less than a second off when it was set."},
+    "bad_range": {"de": "Das Datum „von“ liegt nach „bis“. Bitte den Zeitraum umdrehen.",
+                  "en": "'From' is after 'to'. Please swap the dates."},
+    "no_officer_match": {"de": "Keine Einsatzkraft passt zu „{q}“.", "en": "No officer matches “{q}”."},
+    "officer_hint": {"de": "Name, Nummer oder Kennung", "en": "Name, number or id"},
+    "select_recording": {"de": "Aufnahme {rec} auswählen", "en": "Select recording {rec}"},
+    "recording_of": {"de": "Aufnahme vom {when}", "en": "Recording of {when}"},
+    "facts_title": {"de": "Angaben zur Aufnahme", "en": "About the recording"},
+    "integrity": {"de": "Echtheit", "en": "Integrity"},
+    "events_title": {"de": "Ereignisse der Kamera", "en": "Camera events"},
+    "segments_title": {"de": "Abschnitte (Segmente) und Übernahme", "en": "Segments and custody"},
+    "segment": {"de": "Abschnitt", "en": "Segment"},
+    "fingerprint": {"de": "Prüfsumme", "en": "Checksum"},
+    "actions": {"de": "Aktionen", "en": "Actions"},
+    "trail_title": {"de": "Protokoll dieser Aufnahme", "en": "Audit trail of this recording"},
+    "entry": {"de": "Eintrag", "en": "Entry"},
+    "what_happened": {"de": "Was geschah", "en": "What happened"},
+    "event": {"de": "Ereignis", "en": "Event"},
+    "print": {"de": "Drucken", "en": "Print"},
+    "camera_key": {"de": "Gerätekennung", "en": "Device key"},
+    "approvals_none": {"de": "Noch keine Zustimmung zur vorzeitigen Löschung.", "en": "No consent to early deletion yet."},
+    "approvals_by": {"de": "Zugestimmt haben: {who}.", "en": "Consented: {who}."},
+    "consented_already": {"de": "Sie haben der vorzeitigen Löschung zugestimmt; es fehlt noch die Zustimmung einer "
+                                "Leitung.", "en": "You consented to the early deletion; a supervisor's is missing."},
+    "request_pending": {"de": "Aufhebung beantragt von {by}: „{why}“ – wartet auf eine Leitung.",
+                        "en": "Release requested by {by}: “{why}” – waiting for a supervisor."},
+    "role_label": {"de": "Rolle", "en": "Role"},
+    "play_now": {"de": "Abspielen", "en": "Play"},
+    "err_network": {"de": "ein Teil des Videos kam nicht an", "en": "part of the video did not arrive"},
+    "err_media": {"de": "das Video ließ sich nicht weiter abspielen", "en": "the video could not be played on"},
+})
+TEXT["delete_waiting_supervisor"] = {"de": "Ihre Zustimmung ist erfasst. Gelöscht wird die Aufnahme {rec}, sobald "
+                                           "auch eine Leitung zustimmt.",
+                                     "en": "Your consent is recorded. Recording {rec} is deleted once a supervisor "
+                                           "consents too."}
+TEXT["delete_waiting_officer"] = {"de": "Ihre Zustimmung ist erfasst. Gelöscht wird die Aufnahme {rec}, sobald auch "
+                                        "die aufnehmende Einsatzkraft zustimmt.",
+                                  "en": "Your consent is recorded. Recording {rec} is deleted once its officer "
+                                        "consents too."}
+TEXT["release_waiting_supervisor"] = {"de": "Die Aufhebung ist beantragt; sie wartet auf die Zustimmung einer "
+                                            "Leitung.",
+                                      "en": "The release is requested; it waits for a supervisor's approval."}
+TEXT["facts"] = TEXT["facts_title"]
+TEXT["export"] = {"de": "Als MP4 mit Bericht exportieren", "en": "Export as MP4 with report"}
+
+
 ROLES = {"clerk": {"de": "Sachbearbeitung", "en": "clerk"}, "supervisor": {"de": "Leitung", "en": "supervisor"},
          "officer": {"de": "Einsatzkraft", "en": "officer"}, "dpo": {"de": "Datenschutz", "en": "data-protection officer"}}
 ACTIONS = {

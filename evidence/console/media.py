@@ -20,9 +20,13 @@ already spans its pictures is served byte for byte as decrypted. Decrypted segme
 (a lock per segment, no lock across a recording). Deleting a recording drops them.
 
 **Poster frames**: the first keyframe of the first segment, decoded from the first
-chunks of its decryption, scaled to 192 px and stored as JPEG in the index's
-``posters/`` (0600) — made once, removed with the recording's footage, and never sent
-to a role that may not see pictures (the data-protection officer).
+chunks of its decryption, scaled to 320 px (the list) or 1280 px (the player; never
+larger than the picture) and stored as JPEG in the index's ``posters/`` (0600) — made
+once, removed with the recording's footage, and never sent to a role that may not see
+pictures (the data-protection officer).
+
+**A frame at any time** (``frame.jpg?t=``, for drawing areas to mask): the segment that
+holds it, from the same cache as playback, decoded to that picture, JPEG at full size.
 """
 
 from __future__ import annotations
@@ -40,13 +44,13 @@ from typing import Any
 
 import av
 import numpy as np
-from flask import Blueprint, Response, abort, session, url_for
+from flask import Blueprint, Response, abort, request, session, url_for
 
 from common import age_format
 from evidence.console import ROLES_REVIEW, ctx, login_required
 
 bp = Blueprint("media", __name__)
-POSTER_WIDTH = 192
+POSTER_WIDTHS = (320, 1280)
 POSTER_PREFIX = 256 * 1024          # ciphertext bytes decrypted to find the first frame
 TTL_S = 600.0
 AUDIO_GAP_S = 0.1                   # silence added where the sound leaves more than this uncovered
@@ -141,11 +145,11 @@ class Media:
                 self._audio.popitem(last=False)
         return sound
 
-    def poster_path(self, rid: str) -> Path:
-        return self.c.index.poster_dir() / hashlib.sha256(rid.encode()).hexdigest()[:32] / "poster.jpg"
+    def poster_path(self, rid: str, width: int = POSTER_WIDTHS[0]) -> Path:
+        return self.c.index.poster_dir() / hashlib.sha256(rid.encode()).hexdigest()[:32] / f"poster-{width}.jpg"
 
-    def poster(self, rid: str) -> Path:
-        path = self.poster_path(rid)
+    def poster(self, rid: str, width: int = POSTER_WIDTHS[0]) -> Path:
+        path = self.poster_path(rid, width)
         if path.exists():
             return path
         with self._key_lock(("poster", rid)):
@@ -155,7 +159,7 @@ class Media:
                     (rid,)).fetchone()
                 if first is None:
                     abort(404)
-                jpeg = _poster(_decrypt(self.c, rid, first[0], POSTER_PREFIX))
+                jpeg = _poster(_decrypt(self.c, rid, first[0], POSTER_PREFIX), width)
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = path.with_name(f".{os.getpid()}.{threading.get_ident()}.tmp")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -168,7 +172,8 @@ class Media:
 
 
 def _remove_poster(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    for p in path.parent.glob("*.jpg") if path.parent.is_dir() else []:
+        p.unlink(missing_ok=True)
     try:
         path.parent.rmdir()
     except OSError:
@@ -288,8 +293,8 @@ def _sample_ts(seconds: float) -> bytes:
     return buf.getvalue()
 
 
-def _poster(ts: bytes) -> bytes:
-    """The first decodable picture of an MPEG-TS prefix as a small JPEG (404 if it has none)."""
+def _poster(ts: bytes, width: int) -> bytes:
+    """The first decodable picture of an MPEG-TS prefix as a JPEG ``width`` wide at most (404 if it has none)."""
     try:
         with av.open(io.BytesIO(ts), format="mpegts") as container:
             stream = next((s for s in container.streams if s.type == "video"), None)
@@ -298,12 +303,42 @@ def _poster(ts: bytes) -> bytes:
             frame = next(container.decode(stream))
     except (StopIteration, av.error.FFmpegError):
         abort(404)
-    height = max(2, round(frame.height * POSTER_WIDTH / frame.width / 2) * 2)
+    return _jpeg(frame, width)
+
+
+def _jpeg(frame: av.VideoFrame, width: int) -> bytes:
+    """``frame`` as a JPEG at most ``width`` wide (never enlarged), its aspect kept."""
+    width = min(width, frame.width) // 2 * 2
+    height = max(2, round(frame.height * width / frame.width / 2) * 2)
     enc = av.CodecContext.create("mjpeg", "w")
-    enc.width, enc.height, enc.pix_fmt = POSTER_WIDTH, height, "yuvj420p"
+    enc.width, enc.height, enc.pix_fmt = width, height, "yuvj420p"
     enc.time_base = Fraction(1, 25)
-    small = frame.reformat(width=POSTER_WIDTH, height=height, format="yuvj420p")
+    enc.options = {"q:v": "3"}
+    enc.qmin, enc.qmax = 2, 5
+    small = frame.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA")
     return b"".join(bytes(p) for p in [*enc.encode(small), *enc.encode(None)])
+
+
+def _frame_at(ts: bytes, offset_s: float) -> bytes:
+    """The picture ``offset_s`` seconds into a segment, JPEG at full size (404 if none)."""
+    try:
+        with av.open(io.BytesIO(ts), format="mpegts") as container:
+            stream = next((s for s in container.streams if s.type == "video"), None)
+            if stream is None:
+                abort(404)
+            picked, t0 = None, None
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                t0 = frame.time if t0 is None else t0
+                picked = frame
+                if frame.time - t0 >= offset_s - 1e-3:
+                    break
+    except av.error.FFmpegError:
+        abort(404)
+    if picked is None:
+        abort(404)
+    return _jpeg(picked, picked.width)
 
 
 def _visible(rid: str) -> dict[str, Any]:
@@ -314,10 +349,55 @@ def _visible(rid: str) -> dict[str, Any]:
     return row
 
 
+def _segments(rid: str) -> list[tuple[int, float, float]]:
+    """(seq, offset from the start, duration) of each segment with footage, in playing order:
+    the playlist's timeline."""
+    out, at = [], 0.0
+    for seq, start, end, footage in ctx().index.conn().execute(
+            "SELECT seq, start_mono_us, end_mono_us, footage FROM segments WHERE recording = ? ORDER BY idx, seq",
+            (rid,)):
+        if footage:
+            seconds = max(0.001, ((end or start) - start) / 1e6)
+            out.append((seq, at, seconds))
+            at += seconds
+    return out
+
+
+def _seen(row: dict[str, Any]) -> None:
+    """Pictures of ``row`` were sent: a ``view`` {playback} on record, once per session."""
+    seen = session.get("seen", [])
+    if row["id"] not in seen:
+        ctx().record("view", row, what="playback")
+        session["seen"] = [*seen[-30:], row["id"]]  # the session cookie must stay small
+
+
+@bp.get("/recordings/<rid>/frame.jpg")
+@login_required("clerk")
+def frame(rid: str) -> Any:
+    """The picture at ``t`` seconds (to draw areas to mask on)."""
+    row = _visible(rid)
+    try:
+        t = float(request.args.get("t", "0").replace(",", "."))
+    except ValueError:
+        abort(400)
+    if not math.isfinite(t):
+        abort(400)
+    segments = _segments(row["id"])
+    if not segments:
+        abort(404)
+    seq, at, _ = next((s for s in reversed(segments) if s[1] <= max(0.0, t)), segments[0])
+    jpeg = _frame_at(ctx().media.segment(row["id"], seq), max(0.0, t) - at)
+    _seen(row)
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
 @bp.get("/recordings/<rid>/poster.jpg")
 @login_required(*ROLES_REVIEW)
 def poster(rid: str) -> Any:
-    path = ctx().media.poster(_visible(rid)["id"])
+    width = request.args.get("w", type=int) or POSTER_WIDTHS[0]
+    if width not in POSTER_WIDTHS:
+        abort(404)
+    path = ctx().media.poster(_visible(rid)["id"], width)
     resp = Response(path.read_bytes(), mimetype="image/jpeg")
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
@@ -355,10 +435,7 @@ def segment(rid: str, seq: int) -> Any:
     if seq > 2**53:  # no segment number is that large (and SQLite's integers end at 2**63)
         abort(404)
     data = c.media.segment(row["id"], seq)
-    seen = session.get("seen", [])
-    if row["id"] not in seen:  # once per session and recording, when a picture is first sent
-        c.record("view", row, what="playback")
-        session["seen"] = [*seen[-30:], row["id"]]  # the session cookie must stay small
+    _seen(row)
     resp = Response(data, mimetype="video/mp2t")
     resp.headers["Cache-Control"] = "private, no-store"
     return resp

@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
-from evidence.console import ROLES_REVIEW, SAFE_ID, ctx, login_required
-from evidence.console.i18n import TEXT, text
+from evidence.console import (ROLES_REVIEW, SAFE_ID, ctx, local_time, login_required, officer_text,
+                              recording_label)
+from evidence.console.i18n import TEXT, role_text, text
 from evidence.errors import LockedError, StoreUnavailable
 from evidence.export import export as run_export
 from evidence.index import IndexBusy, IndexCorrupt, IndexStale
@@ -59,12 +60,49 @@ def recording_page(rid: str) -> Any:
     flagged = {int(m) for p in (check or {}).get("problems", []) for m in re.findall(r"^segments? (\d+)", p)}
     retention = state.retention_days
     days = max(0, int((rec.expires_utc_us(retention) - c.now_us()) // 86_400_000_000))
+    ev = c.index.events(rec)
+    approvals = state.approvals.get(rec.id, {})
+    try:
+        start_at = max(0.0, min(float(request.args.get("t", "0")), 24 * 3600.0))
+    except ValueError:
+        start_at = 0.0
     return render_template(
-        "recording.html", rec=rec, state=state, ev=c.index.events(rec), check=check, trail=c.index.trail(rec.id),
-        receipts=c.index.receipts(rec), flagged=flagged,
-        deleted=state.deleted.get(rec.id), holds=state.holds.get(rec.id, []),
-        approvals=state.approvals.get(rec.id, {}), days=days, shown_events=SHOWN_EVENTS,
+        "recording.html", rec=rec, state=state, ev=ev, events=in_true_order(ev.events), check=check,
+        trail=c.index.trail(rec.id), receipts=c.index.receipts(rec), flagged=flagged,
+        deleted=state.deleted.get(rec.id), holds=state.holds.get(rec.id, []), approvals=approvals,
+        approvals_text=", ".join(f"{role_text(r, g.lang)} {officer_text(u) if r == 'officer' else u}"
+                                 for r, u in approvals.items()),
+        days=days, picture_time=picture_time(rec, ev.events), start_at=f"{start_at:.1f}",
         requests=state.release_requests.get(rec.id, {}))
+
+
+def in_true_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events worth showing, in the order they happened on the camera (its monotonic
+    clock: a wall-clock time set later cannot reorder them), each marked ``before_clock``
+    when it happened before the camera's clock was set at this boot (its time then came
+    from a clock not yet checked against the dock's)."""
+    shown = [e for e in events if e["kind"] in SHOWN_EVENTS]
+    shown.sort(key=lambda e: (e.get("mono_us") is None, e.get("mono_us") or 0, e["seq"]))
+    set_at = next((e.get("mono_us") for e in shown if e["kind"] == "clock_set" and e.get("mono_us") is not None),
+                  None)
+    return [{**e, "before_clock": set_at is not None and e.get("mono_us") is not None and e["mono_us"] < set_at}
+            for e in shown]
+
+
+def picture_time(rec: Recording, events: list[dict[str, Any]]) -> str:
+    """Why the time burned into the picture may differ from the page's, in a sentence."""
+    clock = rec.first.clock or next((e["data"] for e in events if e["kind"] == "clock_set"), None)
+    offset = clock.get("offset_us") if isinstance(clock, dict) else None
+    if not isinstance(offset, (int, float)) or abs(offset) < 1_000_000:
+        return text("picture_time_ok", g.lang)
+    seconds = abs(offset) / 1e6
+    amount = (f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min")
+    when = clock.get("synced_utc_us")
+    when_text = local_time(int(when), g.lang) if isinstance(when, (int, float)) else "—"
+    # the dock's offset is what it added to the camera's clock: positive means the camera was behind
+    return text("picture_time_text", g.lang, when=when_text, dock=clock.get("dock_id") or "—",
+                offset=amount.replace(".", ",") if g.lang == "de" else amount,
+                direction=text("clock_behind" if offset > 0 else "clock_ahead", g.lang))
 
 
 def refusal(exc: Exception) -> str:
@@ -77,43 +115,78 @@ def refusal(exc: Exception) -> str:
     return str(exc)
 
 
-def act(rid: str, fn: Callable[[Recording], Any], waiting_key: str = "waiting") -> Any:
-    """Do it, then show the recording with what happened (the message travels in the
-    session, never in the address)."""
+def act(rid: str, fn: Callable[[Recording], Any], done: Callable[[Any], str]) -> Any:
+    """Do it, then show the recording with what was done, in words (the message travels in
+    the session, never in the address)."""
     rec, _ = ctx().recording(rid)
     try:
         result = fn(rec)
     except (Refused, LockedError, StoreUnavailable, IndexBusy, IndexCorrupt, IndexStale) as exc:
         flash(refusal(exc), "error")
     else:
-        waiting = result.get("waiting_for") if isinstance(result, dict) else None
-        flash(text(f"{waiting_key}_{waiting}" if waiting else "done", g.lang), "done")
+        flash(done(result), "done")
     return redirect(url_for("recording.recording_page", rid=rid))
+
+
+def confirm_page(title: str, what: str, button: str, rid: str, **fields: str) -> Any:
+    """The second click for what cannot be undone: says what will happen, posts again."""
+    return render_template("confirm.html", title=title, what=what, button=button, action=request.path,
+                           fields=fields, back=url_for("recording.recording_page", rid=rid))
 
 
 @bp.post("/recordings/<rid>/hold")
 @login_required("clerk")
 def hold(rid: str) -> Any:
-    return act(rid, lambda rec: ctx().office.hold(rec.id, request.form.get("reason", ""),
-                                                  request.form.get("case", ""), g.user))
+    reason, case = request.form.get("reason", ""), request.form.get("case", "").strip()
+    return act(rid, lambda rec: ctx().office.hold(rec.id, reason, case, g.user),
+               lambda r: text("held_done" if r.get("changed", True) else "held_already", g.lang,
+                              reason=text(reason, g.lang), case=case))
 
 
 @bp.post("/recordings/<rid>/release")
 @login_required("clerk", "supervisor")
 def release(rid: str) -> Any:
-    return act(rid, lambda rec: ctx().office.release(rec.id, request.form.get("reason", ""), g.user,
-                                                     request.form.get("why", "")), "release_waiting")
+    c = ctx()
+    rec, state = c.recording(rid)
+    reason, why = request.form.get("reason", ""), request.form.get("why", "").strip()
+    hold_ = next((h for h in state.holds.get(rec.id, []) if h.reason == reason), None)
+    asking = reason == "straf" and not state.is_supervisor(g.user)
+    if request.form.get("confirm") != "1" and hold_ is not None:
+        others = [h for h in state.holds.get(rec.id, []) if h.reason != reason]
+        then = (text("release_then_held", g.lang) if others else
+                text("release_then_due", g.lang,
+                     when=local_time(rec.expires_utc_us(state.retention_days), g.lang, seconds=False)))
+        what = text("confirm_release_request" if asking else "confirm_release_here", g.lang,
+                    reason=text(reason, g.lang), case=hold_.case, then=then)
+        return confirm_page(text("confirm_release_title", g.lang), what,
+                            text("request_release" if asking else "release", g.lang), rid, reason=reason, why=why)
+    return act(rid, lambda rec: c.office.release(rec.id, reason, g.user, why),
+               lambda r: text("release_waiting_supervisor" if r.get("waiting_for") else "released_done", g.lang,
+                              rec=recording_label(rec), reason=text(reason, g.lang)))
 
 
 @bp.post("/recordings/<rid>/delete")
 @login_required("officer", "supervisor")
 def delete(rid: str) -> Any:
+    c = ctx()
+    rec, state = c.recording(rid)
+    approvals = state.approvals.get(rec.id, {})
+    mine = "officer" if g.role == "officer" else "supervisor"
+    other = "supervisor" if mine == "officer" else "officer"
+    if request.form.get("confirm") != "1":
+        what = text("confirm_delete" if other in approvals else f"confirm_consent_{mine}", g.lang,
+                    rec=recording_label(rec))
+        return confirm_page(text("confirm_delete_title", g.lang), what,
+                            text("confirm_delete_button" if other in approvals else "confirm_consent_button",
+                                 g.lang), rid)
+
     def go(rec: Recording) -> dict[str, Any]:
-        result = ctx().office.delete(rec.id, g.user)
+        result = c.office.delete(rec.id, g.user)
         if result.get("deleted"):
-            ctx().media.forget(rec.id)
+            c.media.forget(rec.id)
         return result
-    return act(rid, go, "delete_waiting")
+    return act(rid, go, lambda r: text("deleted_done" if r.get("deleted") else f"delete_waiting_{r['waiting_for']}",
+                                       g.lang, rec=recording_label(rec)))
 
 
 @bp.post("/recordings/<rid>/export")
@@ -131,8 +204,11 @@ def export(rid: str) -> Any:
     except BaseException:
         c.exports.discard(token)  # a failed export leaves no decrypted part behind
         raise
-    return render_template("export.html", title=f"{text('export', g.lang)}: {rec.id}", token=token,
-                           files=c.exports.finish(token), back=url_for("recording.recording_page", rid=rec.id))
+    c.exports.finish(token)
+    return render_template("export.html", title=text("export_title", g.lang, rec=recording_label(rec)), token=token,
+                           files=c.exports.sizes(token), expires=c.exports.expires_us(token),
+                           minutes=round(c.exports.ttl_s / 60), contents=None,
+                           back=url_for("recording.recording_page", rid=rec.id))
 
 
 @bp.get("/exports/<token>/<name>")

@@ -1,14 +1,20 @@
-"""Redaction in the console (role clerk): set it up, let it run, review any frame, approve,
-download. The work runs in the background in a private export directory
-(:mod:`.exports`: 0700, the clerk's own, expiring, removed when the recording is deleted);
-its decrypted source is removed at approval or when the directory expires.
+"""Redaction in the console: a clerk sets it up and lets it run; a second person reviews
+any frame and approves it (four eyes: never its author; a supervisor, or with the office's
+policy ``second`` any other clerk); then its author downloads it. The work runs in the
+background in a private export directory (:mod:`.exports`: 0700, expiring — a draft lives
+``draft_ttl_s``, a working day, so the approver has time; removed when the recording is
+deleted); its decrypted source is removed at approval or when the directory expires.
 
-    GET  /recordings/<rid>/redact       the form: manual boxes, audio ranges, style
+    GET  /recordings/<rid>/redact       the form: areas drawn on the picture (or typed), audio, style
     POST /recordings/<rid>/redact       start → /redactions/<token>
     GET  /redactions/<token>            progress, then the preview (scrub to any time) and stats
     GET  /redactions/<token>/frame?t=   one frame with its boxes drawn (JPEG)
-    POST /redactions/<token>/approve    sign the report, record it; the files become downloadable
-    POST /redactions/<token>/discard
+    POST /redactions/<token>/approve    (the approver) confirm, sign the report, record it
+    POST /redactions/<token>/return     (the approver) send it back to its author, with a reason
+    POST /redactions/<token>/discard    (its author)
+
+A draft lives in this console's memory: a console restarted meanwhile has forgotten it
+(its decrypted files went with the old process), and the clerk starts it again.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 
-from evidence.console import SAFE_ID, ctx, login_required
+from evidence.console import ctx, login_required, recording_label
 from evidence.console.i18n import text
 from evidence.console.recording import refusal
 from evidence.office import Refused
@@ -41,19 +47,26 @@ TOKEN = re.compile(r"[0-9a-f]{32}")
 
 @dataclass
 class Job:
-    user: str
+    user: str                       # its author
     recording: str
     stage: str = "decrypt"
     fraction: float = 0.0
     draft: Any = None
     error: str | None = None
     result: dict[str, Any] | None = None
+    ready_us: int = 0               # when it was ready for review
+    returned: dict[str, str] | None = None   # {by, why}: sent back by the approver
     thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def awaiting(self) -> bool:
+        """Ready, and waiting for a second person's approval."""
+        return self.draft is not None and self.result is None and self.returned is None and not self.running
 
 
 def jobs() -> dict[str, Job]:
@@ -112,7 +125,8 @@ def form(rid: str) -> Any:
         flash(text("refused_deleted", g.lang), "error")
         return redirect(url_for("recording.recording_page", rid=rid))
     return render_template("redact.html", rec=rec, rows=ROWS, ignore_rows=IGNORE_ROWS, width=rec.first.video.get("width"),
-                           height=rec.first.video.get("height"))
+                           height=rec.first.video.get("height"),
+                           duration=max(0.0, (rec.end_utc_us - rec.start_utc_us) / 1e6))
 
 
 @bp.post("/recordings/<rid>/redact")
@@ -131,7 +145,7 @@ def start(rid: str) -> Any:
     if sum(j.running for j in jobs().values()) >= MAX_JOBS:
         flash(text("redact_busy", g.lang), "error")
         return redirect(url_for("redaction.form", rid=rid))
-    token, d = c.exports.new(g.user, [rec.id])
+    token, d = c.exports.new(g.user, [rec.id], ttl_s=c.draft_ttl_s)
     work = d / "work"
     work.mkdir(mode=0o700)
     job = Job(g.user, rec.id)
@@ -142,6 +156,7 @@ def start(rid: str) -> Any:
             job.stage, job.fraction = stage, f
         try:
             job.draft = redaction.prepare(office, rec.id, identity, work, settings, user, progress=progress)
+            job.ready_us = office.now_us()
             job.stage = "review"
         except Refused as exc:
             job.error = str(exc)
@@ -156,9 +171,15 @@ def start(rid: str) -> Any:
     return redirect(url_for("redaction.status", token=token))
 
 
-def _job(token: str) -> Job:
+def may_approve(job: Job) -> bool:
+    """Whether the logged-in user may approve ``job`` (four eyes, the office's policy)."""
+    return ctx().index.state([]).redaction_approver(g.user, job.user) is None
+
+
+def _job(token: str, approver: bool = False) -> Job:
+    """The job, for its author — or, with ``approver``, for one who may approve it."""
     job = jobs().get(token) if TOKEN.fullmatch(token) else None
-    if job is None or job.user != g.user:
+    if job is None or not (job.user == g.user or (approver and may_approve(job))):
         abort(404)   # another clerk's, or never made: one answer
     if not (ctx().exports.root / token).is_dir():   # expired, or its recording was deleted
         jobs().pop(token, None)
@@ -167,9 +188,10 @@ def _job(token: str) -> Job:
 
 
 @bp.get("/redactions/<token>")
-@login_required("clerk")
+@login_required("clerk", "supervisor")
 def status(token: str) -> Any:
-    job = _job(token)
+    c = ctx()
+    job = _job(token, approver=True)
     draft = job.draft
     t = 0.0
     if draft is not None:
@@ -177,16 +199,29 @@ def status(token: str) -> Any:
             t = min(max(0.0, float(request.args.get("t", "0").replace(",", "."))), draft.plan.times[-1])
         except ValueError:
             t = 0.0
-    return render_template("redaction.html", job=job, token=token, draft=draft, at=t,
-                           files=files(token) if job.result else [],
+    author = job.user == g.user
+    rec = c.index.row(job.recording)
+    return render_template("redaction.html", job=job, token=token, draft=draft, at=t, author=author,
+                           approver=not author and may_approve(job), rec=rec,
+                           files=c.exports.sizes(token) if job.result and author else {},
+                           expires=c.exports.expires_us(token), lost=_lost(draft),
+                           state_policy=c.index.state([]).redaction_approval, minutes=round(c.exports.ttl_s / 60),
                            duration=draft.plan.times[-1] if draft else 0.0,
-                           back=url_for("recording.recording_page", rid=job.recording))
+                           back=url_for("recording.recording_page", rid=job.recording) if author
+                           else url_for("inbox.inbox"))
+
+
+def _lost(draft: Any) -> list[tuple[int, float]]:
+    """(area number, seconds) for every drawn area whose object the follower lost."""
+    if draft is None:
+        return []
+    return [(i + 1, s) for i, s in enumerate(draft.plan.lost) if s is not None]
 
 
 @bp.get("/redactions/<token>/frame")
-@login_required("clerk")
+@login_required("clerk", "supervisor")
 def frame(token: str) -> Any:
-    job = _job(token)
+    job = _job(token, approver=True)
     if job.draft is None or job.result is not None or not job.draft.source.exists():
         abort(404)
     try:
@@ -200,13 +235,23 @@ def frame(token: str) -> Any:
 
 
 @bp.post("/redactions/<token>/approve")
-@login_required("clerk")
+@login_required("clerk", "supervisor")
 def approve(token: str) -> Any:
     c = ctx()
-    job = _job(token)
+    job = _job(token, approver=True)
+    if job.user == g.user:
+        flash(text("refused_redact_own", g.lang), "error")
+        return redirect(url_for("redaction.status", token=token))
     with job.lock:
-        if job.draft is None or job.result is not None:
+        if not job.awaiting:
             return redirect(url_for("redaction.status", token=token))
+        if request.form.get("confirm") != "1":
+            rec = c.index.row(job.recording)
+            return render_template(
+                "confirm.html", title=text("redact_confirm_title", g.lang),
+                what=text("redact_confirm", g.lang, when=recording_label(rec), author=job.user),
+                action=url_for("redaction.approve", token=token), fields={}, button=text("redact_approve", g.lang),
+                back=url_for("redaction.status", token=token))
         d = c.exports.root / token
         out = d / f"{job.recording}{redaction.SUFFIX}"
         try:
@@ -216,8 +261,23 @@ def approve(token: str) -> Any:
             return redirect(url_for("redaction.status", token=token))
         shutil.rmtree(job.draft.workdir, ignore_errors=True)   # the decrypted source: no longer needed
         c.exports.finish(token)
-    flash(text("redact_approved", g.lang), "done")
-    return redirect(url_for("redaction.status", token=token))
+    flash(text("redact_approved_by", g.lang, author=job.user), "done")
+    return redirect(url_for("inbox.inbox"))
+
+
+@bp.post("/redactions/<token>/return")
+@login_required("clerk", "supervisor")
+def send_back(token: str) -> Any:
+    job = _job(token, approver=True)
+    why = request.form.get("why", "").strip()[:500]
+    if job.user == g.user or not job.awaiting:
+        return redirect(url_for("redaction.status", token=token))
+    if not why:
+        flash(text("decline_why", g.lang), "error")
+        return redirect(url_for("redaction.status", token=token))
+    job.returned = {"by": g.user, "why": why}
+    flash(text("redact_returned_done", g.lang, author=job.user), "done")
+    return redirect(url_for("inbox.inbox"))
 
 
 @bp.post("/redactions/<token>/discard")
@@ -229,9 +289,13 @@ def discard(token: str) -> Any:
         return redirect(url_for("redaction.status", token=token))
     ctx().exports.discard(token)
     jobs().pop(token, None)
+    flash(text("redact_discarded", g.lang), "done")
     return redirect(url_for("recording.recording_page", rid=job.recording))
 
 
-def files(token: str) -> list[str]:
-    d = ctx().exports.root / token
-    return sorted(p.name for p in d.iterdir() if p.is_file() and p.name != "meta.json" and SAFE_ID.fullmatch(p.name))
+def waiting_for(user: str) -> list[tuple[str, Job]]:
+    """(token, job) of every redaction ``user`` may approve that waits for it, oldest first."""
+    state = ctx().index.state([])
+    return sorted(((t, j) for t, j in list(jobs().items())
+                   if j.awaiting and state.redaction_approver(user, j.user) is None
+                   and (ctx().exports.root / t).is_dir()), key=lambda tj: tj[1].ready_us)

@@ -286,6 +286,13 @@ class Index:
                                    (since_seq, limit)).fetchall()
         return [query.entry(r) for r in rows]
 
+    def waiting(self, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        """What waits for a supervisor (:func:`query.waiting`)."""
+        return query.waiting(self.conn(), limit)
+
+    def waiting_count(self) -> int:
+        return query.waiting_count(self.conn())
+
     def audit_page(self, **kw: Any) -> Page:
         return query.audit_page(self.conn(), **kw)
 

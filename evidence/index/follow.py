@@ -33,6 +33,7 @@ import sqlite3
 from common import signed
 from common.manifest import read_checked_manifest, read_manifest
 from evidence import audit, packs
+from evidence.state import REDACTION_APPROVAL
 from evidence.store import EvidenceStore
 
 PENDING_S = 600          # after an ingest, keep looking for the device's event log this long
@@ -254,6 +255,8 @@ class Follower:
                 self._set("retention_days", int(d.get("retention_days", 14)))
                 self._set("supervisors", json.dumps(list(d.get("supervisors", []))))
                 self._set("retention_approval", "")
+                if d.get("redaction_approval") in REDACTION_APPROVAL:
+                    self._set("redaction_approval", str(d["redaction_approval"]))
             elif e.action == "approve-retention":
                 self._set("retention_approval", json.dumps({"retention_days": int(d["retention_days"]), "by": e.by,
                                                              "audit_seq": e.seq}))
@@ -271,6 +274,21 @@ class Follower:
                 self._held(rec)
             elif e.action == "approve-delete":
                 c.execute("INSERT OR REPLACE INTO approvals VALUES (?, ?, ?)", (rec, str(d["role"]), e.by or ""))
+            elif e.action == "officer" and isinstance(d.get("id"), str):
+                names = json.loads(self._meta("officers") or "{}")
+                if d.get("name"):
+                    names[d["id"]] = str(d["name"])[:200]
+                else:
+                    names.pop(d["id"], None)
+                self._set("officers", json.dumps(names, ensure_ascii=False, sort_keys=True))
+            elif e.action == "decline":   # a request or consent declined: it no longer stands
+                if d.get("what") == "release":
+                    c.execute("DELETE FROM release_requests WHERE recording = ? AND reason = ?",
+                              (rec, str(d.get("reason", ""))))
+                elif d.get("what") == "delete":
+                    c.execute("DELETE FROM approvals WHERE recording = ?", (rec,))
+                elif d.get("what") == "retention":
+                    self._set("retention_approval", "")
             elif e.action in ("delete", "purge"):
                 # Whoever deleted destroys the footage right after this record: look for it
                 # for a while (another office's deletion), so the index learns it is gone.

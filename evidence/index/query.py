@@ -44,7 +44,7 @@ def local_day_bounds(first: dt.date | None, last: dt.date | None) -> tuple[int |
 
 @dataclass
 class Filters:
-    officer: str = ""
+    officer: str | list[str] = ""       # one id, or any of several (a filter that matched several)
     device: str = ""
     since_us: int | None = None
     until_us: int | None = None
@@ -59,7 +59,10 @@ class Filters:
         parts: list[str] = []
         args: list[Any] = []
         for column, value in (("officer", self.officer), ("device", self.device)):
-            if value:
+            if isinstance(value, list):
+                parts.append(f"{column} IN (SELECT value FROM json_each(?))")
+                args.append(json.dumps(value))
+            elif value:
                 parts.append(f"{column} = ?")
                 args.append(value)
         if self.own is not None:
@@ -196,7 +199,8 @@ def state(conn: sqlite3.Connection, rids: list[str], meta: dict[str, str]) -> St
     """The office's state (policy, roles) and what concerns ``rids``: holds, approvals, deletion."""
     s = State(initialised=meta.get("initialised") == "1", retention_days=int(meta.get("retention_days") or 14),
               supervisors=json.loads(meta.get("supervisors") or "[]"), demo=meta.get("demo") == "1",
-              retention_approval=json.loads(meta["retention_approval"]) if meta.get("retention_approval") else None)
+              retention_approval=json.loads(meta["retention_approval"]) if meta.get("retention_approval") else None,
+              redaction_approval=meta.get("redaction_approval") or "supervisor")
     ids = json.dumps(sorted(set(rids)))
     for h in conn.execute("SELECT * FROM holds WHERE recording IN (SELECT value FROM json_each(?)) "
                           "ORDER BY audit_seq", (ids,)):
@@ -229,6 +233,36 @@ def summary(row: dict[str, Any], s: State) -> dict[str, Any]:
                                                   "audit_seq": deleted.seq},
         "delete_approvals": s.approvals.get(rid, {}),
     }
+
+
+WAITING_RELEASES = (
+    "FROM release_requests q JOIN recordings r ON r.id = q.recording JOIN audit a ON a.seq = q.audit_seq "
+    "WHERE r.deleted = 0")
+WAITING_DELETIONS = (
+    "FROM approvals q JOIN recordings r ON r.id = q.recording "
+    "JOIN audit a ON a.seq = (SELECT MAX(seq) FROM audit WHERE recording = q.recording AND action = 'approve-delete') "
+    "WHERE q.role = 'officer' AND r.deleted = 0 "
+    "AND NOT EXISTS (SELECT 1 FROM approvals s WHERE s.recording = q.recording AND s.role = 'supervisor')")
+
+
+def waiting(conn: sqlite3.Connection, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+    """What waits for a supervisor, oldest first: requests to lift a ``straf`` hold
+    (``releases``) and officers' consents to early deletion (``deletions``); each with the
+    recording's row, who asked (``asked_by``), when (``asked_us``) and why."""
+    cols = ", ".join(f"r.{c.strip()}" for c in COLUMNS.split(","))
+    releases = [dict(r) for r in conn.execute(
+        f"SELECT {cols}, q.reason AS hold_reason, q.by AS asked_by, q.why AS why, a.utc_us AS asked_us, "
+        f"a.seq AS asked_seq {WAITING_RELEASES} ORDER BY a.seq LIMIT ?", (limit,))]
+    deletions = [dict(r) for r in conn.execute(
+        f"SELECT {cols}, q.by AS asked_by, '' AS why, a.utc_us AS asked_us, a.seq AS asked_seq "
+        f"{WAITING_DELETIONS} ORDER BY a.seq LIMIT ?", (limit,))]
+    attach_holds(conn, releases)
+    attach_holds(conn, deletions)
+    return {"releases": releases, "deletions": deletions}
+
+
+def waiting_count(conn: sqlite3.Connection) -> int:
+    return sum(conn.execute(f"SELECT COUNT(*) {q}").fetchone()[0] for q in (WAITING_RELEASES, WAITING_DELETIONS))
 
 
 def audit_page(conn: sqlite3.Connection, *, action: str = "", recording: str = "", by: str = "",

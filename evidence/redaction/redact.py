@@ -103,7 +103,9 @@ def body(draft: Draft, out_name: str, sha256: str, size: int, approved_by: str, 
         "officer": draft.recording.officer_id, "source": draft.sources,
         "detector": {"name": info.name, "package": info.package, "file": info.file, "sha256": info.sha256,
                      "runtime": info.runtime},
-        "settings": s.to_json(), "manual": [m.to_json() for m in s.manual], "ignored": [i.to_json() for i in s.ignore],
+        "settings": s.to_json(),
+        "manual": [{**m.to_json(), "lost_s": lost} for m, lost in zip(s.manual, draft.plan.lost or [None] * len(s.manual))],
+        "ignored": [i.to_json() for i in s.ignore],
         "audio": [a.to_json() for a in s.audio],
         "output": {**draft.output, "file": out_name, "sha256": sha256, "size": size},
         "redacted_by": draft.redacted_by, "redacted_utc": draft.redacted_utc,
@@ -111,9 +113,26 @@ def body(draft: Draft, out_name: str, sha256: str, size: int, approved_by: str, 
     }
 
 
+def check_approver(office: Office, author: str, approved_by: str) -> None:
+    """Four eyes on disclosure: :class:`Refused` unless ``approved_by`` may approve what
+    ``author`` redacted (never the author; a supervisor, or with the office's policy
+    ``second`` any other clerk)."""
+    check_user(approved_by, "--approved-by")
+    state = office._policy()
+    why = state.redaction_approver(approved_by, author)
+    if why == "own":
+        raise Refused(f"{approved_by} made this redaction and cannot approve it too: a second person approves a "
+                      "disclosure (four eyes)", "redact_own")
+    if why is not None:
+        who = "a supervisor" if state.redaction_approval == "supervisor" else "a supervisor or another clerk"
+        raise Refused(f"{approved_by} may not approve a redaction: that needs {who} "
+                      f"(init --redaction-approval; supervisors: {', '.join(state.supervisors) or 'none named'})",
+                      "redact_approver")
+
+
 def approve(office: Office, draft: Draft, out: Path, approved_by: str) -> dict[str, Any]:
     """Sign the report, record it, and give the files their names beside ``out``."""
-    check_user(approved_by, "--approved-by")
+    check_approver(office, draft.redacted_by, approved_by)
     check_out(out)
     office.check_key()
     digest = reports._sha256_file(draft.video)

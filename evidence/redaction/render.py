@@ -28,15 +28,17 @@ import av
 import cv2
 import numpy as np
 
-from evidence.redaction import track
+from evidence.redaction import follow, track
 from evidence.redaction.detect import Detector
-from evidence.redaction.track import Box, Follower, Ignore, ManualBox
+from evidence.redaction.track import Box, Ignore, ManualBox
 
 STYLES = ("fill", "pixelate")
 SHAPES = ("box", "ellipse")
 PIXEL_BLOCKS = 6            # at most this many blocks across a masked face: nothing left to de-blur
 BLEEP_HZ = 1000.0
 EDGE_HOLD_S = 1.0           # a face that leaves (or enters) at the border stays masked this much longer
+FOLLOWED_MARGIN = 1.3       # a followed box is less sure than a detected one: its margin grows this much more
+REACH_S = 1.5               # a face is followed this far before its first and after its last sighting
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class AudioRange:
 class Settings:
     every: int = 5          # detect on every k-th frame
     width: int = 640        # the detector's input width
-    margin: float = 0.4     # each box grown by this share of its size, on each side
+    margin: float = 0.45    # each box grown by this share of its size, on each side
     style: str = "fill"
     shape: str = "box"
     manual: list[ManualBox] = field(default_factory=list)
@@ -94,6 +96,7 @@ class Plan:
     auto: list[list[Box]]                 # grown by the margin
     manual: list[list[Box]]
     detections: int = 0                   # faces the detector found, over all detection frames
+    lost: list[float | None] = field(default_factory=list)   # per manual box: when its follower lost it
 
     def boxes(self, i: int) -> list[Box]:
         return [*self.auto[i], *self.manual[i]]
@@ -116,7 +119,8 @@ def _video(container: Any) -> Any:
 
 def _frames(src: Path, wanted: Callable[[int, float], bool], out: "queue.Queue[Any]", stop: threading.Event) -> None:
     """Decode ``src`` in a thread of its own (libavcodec releases the GIL), so decoding and
-    detection overlap: (index, seconds from the first frame, BGR pixels or None, size)."""
+    detection overlap: (index, seconds from the first frame, BGR pixels or None, size,
+    the small grey picture faces are followed on, its scale)."""
     try:
         with av.open(str(src)) as container:
             stream = _video(container)
@@ -127,7 +131,8 @@ def _frames(src: Path, wanted: Callable[[int, float], bool], out: "queue.Queue[A
                 t = float(frame.time or 0.0)
                 t0 = t if t0 is None else t0
                 pixels = frame.to_ndarray(format="bgr24") if wanted(i, t - t0) else None
-                out.put((i, t - t0, pixels, (frame.width, frame.height)))
+                grey, scale = follow.grey_of(frame, frame.width)
+                out.put((i, t - t0, pixels, (frame.width, frame.height), grey, scale))
         out.put(None)
     except Exception as exc:  # handed to the reader, which raises it
         out.put(exc)
@@ -137,17 +142,19 @@ def analyse(src: Path, detector: Detector, settings: Settings,
             progress: Callable[[float], None] = lambda f: None) -> Plan:
     """Pass 1: detections and manual tracks, linked into the plan."""
     detections: dict[int, list[Box]] = {}
-    followers = [Follower(m) for m in settings.manual]
+    followers = [follow.Manual(m) for m in settings.manual]
     manual: list[list[Box]] = []
     times: list[float] = []
     found = 0
     with av.open(str(src)) as container:
         stream = _video(container)
         duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        rate = stream.average_rate
     w = h = 0
 
     def wanted(i: int, t: float) -> bool:
-        return i % settings.every == 0 or any(f.manual.start_s <= t <= f.manual.end_s for f in followers)
+        return i % settings.every == 0
+    extender: follow.Extender | None = None
     frames: queue.Queue[Any] = queue.Queue(maxsize=8)       # a few decoded frames ahead, no more
     stop = threading.Event()
     reader = threading.Thread(target=_frames, args=(src, wanted, frames, stop), daemon=True)
@@ -156,15 +163,18 @@ def analyse(src: Path, detector: Detector, settings: Settings,
         while (item := frames.get()) is not None:
             if isinstance(item, Exception):
                 raise item
-            i, t, bgr, (w, h) = item
+            i, t, bgr, (w, h), grey, scale = item
             times.append(t)
-            boxes: list[Box] = []
+            if extender is None:
+                fps_guess = float(rate) if rate else 30.0
+                extender = follow.Extender(max(1, int(round(REACH_S * fps_guess))), settings.every, scale)
+            extender.frame(i, grey)
             if bgr is not None:
-                if i % settings.every == 0:
-                    faces = [b for b, _ in detector.detect(bgr) if not track.ignored(b, settings.ignore, t)]
-                    found += len(faces)
-                    detections[i] = faces
-                boxes = [b for f in followers if (b := f.step(bgr, t)) is not None]
+                faces = [b for b, _ in detector.detect(bgr) if not track.ignored(b, settings.ignore, t)]
+                found += len(faces)
+                detections[i] = faces
+                extender.detected(i, faces)
+            boxes = [b for f in followers if (b := f.step(grey, scale, t)) is not None]
             manual.append(boxes)
             if duration and i % 30 == 0:
                 progress(min(1.0, t / duration))
@@ -177,11 +187,18 @@ def analyse(src: Path, detector: Detector, settings: Settings,
                 reader.join(0.05)
     if not times:
         raise ValueError("the recording has no video frames")
+    if extender is not None:
+        extender.finish()
     n = len(times)
     fps = (n - 1) / times[-1] if n > 1 and times[-1] > 0 else 30.0
     auto = track.link(detections, n, settings.margin, (w, h), edge_hold=int(round(fps * EDGE_HOLD_S)))
+    for f, followed in (extender.extra.items() if extender else []):
+        if f < n:
+            auto[f] += [track.grow(b, settings.margin * FOLLOWED_MARGIN) for b in followed
+                        if not track.ignored(b, settings.ignore, times[f])]
+    auto = track.spread(auto, (w, h))
     manual = [[track.grow(b, settings.margin / 2) for b in boxes] for boxes in manual]
-    return Plan(w, h, times, auto, manual, found)
+    return Plan(w, h, times, auto, manual, found, [f.lost_s for f in followers])
 
 
 def mask(bgr: np.ndarray, boxes: list[Box], style: str, shape: str) -> np.ndarray:

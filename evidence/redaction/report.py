@@ -9,7 +9,7 @@ store's manifests, and (given the file) the redacted video's SHA-256.
 Body: ``{type: "redaction-report", v: 1, recording, device, officer, source: [{seq, file,
 sha256 (the encrypted footage, as in its manifest), manifest_sha256}], detector: {name,
 package, file, sha256, runtime}, settings: {every, width, margin, style, shape},
-manual: [{start_s, end_s, box, follow}], ignored: [...], audio: [{start_s, end_s, mode}],
+manual: [{start_s, end_s, box, follow, lost_s}], ignored: [...], audio: [{start_s, end_s, mode}],
 output: {file, sha256, size, frames, duration_s, masked_frames, detections},
 redacted_by, redacted_utc, approved_by, approved_utc}``.
 """
@@ -69,6 +69,8 @@ def check(store: EvidenceStore, data: bytes, video: Path | None = None) -> tuple
                             f"({str(body.get('output', {}).get('sha256'))[:16]}…)")
     if not body.get("approved_by"):
         problems.append("the redaction was not approved")
+    elif body.get("approved_by") == body.get("redacted_by"):
+        problems.append(f"approved by its own author ({body.get('approved_by')}): a disclosure needs a second person")
     return body, problems
 
 

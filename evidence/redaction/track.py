@@ -8,9 +8,10 @@ earlier one on, one that leaves is masked until the later one, and a face the de
 misses on one detection frame (turned away for an instant) is bridged across the gap.
 Every box is then grown by ``margin`` (a share of its size, on each side).
 
-Manual boxes (:class:`ManualBox`) are followed from their first frame by OpenCV's MIL
-tracker when ``follow`` is set; :class:`Ignore` regions drop automatic boxes whose centre
-lies in them (a false detection on a poster).
+Manual boxes (:class:`ManualBox`) are followed from their first frame when ``follow`` is
+set (``follow.Manual``); :class:`Ignore` regions drop automatic boxes whose centre lies in
+them (a false detection on a poster). :func:`spread` makes sure no frame masks less than
+its neighbours.
 
 >>> plan = link({0: [(10, 10, 30, 30)], 4: [(18, 10, 38, 30)]}, frames=5, margin=0.0)
 >>> plan[2]
@@ -145,36 +146,60 @@ def link(detections: dict[int, list[Box]], frames: int, margin: float, size: tup
     return [[grow(b, margin) for b in boxes] for boxes in plan]
 
 
+SPREAD = 2       # every frame masks what its neighbours within this many frames mask
+SAME = 0.1       # boxes on neighbouring frames overlapping this much (IoU) are one face's
+SNAP = 0.02      # a box this close to the frame's border (share of its width) is taken to it
+
+
 def grow(b: Box, margin: float) -> Box:
     w, h = b[2] - b[0], b[3] - b[1]
     return (b[0] - margin * w, b[1] - margin * h, b[2] + margin * w, b[3] + margin * h)
+
+
+def spread(plan: list[list[Box]], size: tuple[int, int] | None, k: int = SPREAD) -> list[list[Box]]:
+    """Each frame's boxes joined with those of the ``k`` frames either side (overlapping
+    ones merged into one), and boxes near the border taken to it.
+
+    A frame must never mask a face less than its neighbours do: a box that lags a moving
+    face by a pixel, or a face followed from one frame on and not the one before, would
+    leave exactly one frame to identify someone. Joining the neighbours' boxes covers the
+    face wherever it is between them.
+
+    >>> spread([[(10, 10, 20, 20)], [], [(14, 10, 24, 20)]], None, k=1)
+    [[(10, 10, 20, 20)], [(10, 10, 24, 20)], [(14, 10, 24, 20)]]
+    """
+    n = len(plan)
+    out = []
+    for f in range(n):
+        boxes = [b for j in range(max(0, f - k), min(n, f + k + 1)) for b in plan[j]]
+        out.append([_snap(b, size) for b in _merge(boxes)])
+    return out
+
+
+def _merge(boxes: list[Box]) -> list[Box]:
+    """Boxes of one face on neighbouring frames (overlapping well) as their bounding box;
+    boxes of different faces stay apart (their bounding box would cover what is between)."""
+    out: list[Box] = []
+    for b in boxes:
+        while True:
+            hit = next((i for i, o in enumerate(out) if _iou(o, b) >= SAME), None)
+            if hit is None:
+                out.append(b)
+                break
+            o = out.pop(hit)
+            b = (min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3]))
+    return out
+
+
+def _snap(b: Box, size: tuple[int, int] | None) -> Box:
+    if size is None:
+        return b
+    d = SNAP * size[0]
+    return (0.0 if b[0] < d else b[0], 0.0 if b[1] < d else b[1],
+            float(size[0]) if b[2] > size[0] - d else b[2], float(size[1]) if b[3] > size[1] - d else b[3])
 
 
 def ignored(b: Box, regions: list[Ignore], t: float) -> bool:
     cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
     return any(r.start_s <= t <= r.end_s and r.box[0] <= cx <= r.box[2] and r.box[1] <= cy <= r.box[3]
                for r in regions)
-
-
-class Follower:
-    """A manual box followed frame to frame (OpenCV's MIL tracker: no model file needed)."""
-
-    def __init__(self, manual: ManualBox) -> None:
-        self.manual, self.tracker, self.box = manual, None, manual.box
-
-    def step(self, bgr: Any, t: float) -> Box | None:
-        m = self.manual
-        if t < m.start_s or t > m.end_s:
-            return None
-        if not m.follow:
-            return m.box
-        import cv2
-        if self.tracker is None:
-            self.tracker = cv2.TrackerMIL_create()
-            x0, y0, x1, y1 = (int(round(v)) for v in m.box)
-            self.tracker.init(bgr, (x0, y0, max(1, x1 - x0), max(1, y1 - y0)))
-            return self.box
-        ok, (x, y, w, h) = self.tracker.update(bgr)
-        if ok:
-            self.box = (float(x), float(y), float(x + w), float(y + h))
-        return self.box          # lost: stays where it was last seen
