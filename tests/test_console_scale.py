@@ -264,6 +264,12 @@ def test_pages_answer_503_not_500_before_the_first_index_is_built(tmp_path, monk
     ("/audit?before=99999999999999999999999", 200), ("/audit?after=-5", 200), ("/audit?action=drop", 200),
     ("/recordings/x/hls/99999999999999999999999.ts", 404), ("/recordings/x/hls/-1.ts", 404),
     ("/recordings/" + "a" * 300, 404), ("/recordings/%2e%2e/poster.jpg", 404),
+    ("/recordings/x/frame.jpg?t=nan", 400), ("/recordings/x/frame.jpg?t=1e400", 400),
+    ("/recordings/x/frame.jpg?t=-7", 200), ("/recordings/x/frame.jpg?t=99999", 200),
+    ("/recordings/x/frame.jpg?t=abc", 400), ("/recordings/x/poster.jpg?w=99999", 404),
+    ("/recordings/x/poster.jpg?w=x", 200), ("/redactions/" + "0" * 32, 404), ("/redactions/zz", 404),
+    ("/redactions/" + "0" * 32 + "/frame?t=1", 404), ("/inbox", 200),
+    ("/recordings?officer=" + "%E2%80%AE" * 50, 200), ("/recordings?from=2027-01-20&to=2027-01-01", 400),
 ])
 def test_garbage_in_queries_gets_a_clear_answer_never_a_500(scale, path, status):
     s = requests.Session()
@@ -312,6 +318,26 @@ MATRIX = {  # route: {role: status}; "own"/"other": an officer's own recording o
     ("POST", "/recordings/hold"): {"clerk": 400, "supervisor": 403, "officer": 403, "dpo": 403},
     ("POST", "/cases/export"): {"clerk": 404, "supervisor": 403, "officer": 403, "dpo": 403},
 }
+
+
+def test_garbage_decisions_change_nothing(scale):
+    """The inbox's form with made-up kinds, ids, reasons and decisions: a clear answer,
+    nothing on record."""
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/login").text).group(1)
+    s.post(f"{scale.url}/login", data={"csrf_token": token, "user": "sl.schmidt", "password": PASSWORD})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{scale.url}/inbox").text).group(1)
+    before = scale.app.extensions["bodycam"].index.meta()["audit_seq"]
+    for form in ({"kind": "drop table", "decision": "approve"}, {"kind": "delete", "decision": "approve", "rid": "../x"},
+                 {"kind": "delete", "decision": "approve", "rid": "nope", "confirm": "1"},
+                 {"kind": "release", "decision": "decline", "rid": scale.long, "reason": "straf", "why": "x" * 5000},
+                 {"kind": "release", "decision": "decline", "rid": scale.long, "reason": "../../", "why": "weil"},
+                 {"kind": "retention", "decision": "approve", "confirm": "1"},
+                 {"kind": "delete", "decision": "maybe", "rid": scale.long}):
+        got = s.post(f"{scale.url}/inbox/decide", data={"csrf_token": token, **form})
+        assert got.status_code in (200, 404), (form, got.status_code)
+        assert "Traceback" not in got.text
+    assert scale.app.extensions["bodycam"].index.meta()["audit_seq"] == before
 
 
 def test_every_role_on_every_route(scale):
