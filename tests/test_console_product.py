@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -74,8 +75,8 @@ def demo(tmp_path_factory):
     app = create_app(store, keys.load_signing_key(w / "keys" / "office.key"),
                      keys.load_identity(w / "keys" / "authority.key"), cache_dir=root / "cache")
     server, t = serve(app)
-    screens = root / "screens"
-    screens.mkdir()
+    screens = Path(os.environ.get("BODYCAM_SCREENS", root / "screens"))   # kept where asked
+    screens.mkdir(parents=True, exist_ok=True)
     yield Demo(f"http://127.0.0.1:{server.server_port}", w, store, summary["recordings"], screens)
     app.extensions["bodycam"].stop.set()
     server.shutdown()

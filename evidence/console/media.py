@@ -159,7 +159,7 @@ class Media:
                     (rid,)).fetchone()
                 if first is None:
                     abort(404)
-                jpeg = _poster(_decrypt(self.c, rid, first[0], POSTER_PREFIX), width)
+                jpeg = _frame_at(_decrypt(self.c, rid, first[0], POSTER_PREFIX), 0.0, width)
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = path.with_name(f".{os.getpid()}.{threading.get_ident()}.tmp")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -293,19 +293,6 @@ def _sample_ts(seconds: float) -> bytes:
     return buf.getvalue()
 
 
-def _poster(ts: bytes, width: int) -> bytes:
-    """The first decodable picture of an MPEG-TS prefix as a JPEG ``width`` wide at most (404 if it has none)."""
-    try:
-        with av.open(io.BytesIO(ts), format="mpegts") as container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
-            if stream is None:
-                abort(404)
-            frame = next(container.decode(stream))
-    except (StopIteration, av.error.FFmpegError):
-        abort(404)
-    return _jpeg(frame, width)
-
-
 def _jpeg(frame: av.VideoFrame, width: int) -> bytes:
     """``frame`` as a JPEG at most ``width`` wide (never enlarged), its aspect kept."""
     width = min(width, frame.width) // 2 * 2
@@ -313,14 +300,14 @@ def _jpeg(frame: av.VideoFrame, width: int) -> bytes:
     enc = av.CodecContext.create("mjpeg", "w")
     enc.width, enc.height, enc.pix_fmt = width, height, "yuvj420p"
     enc.time_base = Fraction(1, 25)
-    enc.options = {"q:v": "3"}
-    enc.qmin, enc.qmax = 2, 5
+    enc.qmin, enc.qmax = 2, 5       # sharp: a poster is looked at closely
     small = frame.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA")
     return b"".join(bytes(p) for p in [*enc.encode(small), *enc.encode(None)])
 
 
-def _frame_at(ts: bytes, offset_s: float) -> bytes:
-    """The picture ``offset_s`` seconds into a segment, JPEG at full size (404 if none)."""
+def _frame_at(ts: bytes, offset_s: float, width: int | None = None) -> bytes:
+    """The picture ``offset_s`` seconds into a segment (0: its first, the poster), JPEG at
+    most ``width`` wide (default: full size); 404 if it has none."""
     try:
         with av.open(io.BytesIO(ts), format="mpegts") as container:
             stream = next((s for s in container.streams if s.type == "video"), None)
@@ -338,7 +325,7 @@ def _frame_at(ts: bytes, offset_s: float) -> bytes:
         abort(404)
     if picked is None:
         abort(404)
-    return _jpeg(picked, picked.width)
+    return _jpeg(picked, width or picked.width)
 
 
 def _visible(rid: str) -> dict[str, Any]:

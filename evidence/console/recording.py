@@ -77,16 +77,18 @@ def recording_page(rid: str) -> Any:
 
 
 def in_true_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events worth showing, in the order they happened on the camera (its monotonic
-    clock: a wall-clock time set later cannot reorder them), each marked ``before_clock``
-    when it happened before the camera's clock was set at this boot (its time then came
-    from a clock not yet checked against the dock's)."""
-    shown = [e for e in events if e["kind"] in SHOWN_EVENTS]
-    shown.sort(key=lambda e: (e.get("mono_us") is None, e.get("mono_us") or 0, e["seq"]))
-    set_at = next((e.get("mono_us") for e in shown if e["kind"] == "clock_set" and e.get("mono_us") is not None),
-                  None)
-    return [{**e, "before_clock": set_at is not None and e.get("mono_us") is not None and e["mono_us"] < set_at}
-            for e in shown]
+    """The events worth showing, in the order they happened on the camera — its event
+    log's own numbering, which a clock set later cannot reorder — each marked
+    ``before_clock`` when it happened before the camera's clock was set (its time then
+    came from a clock not yet checked against the dock's, and may look out of order).
+
+    >>> ev = [{"seq": 3, "kind": "officer_assigned"}, {"seq": 1, "kind": "state"}, {"seq": 2, "kind": "clock_set"}]
+    >>> [(e["seq"], e["before_clock"]) for e in in_true_order(ev)]
+    [(1, True), (2, False), (3, False)]
+    """
+    shown = sorted((e for e in events if e["kind"] in SHOWN_EVENTS), key=lambda e: e["seq"])
+    set_at = next((e["seq"] for e in shown if e["kind"] == "clock_set"), None)
+    return [{**e, "before_clock": set_at is not None and e["seq"] < set_at} for e in shown]
 
 
 def picture_time(rec: Recording, events: list[dict[str, Any]]) -> str:
