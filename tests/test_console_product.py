@@ -130,6 +130,7 @@ def test_every_demo_recording_plays_to_its_end_and_markers_play_on(demo, browser
         page.evaluate("() => { document.getElementById('player').muted = true; }")
         page.click("#play")
         wait_js(page, "document.getElementById('player').currentTime > 0.2")
+        assert not page.locator("#play").is_visible()          # the overlay leaves the picture free
         end = play_to_end(page, 1.0 if i == 0 else 4.0, r["duration_s"] / (1.0 if i == 0 else 4.0) + 30)
         assert abs(end["d"] - r["duration_s"]) < 1.5, (end, r)
         for m in range(page.locator("button.marker").count()):

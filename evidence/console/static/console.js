@@ -154,7 +154,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   };
   const show = () => {
-    out.textContent = `${clock(now())} s`;
+    out.textContent = clock(now());
     img.src = `${section.dataset.frame}?t=${now().toFixed(1)}`;
     redraw(null);
   };
