@@ -396,3 +396,34 @@ def test_the_supervisors_inbox_lists_what_waits_oldest_first_and_decides_with_on
     text = page.inner_text("#audit")
     assert "Abgelehnt: die Aufhebung der Sicherung (Straftat), beantragt von sichtung: „Ermittlungen laufen noch“." in text
     page.close()
+
+
+def test_a_shorter_retention_waits_for_a_supervisor_who_declines_or_approves_it(demo):
+    """A clerk proposes to shorten the retention (init, as on the command line); the
+    supervisor's inbox lists it; declined, it is gone (on record); proposed again and
+    approved after the confirmation, the office's retention is the shorter one."""
+    import re
+    import time
+
+    import requests
+
+    from evidence.office import Office
+    app_office = Office(demo.store, keys.load_signing_key(demo.root / "keys" / "office.key"),
+                        lambda: time.time_ns() // 1000)
+    assert app_office.init(10, ["KOD-SL-1"], "sichtung")["waiting_for"]
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{demo.url}/login").text).group(1)
+    s.post(f"{demo.url}/login", data={"csrf_token": token, "user": "leitung", "password": password("leitung")})
+    page = s.get(f"{demo.url}/inbox").text
+    assert "Speicherfrist von 14 auf 10 Tage verkürzen" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"csrf_token": token, "kind": "retention", "rid": "", "reason": ""}
+    declined = s.post(f"{demo.url}/inbox/decide", data={**form, "decision": "decline", "why": "Nicht mit dem Rat abgestimmt"})
+    assert "Die Speicherfrist bleibt unverändert" in declined.text and "verkürzen" not in declined.text
+    assert app_office.init(10, ["KOD-SL-1"], "sichtung")["waiting_for"]              # proposed again
+    asked = s.post(f"{demo.url}/inbox/decide", data={**form, "decision": "approve"})
+    assert "von 14 auf 10 Tage verkürzt" in asked.text and 'name="confirm" value="1"' in asked.text
+    assert app_office._policy().retention_days == 14                                  # not before the confirmation
+    done = s.post(f"{demo.url}/inbox/decide", data={**form, "decision": "approve", "confirm": "1"})
+    assert "Die Speicherfrist beträgt jetzt 10 Tage." in done.text
+    assert app_office._policy().retention_days == 10
