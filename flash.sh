@@ -2,12 +2,14 @@
 # flash.sh: provision an open bodycam camera or docking station.
 #
 #   flash.sh camera --recipient FILE|age1… --dock-key PEM [--dock-key PEM …] [--device-id ID]
-#                   [--officer ID] [--audio-device ALSA|none] (--root DIR [--boot DIR] | --ssh [USER@]HOST)
-#                   [--dry-run]
+#                   [--officer ID] [--audio-device ALSA|none] [--camera-backend picamera2|sim]
+#                   [--pins gpio|mock] (--root DIR [--boot DIR] | --ssh [USER@]HOST) [--dry-run]
 #   flash.sh dock   [--dock-id ID] [--store DIR|s3://BUCKET[/PREFIX]]
 #                   (--root DIR | --ssh [USER@]HOST) [--dry-run]
 #   flash.sh office [--store DIR|s3://BUCKET[/PREFIX]] (--root DIR | --ssh [USER@]HOST) [--dry-run]
 #                   the evidence office's server: console, daily purge and verify (docs/operations.md)
+#   every role: [--wheelhouse DIR]  offline install: the first boot takes the Python packages from
+#                   DIR (pip wheel, docs/operations.md) and nothing from the network
 #
 # --root DIR   a mounted SD card's root filesystem (Raspberry Pi OS); the rest (Debian packages,
 #              the Python venv, the spoken cue) is finished by bodycam-install.service at first
@@ -26,7 +28,7 @@ PREFIX=/opt/bodycam
 PROG=flash.sh
 
 usage() {
-    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
+    sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'   # the header above
 }
 bad() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for the options." >&2; exit 2; }
 fail() { echo "$PROG: error: $*" >&2; exit 1; }
@@ -34,7 +36,7 @@ note() { echo "$PROG: $*"; }
 
 # ---------------------------------------------------------------- arguments
 ROLE=""; ROOT=""; BOOT=""; SSH_HOST=""; RECIPIENT=""; DEVICE_ID=""; OFFICER=""; DOCK_ID=""
-STORE=""; AUDIO_DEVICE=default; DRY_RUN=0
+STORE=""; AUDIO_DEVICE=default; DRY_RUN=0; WHEELHOUSE=""; CAMERA_BACKEND=""; PINS=
 DOCK_KEYS=()
 
 [ $# -gt 0 ] || { usage >&2; bad "the first argument must be 'camera', 'dock' or 'office'"; }
@@ -56,6 +58,9 @@ while [ $# -gt 0 ]; do
         --audio-device) need_value "$@"; AUDIO_DEVICE=$2; shift 2 ;;
         --dock-id) need_value "$@"; DOCK_ID=$2; shift 2 ;;
         --store) need_value "$@"; STORE=$2; shift 2 ;;
+        --wheelhouse) need_value "$@"; WHEELHOUSE=$2; shift 2 ;;
+        --camera-backend) need_value "$@"; CAMERA_BACKEND=$2; shift 2 ;;
+        --pins) need_value "$@"; PINS=$2; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) bad "unknown option '$1'" ;;
@@ -74,9 +79,13 @@ if [ "$ROLE" = camera ]; then
     [ -z "$DEVICE_ID" ] || [[ "$DEVICE_ID" =~ $ID_RE ]] || bad "--device-id '$DEVICE_ID': use 1–64 letters, digits, '.', '_' or '-'"
     [ -z "$OFFICER" ] || [[ "$OFFICER" =~ $ID_RE ]] || bad "--officer '$OFFICER': use 1–64 letters, digits, '.', '_' or '-'"
     [[ "$AUDIO_DEVICE" =~ ^[A-Za-z0-9:=,._-]{1,64}$ ]] || bad "--audio-device '$AUDIO_DEVICE' is not an ALSA device name (arecord -L), or 'none'"
+    CAMERA_BACKEND=${CAMERA_BACKEND:-picamera2}
+    [[ "$CAMERA_BACKEND" =~ ^(picamera2|sim)$ ]] || bad "--camera-backend '$CAMERA_BACKEND': use 'picamera2' (a Pi's camera) or 'sim' (a bench without one)"
+    PINS=${PINS:-gpio}
+    [[ "$PINS" =~ ^(gpio|mock)$ ]] || bad "--pins '$PINS': use 'gpio' (a Pi's pins) or 'mock' (a bench without them: the button is pressed through a socket, docs/hardware.md)"
 else
-    if [ -n "$RECIPIENT$DEVICE_ID$OFFICER" ] || [ ${#DOCK_KEYS[@]} -gt 0 ] || [ "$AUDIO_DEVICE" != default ]; then
-        bad "--recipient, --dock-key, --device-id, --officer and --audio-device are for 'flash.sh camera'"
+    if [ -n "$RECIPIENT$DEVICE_ID$OFFICER$CAMERA_BACKEND$PINS" ] || [ ${#DOCK_KEYS[@]} -gt 0 ] || [ "$AUDIO_DEVICE" != default ]; then
+        bad "--recipient, --dock-key, --device-id, --officer, --audio-device, --camera-backend and --pins are for 'flash.sh camera'"
     fi
     [ -z "$BOOT" ] || bad "--boot is for 'flash.sh camera' (the USB gadget)"
     [ "$ROLE" = dock ] || [ -z "$DOCK_ID" ] || bad "--dock-id is for 'flash.sh dock'"
@@ -131,10 +140,14 @@ if [ -n "$SSH_HOST" ]; then
         done
         [ -z "$DEVICE_ID" ] || args+=(--device-id "$DEVICE_ID")
         [ -z "$OFFICER" ] || args+=(--officer "$OFFICER")
-        args+=(--audio-device "$AUDIO_DEVICE")
+        args+=(--audio-device "$AUDIO_DEVICE" --camera-backend "$CAMERA_BACKEND" --pins "$PINS")
     else
         [ -z "$DOCK_ID" ] || args+=(--dock-id "$DOCK_ID")
         args+=(--store "$STORE")
+    fi
+    if [ -n "$WHEELHOUSE" ]; then
+        [ -d "$WHEELHOUSE" ] || bad "--wheelhouse $WHEELHOUSE is not a directory (make one: pip wheel -w DIR '.[office,sim]', docs/operations.md)"
+        cp -r "$WHEELHOUSE" "$stage/inputs/wheels"; args+=(--wheelhouse "$remote/inputs/wheels")
     fi
     tree=(flash.sh pyproject.toml README.md common device dock evidence simulator deploy docs)
     quoted=$(printf '%q ' "${args[@]}")
@@ -166,6 +179,44 @@ os_id=$(sed -n 's/^\(ID\|ID_LIKE\)=//p' "$R/etc/os-release" | tr -d '"' | tr '\n
 [[ " $os_id " == *" debian "* || " $os_id " == *" raspbian "* ]] \
     || bad "unsupported target: $ROOT runs '$os_id'; Raspberry Pi OS or Debian (Bookworm or later) is needed"
 [ "$(id -u)" = 0 ] || [ "$DRY_RUN" = 1 ] || fail "run as root (sudo): files on the target belong to root and to the service users"
+
+# What the role needs from Debian (bodycam-install installs it at first boot when missing).
+case "$ROLE" in
+    camera) DEB_NEEDED="python3-venv alsa-utils libasound2-data espeak-ng"
+            [ "$CAMERA_BACKEND" != picamera2 ] || DEB_NEEDED+=" python3-picamera2" ;;
+    *) DEB_NEEDED="python3-venv" ;;
+esac
+deb_installed() {   # PACKAGE: installed in the target's dpkg database
+    awk -v p="$1" '$1 == "Package:" { here = ($2 == p) } here && /^Status: install ok installed/ { f = 1 }
+        END { exit !f }' "$R/var/lib/dpkg/status" 2>/dev/null
+}
+# Offline install: everything the first boot needs must already be on the card, or it cannot come up.
+if [ -n "$WHEELHOUSE" ]; then
+    [ -d "$WHEELHOUSE" ] || bad "--wheelhouse $WHEELHOUSE is not a directory (make one: pip wheel -w DIR '.[office,sim]', docs/operations.md)"
+    WHEELHOUSE=$(cd "$WHEELHOUSE" && pwd)
+    compgen -G "$WHEELHOUSE/*.whl" >/dev/null || bad "--wheelhouse $WHEELHOUSE holds no wheels (*.whl); make it with: pip wheel -w $WHEELHOUSE '.[office,sim]'"
+    missing_debs=""
+    for p in $DEB_NEEDED; do deb_installed "$p" || missing_debs+=" $p"; done
+    [ -z "$missing_debs" ] || bad "this image lacks what a $ROLE needs offline:$missing_debs (install them into the image first, e.g. chroot $ROOT apt-get install$missing_debs, or flash without --wheelhouse to fetch them at first boot)"
+    # the wheels must fit the target's processor and Python (a Pi is aarch64, a PC x86_64)
+    target_arch=$(awk '$1 == "Package:" { here = ($2 == "libc6") } here && $1 == "Architecture:" { print $2; exit }' "$R/var/lib/dpkg/status" 2>/dev/null)
+    case "$target_arch" in amd64) machine=x86_64 ;; arm64) machine=aarch64 ;; armhf) machine=armv7l ;; *) machine="" ;; esac
+    for whl in "$WHEELHOUSE"/*.whl; do
+        name=${whl##*/}
+        for m in x86_64 aarch64 armv7l i686; do
+            if [[ "$name" == *"_$m.whl" || "$name" == *"_$m."* ]] && [ -n "$machine" ] && [ "$m" != "$machine" ]; then
+                bad "--wheelhouse: $name is for $m, but $ROOT is $target_arch ($machine); build the wheelhouse on (or for) the target's kind of machine"
+            fi
+        done
+        if [[ "$name" =~ -cp3([0-9]+)-cp3[0-9]+-[a-z] ]] && ! [ -e "$R/usr/bin/python3.${BASH_REMATCH[1]}" ]; then
+            bad "--wheelhouse: $name is for Python 3.${BASH_REMATCH[1]}, which $ROOT does not have (ls $ROOT/usr/bin/python3.*); build it with the target's Python version"
+        fi
+    done
+    # room for the wheels and the environment made of them (unpacked, about three times their size)
+    need_kb=$(( $(du -sk "$WHEELHOUSE" | cut -f1) * 4 + 65536 ))
+    free_kb=$(df -Pk "$ROOT" | awk 'NR == 2 {print $4}')
+    [ "$free_kb" -ge "$need_kb" ] || bad "$ROOT has $((free_kb / 1024)) MB free, the offline install needs about $((need_kb / 1024)) MB: use a larger card or image (nothing was changed)"
+fi
 command -v systemd-sysusers >/dev/null || fail "'systemd-sysusers' is missing on this machine (Debian: apt install systemd)"
 
 CHANGED=0
@@ -269,11 +320,30 @@ if users_missing; then
     fi
 fi
 
-put_dir /etc/bodycam 750 root "$SVC_USER"
+# 0751: each role's files keep their own owner and mode; one machine may carry several roles
+put_dir /etc/bodycam 751 root root
 put_dir "$STATE" 700 "$SVC_USER" "$SVC_USER"
 put_dir $PREFIX 755 root root
 for d in bin src share; do put_dir "$PREFIX/$d" 755 root root; done
-put_text "$PREFIX/role" 644 root root <<< "$ROLE"
+# One machine may carry several roles (a bench, or a small office that is also its dock).
+roles=$( { cat "$R$PREFIX/roles" 2>/dev/null || true; [ ! -r "$R$PREFIX/role" ] || cat "$R$PREFIX/role"; echo "$ROLE"; } \
+    | grep -xE 'camera|dock|office' | sort -u)
+put_text "$PREFIX/roles" 644 root root <<< "$roles"
+remove "$PREFIX/role"   # the single-role file of older versions
+if [ -n "$WHEELHOUSE" ]; then
+    put_dir "$PREFIX/wheels" 755 root root
+    declare -A keep_wheels=()
+    for whl in "$WHEELHOUSE"/*.whl; do
+        name=${whl##*/}
+        case "$name" in open_bodycam-*) continue ;; esac   # the project itself comes as source, below
+        keep_wheels[$name]=1
+        put_file "$whl" "$PREFIX/wheels/$name" 644 root root
+    done
+    for old_whl in "$R$PREFIX"/wheels/*.whl; do
+        [ -e "$old_whl" ] || continue
+        [ -n "${keep_wheels[${old_whl##*/}]:-}" ] || remove "$PREFIX/wheels/${old_whl##*/}"
+    done
+fi
 put_file "$SELF_DIR/deploy/bin/bodycam-install" "$PREFIX/bin/bodycam-install" 755 root root
 put_file "$SELF_DIR/docs/hardware.md" "$PREFIX/share/hardware.md" 644 root root
 put_file "$SELF_DIR/docs/operations.md" "$PREFIX/share/operations.md" 644 root root
@@ -350,7 +420,7 @@ recipients = [$(toml_string "$RECIPIENT_VALUE")]   # the evidence office; the ca
 store = "$STATE/store"
 
 [camera]
-backend = "picamera2"
+backend = "$CAMERA_BACKEND"                # picamera2: the Pi's camera; sim: a bench without one
 audio = $([ "$AUDIO_DEVICE" = none ] && echo false || echo true)
 audio_device = $(toml_string "$([ "$AUDIO_DEVICE" = none ] && echo default || echo "$AUDIO_DEVICE")")   # arecord -L
 
@@ -379,6 +449,21 @@ libcomposite
 EOF
     enable_unit bodycam-gadget.service
     enable_unit bodycam-device.service
+    put_dir /etc/systemd/system/bodycam-device.service.d 755 root root
+    if [ "$PINS" = mock ]; then
+        # A bench without GPIO: gpiozero's mock pins, the button pressed through a local socket
+        # (docs/hardware.md, "A bench without a Pi"); the LEDs' states are in the event log.
+        put_text /etc/systemd/system/bodycam-device.service.d/pins.conf 644 root root <<'EOF'
+# written by flash.sh camera --pins mock: no GPIO; press the button with bodycam-device --press
+[Service]
+Environment=GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin
+Environment=BODYCAM_BENCH_BUTTON=/run/bodycam/button
+RuntimeDirectory=bodycam
+RuntimeDirectoryMode=0750
+EOF
+    else
+        remove /etc/systemd/system/bodycam-device.service.d/pins.conf
+    fi
     put_link /dev/null /etc/systemd/system/serial-getty@ttyGS0.service   # no login on the dock link
 
     # The dwc2 overlay lives on the boot partition (its own mount when the card is in a reader).
@@ -425,12 +510,15 @@ AWS_ENDPOINT_URL=
 EOF
         fi
     else
-        put_dir "$STORE" 750 bodycam-office bodycam-office
+        # shared with a dock on the same server (flash.sh dock): the group bodycam-evidence
+        put_dir "$STORE" 2770 root bodycam-evidence
         for unit in "${office_units[@]}"; do
             put_text "/etc/systemd/system/$unit.d/store.conf" 644 root root <<EOF
 # written by flash.sh: the filesystem evidence store is the only place the office writes to
 [Service]
 ReadWritePaths=$STORE
+# new folders group-writable: the dock and the office (group bodycam-evidence) share the store
+UMask=0007
 EOF
         done
     fi
@@ -476,13 +564,24 @@ AWS_ENDPOINT_URL=
 EOF
         fi
     else
-        put_dir "$STORE" 750 bodycam-dock bodycam-dock
+        # shared with the office on the same server (flash.sh office): the group bodycam-evidence
+        put_dir "$STORE" 2770 root bodycam-evidence
         put_text /etc/systemd/system/bodycam-dock.service.d/store.conf 644 root root <<EOF
 # written by flash.sh: the filesystem evidence store is the only place the dock writes to
 [Service]
 ReadWritePaths=$STORE
+# new folders group-writable: the dock and the office (group bodycam-evidence) share the store
+UMask=0007
 EOF
     fi
+    # The cameras' serial driver before the dock starts: the dock's device allow-list
+    # (DeviceAllow=char-ttyACM) is resolved when it starts, so a driver loaded later, at the
+    # first docking, would leave the dock locked out of it (EPERM; seen on the booted system).
+    put_dir /etc/modules-load.d 755 root root
+    put_text /etc/modules-load.d/bodycam-dock.conf 644 root root <<'EOF'
+# USB serial of docked cameras (bodycam-dock.service)
+cdc-acm
+EOF
     enable_unit bodycam-dock.service
 fi
 

@@ -90,6 +90,12 @@ class LinkService:
                 self._handle(item)
         except link.LinkClosed:
             self.closed = True
+            # let go of the port: its exclusive lock would refuse the next open of the same
+            # ttyGS0 for good (seen on the booted system: the camera never docked again)
+            try:
+                self.link.close()
+            except OSError:
+                pass
             self._refusals.flush()
             self.hooks.log("link_lost", authenticated=self.authenticated)
             self.authenticated = False

@@ -10,6 +10,7 @@ reason on stderr), 0 after a clean stop (SIGTERM/SIGINT finish the recording fir
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -19,14 +20,14 @@ from gpiozero.exc import GPIOZeroError
 from common import keys
 from common.clock import SystemClock
 from common.signals import StopSignals
-from device import config as device_config
+from device import bench_button, config as device_config
 from device.camera import AudioParams, CameraConfig, CameraError, VideoParams, open_camera
 from device.hardware import AplaySink, Hardware, render_cue
 from common.link import Link, LinkClosed, open_port
 from device.identity import DeviceIdentity
 from device.link_service import load_dock_keys
 from device.power import MainsPower, PowerSource, SysfsBattery
-from device.service_notify import ServiceNotifier
+from common.service_notify import ServiceNotifier
 from device.runtime import DeviceRuntime, State
 from device.segment_store import SegmentStore, StoreError
 
@@ -75,12 +76,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "sound, dock link) in plain words and exit: 0 ready, 1 not ready")
     what.add_argument("--render-cue", action="store_true",
                       help="render the spoken announcement ([cues]) with espeak-ng and exit (run at install)")
+    what.add_argument("--press", choices=sorted(bench_button.GESTURES),
+                      help=f"a bench without GPIO (flash.sh camera --pins mock): press the running camera's "
+                           f"button through ${bench_button.ENV}: a short press, a double press or a hold")
     parser.add_argument("--json", action="store_true", help="with --check: the findings as JSON")
     args = parser.parse_args(argv)
     try:
         config = device_config.load(args.config)
     except device_config.ConfigError as exc:
         parser.error(str(exc))
+    if args.press:
+        path = os.environ.get(bench_button.ENV) or bench_button.DEFAULT_PATH
+        try:
+            bench_button.press(path, args.press)
+        except OSError as exc:
+            print(f"bodycam-device: error: cannot press the button at {path}: {exc.strerror or exc} "
+                  "(is bodycam-device running with --pins mock? systemctl status bodycam-device)", file=sys.stderr)
+            return 1
+        return 0
     if args.check:
         from device.check import report, run_checks
         return report(args.config, run_checks(config), args.json)
@@ -104,8 +117,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"bodycam-device: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    with StopSignals(runtime.request_stop):
-        final = runtime.run()
+    try:
+        bench = bench_button.from_env(runtime.hw.button)
+    except (OSError, RuntimeError) as exc:
+        print(f"bodycam-device: error: the bench button: {exc}", file=sys.stderr)
+        return 1
+    try:
+        with StopSignals(runtime.request_stop):
+            final = runtime.run()
+    finally:
+        if bench is not None:
+            bench.close()
     return 1 if final == State.ERROR else 0
 
 

@@ -32,7 +32,7 @@ from common.clock import AdjustableClock, Clock
 from common.link import Link, LinkClosed
 from device.button import Gesture, PressRecogniser
 from device.camera import Camera, EncodedPacket
-from device.service_notify import ServiceNotifier
+from common.service_notify import ServiceNotifier
 from device.config import Config
 from device.event_log import EventLog
 from device.hardware import AudioSink, Hardware, Sounder, wav_duration_us
@@ -114,6 +114,7 @@ class DeviceRuntime:
         self.warnings: set[str] = set()
         self.error: str | None = None
         self.service = service or ServiceNotifier(None)   # systemd's READY/WATCHDOG, if under systemd
+        self.journal = bool(self.service.address)   # under systemd: events go to the journal too
         self.led_timeline: list[dict[str, Any]] = []
         self.boot_us = clock.monotonic_us()
         self._edges: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
@@ -475,6 +476,11 @@ class DeviceRuntime:
     # ------------------------------------------------------------------ records
     def log(self, kind: str, **data: Any) -> None:
         self.events.append(kind, self.state.value, **data)
+        if self.journal:
+            # the same line in the journal (journalctl -u bodycam-device) and in systemd's status
+            words = " ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list, bytes)))
+            print(f"{kind} [{self.state.value}] {words}".rstrip(), flush=True)
+            self.service.send(f"STATUS={self.state.value}: {kind}")
 
     def _sample_leds(self, now: int) -> None:
         states = self.hw.led_states()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from common import keys
+from common.service_notify import ServiceNotifier
 from common.signals import StopSignals
 from dock import config as dock_config
 from dock.registry import Registry, RegistryError, check_id
@@ -203,13 +204,18 @@ def _revoke(config: dock_config.DockConfig, registry: Registry, args: argparse.N
 def run(config: dock_config.DockConfig, args: argparse.Namespace) -> int:
     from dock.hotplug import Dock
     dock = Dock(config)
+    # systemd (Type=notify, WatchdogSec=): ready once watching; the loop's pings stop if it hangs
+    service = ServiceNotifier.from_env()
     with StopSignals() as stop:
         dock.start()
+        service.ready(f"watching {dock.watch_dir}")
         try:
             if args.no_ui:
                 idle_since = time.monotonic()
                 while not stop.received:
                     time.sleep(0.2)
+                    dock.rescan()
+                    service.alive()
                     if dock.busy():
                         idle_since = time.monotonic()
                     elif args.until_idle is not None and time.monotonic() - idle_since > args.until_idle:
@@ -217,6 +223,7 @@ def run(config: dock_config.DockConfig, args: argparse.Namespace) -> int:
             else:
                 live_view(dock, stop, args.until_idle)
         finally:
+            service.send("STOPPING=1")
             dock.stop()
     for bay in dock.status()["bays"]:
         print(f"{bay['device'] or bay['port']}: {bay['state']} {bay['message']}")

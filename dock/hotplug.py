@@ -47,6 +47,8 @@ class Dock:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._observer: Any = None
+        self._present: set[str] = set()   # the nodes seen by the last rescan
+        self._scan_lock = threading.Lock()
         self._last_status = 0.0
         self._written: dict[str, str] = {}   # bay port → the state status.json last showed
         self._status_lock = threading.RLock()  # bays change from their own threads; one writer at a time
@@ -109,19 +111,38 @@ class Dock:
 
         class Handler(FileSystemEventHandler):
             def on_created(self, event: FileSystemEvent) -> None:
-                if not event.is_directory:
-                    dock.appeared(Path(str(event.src_path)))
+                dock.rescan()   # at once, rather than at the service loop's next look
 
             def on_deleted(self, event: FileSystemEvent) -> None:
-                dock.disappeared(Path(str(event.src_path)))
+                dock.rescan()
 
-        self.watch_dir.mkdir(parents=True, exist_ok=True)
-        self._observer = Observer()
-        self._observer.schedule(Handler(), str(self.watch_dir), recursive=False)
-        self._observer.start()
-        for node in sorted(self.watch_dir.iterdir()):  # cameras docked before the service started
-            self.appeared(node)
+        try:
+            self.watch_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            # /dev/serial/by-id: udev makes it with the first USB serial device and removes it
+            # with the last; the dock (no root) cannot make it, so :meth:`rescan` watches for it
+            log.info("%s does not exist yet: waiting for the first camera", self.watch_dir)
+        if self.watch_dir.is_dir():
+            self._observer = Observer()
+            self._observer.schedule(Handler(), str(self.watch_dir), recursive=False)
+            self._observer.start()
+        self.rescan()  # cameras docked before the service started
         self.write_status()
+
+    def rescan(self) -> None:
+        """Compare the watched folder with what was there: the observer's events can be lost
+        (udev removes and makes ``/dev/serial/by-id`` again, and inotify forgets a removed
+        folder), so the service loop calls this a few times a second. Only changes count."""
+        with self._scan_lock:
+            try:
+                present = {str(p) for p in self.watch_dir.iterdir()} if self.watch_dir.is_dir() else set()
+            except OSError:
+                present = set()
+            for node in sorted(present - self._present):
+                self.appeared(Path(node))
+            for node in sorted(self._present - present):
+                self.disappeared(Path(node))
+            self._present = present
 
     def stop(self) -> None:
         if self._observer is not None:

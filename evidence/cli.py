@@ -49,11 +49,13 @@ import shutil
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from common import keys, signed
+from common.service_notify import ServiceNotifier
 from evidence import audit
 from evidence.errors import LockedError, NotAStore, StoreConflict, StoreUnavailable
 from evidence.index import BadQuery, Filters, Index, IndexBusy, IndexCorrupt
@@ -657,6 +659,37 @@ def _users(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     return 0, office.user_state(args.id, state, args.by)
 
 
+class ConsoleWatchdog(threading.Thread):
+    """systemd's ``Type=notify`` and ``WatchdogSec=`` for the console: ``READY=1`` once it
+    answers, then ``WATCHDOG=1`` only while it still answers a request for its own icon
+    over loopback within the deadline (a console whose workers all hang stops the pings,
+    and systemd restarts it). Not under systemd: does nothing."""
+
+    def __init__(self, service: ServiceNotifier, host: str, port: int) -> None:
+        super().__init__(name="console-watchdog", daemon=True)
+        self.service, self.stop = service, threading.Event()
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/static/favicon.svg"
+
+    def answers(self, timeout: float) -> bool:
+        import urllib.request
+        try:
+            with urllib.request.urlopen(self.url, timeout=timeout) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def run(self) -> None:
+        if not self.service.address:
+            return
+        while not self.stop.is_set() and not self.answers(5.0):
+            self.stop.wait(0.5)
+        self.service.ready(f"serving {self.url.rsplit('/static', 1)[0]}/")
+        period = self.service.interval_s or 0
+        while period and not self.stop.wait(period / 2):
+            if self.answers(period):
+                self.service.alive()
+
+
 def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     import waitress
     from evidence.console import create_app
@@ -667,13 +700,17 @@ def _serve(args: argparse.Namespace, office: Office) -> tuple[int, Any]:
     app = create_app(office.store, office.key, identity, index=office.idx(),
                      export_ttl_s=args.export_ttl_minutes * 60.0, idle_s=args.idle_minutes * 60.0,
                      behind_tls=args.behind_tls)
+    server = waitress.create_server(app, host=args.host, port=args.port, threads=8, ident="bodycam")
     print(f"Sichtung console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # systemd's stop: clean up like Ctrl-C
+    watchdog = ConsoleWatchdog(ServiceNotifier.from_env(), args.host, server.effective_port)
+    watchdog.start()
     try:
-        waitress.serve(app, host=args.host, port=args.port, threads=8, ident="bodycam")
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:  # decrypted footage does not outlive the console
+        watchdog.stop.set()
         app.extensions["bodycam"].stop.set()
         shutil.rmtree(app.extensions["bodycam"].cache, ignore_errors=True)
     return 0, {"served": f"{args.host}:{args.port}"}

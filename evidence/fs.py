@@ -20,13 +20,42 @@ True
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 
 from common.fsutil import fsync_dir, write_atomic
 from evidence.errors import StoreConflict
+
+
+def _move_in(src: Path, dst: Path, sha256: bytes) -> None:
+    """Rename ``src`` to ``dst``, or copy it where a rename cannot cross: under systemd's
+    ``ProtectSystem=strict`` the dock's state and the store's ``ReadWritePaths=`` are separate
+    mounts even on one filesystem (EXDEV, seen on the booted system). The copy is hashed as
+    it is written and must be what the dock hashed on arrival; the source goes only after."""
+    try:
+        os.replace(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                h.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if h.digest() != sha256:
+            raise StoreConflict(f"{src} changed while it was copied into the store; it stays where it is")
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+    src.unlink()
 
 
 def sha256_file(path: Path) -> bytes:
@@ -92,10 +121,10 @@ class FsBackend:
             if isinstance(data, Path):
                 data.unlink()
             return str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdirs(path.parent)
         tmp = self._staged()
         if isinstance(data, Path):
-            os.replace(data, tmp)
+            _move_in(data, tmp, sha256)
         else:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -116,14 +145,37 @@ class FsBackend:
     def _staged(self) -> Path:
         """A fresh staging name of this writer (pid first: a dead writer's are orphans)."""
         staging = self.root / STAGING
-        staging.mkdir(parents=True, exist_ok=True)
+        self._mkdirs(staging)
         return staging / f"{os.getpid()}.{threading.get_ident()}.{os.urandom(6).hex()}.tmp"
 
     def replace(self, key: str, data: bytes) -> None:
         """Old or new, never torn, and no temporary name beside it."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdirs(path.parent)
         write_atomic(path, data, tmp=self._staged())
+
+    def _mkdirs(self, folder: Path) -> None:
+        """``mkdir -p``; in a store shared by a dock and the office on one server (its root
+        setgid, group-writable: flash.sh), each new folder is made 2770 like the root, whatever
+        the umask of who made it (a technician's ``sudo -u`` has 022; seen on the booted system)."""
+        if folder.is_dir():
+            return
+        try:
+            shared = self.root.stat().st_mode & stat.S_ISGID
+        except FileNotFoundError:
+            shared = 0
+        missing = []
+        p = folder
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            if shared:
+                os.chmod(d, 0o2770)
 
     def orphans(self, deep: bool = True) -> list[Path]:
         """What killed writers left: staged files of dead processes, and (``deep``: a walk

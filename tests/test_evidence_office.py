@@ -515,3 +515,50 @@ def test_people_read_users_and_the_trail_check_without_raw_structures(tmp_path, 
     assert evidence_main([*base, "audit", "--verify"]) == 0
     out = capsys.readouterr().out
     assert "signers: office office (" in out and "{" not in out and "[" not in out.replace("problems: []", "")
+
+
+def test_a_file_moved_in_across_mounts_is_copied_checked_and_only_then_removed(tmp_path, monkeypatch):
+    """Under ProtectSystem=strict the dock's state and the store are separate mounts even on
+    one filesystem: rename fails with EXDEV (seen on the booted system). The store copies,
+    checks the hash it was promised, and removes the source only after."""
+    import errno
+    import hashlib
+    from evidence import fs
+    from evidence.errors import StoreConflict
+    from evidence.fs import FsBackend
+    store = FsBackend(tmp_path / "store")
+    real = os.replace
+
+    def cross_device(src, dst):
+        if str(src).startswith(str(tmp_path / "incoming")):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+    monkeypatch.setattr(fs.os, "replace", cross_device)
+    (tmp_path / "incoming").mkdir()
+    src = tmp_path / "incoming" / "seg.part"
+    src.write_bytes(b"footage" * 1000)
+    where = store.put_once("devices/cam/seg", src, hashlib.sha256(b"footage" * 1000).digest())
+    assert Path(where).read_bytes() == b"footage" * 1000 and not src.exists()
+    # bytes that are not what the dock hashed: refused, the source kept, nothing staged left
+    src.write_bytes(b"other")
+    with pytest.raises(StoreConflict):
+        store.put_once("devices/cam/seg2", src, hashlib.sha256(b"expected").digest())
+    assert src.exists() and not store.exists("devices/cam/seg2")
+    assert list((tmp_path / "store" / ".staging").iterdir()) == []
+
+
+def test_a_shared_store_makes_every_new_folder_group_writable_whatever_the_umask(tmp_path):
+    """A dock and the office on one server share the store (flash.sh: 2770, group
+    bodycam-evidence): a folder the office made with a technician's umask 022 must still take
+    the dock's files."""
+    root = tmp_path / "store"
+    root.mkdir()
+    os.chmod(root, 0o2770)
+    old = os.umask(0o022)
+    try:
+        from evidence.fs import FsBackend
+        FsBackend(root).replace("audit/0001.cbor", b"x")
+    finally:
+        os.umask(old)
+    for d in (root / "audit", root / ".staging"):
+        assert d.stat().st_mode & 0o7777 == 0o2770, d

@@ -82,6 +82,16 @@ def ids(root: Path, name: str) -> tuple[int, int]:
     return int(user[2]), int(user[3])
 
 
+def group_id(root: Path, name: str) -> int:
+    return next(int(line.split(":")[2]) for line in (root / "etc/group").read_text().splitlines()
+                if line.startswith(name + ":"))
+
+
+def groups_of(root: Path, user: str) -> list[str]:
+    return [line.split(":")[0] for line in (root / "etc/group").read_text().splitlines()
+            if user in line.split(":")[3].split(",")]
+
+
 def meta(path: Path) -> tuple[int, int, int]:
     st = path.lstat()
     return st.st_mode & 0o7777, st.st_uid, st.st_gid
@@ -102,7 +112,7 @@ def test_camera_into_a_pi_root_and_a_second_run_changes_nothing(pi_root, office)
     first = camera(pi_root, office, "--officer", "KOD-101", "--audio-device", "plughw:CARD=Device,DEV=0")
     uid, gid = ids(pi_root, "bodycam")
     etc = pi_root / "etc/bodycam"
-    assert meta(etc) == (0o750, 0, gid)
+    assert meta(etc) == (0o751, 0, 0)   # several roles may share a machine; each file keeps its own mode
     assert meta(etc / "device.key") == (0o600, uid, gid)
     assert meta(etc / "device.pub.pem") == (0o644, 0, 0)
     assert meta(etc / "bodycam.toml") == (0o640, 0, gid)
@@ -177,7 +187,9 @@ def test_dock_into_a_root_filesystem_and_s3(pi_root):
     etc = pi_root / "etc/bodycam"
     assert meta(etc / "dock.key") == (0o600, uid, gid)
     assert meta(etc / "dock.toml") == (0o640, 0, gid)
-    assert meta(pi_root / "srv/evidence") == (0o750, uid, gid)
+    # shared with an office on the same server: setgid, group bodycam-evidence (both are members)
+    assert meta(pi_root / "srv/evidence") == (0o2770, 0, group_id(pi_root, "bodycam-evidence"))
+    assert "bodycam-evidence" in groups_of(pi_root, "bodycam-dock")
     assert meta(pi_root / "var/lib/bodycam-dock") == (0o700, uid, gid)
     cfg = dock_config.load(etc / "dock.toml")
     assert (cfg.dock.id, cfg.dock.store, cfg.dock.key) == ("dock-rathaus-1", "/srv/evidence", "/etc/bodycam/dock.key")

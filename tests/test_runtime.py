@@ -367,7 +367,7 @@ def test_systemd_notify_ready_watchdog_and_stopping(sim_factory, tmp_path):
     read as systemd does (concurrently); a socket nobody reads never stalls the loop."""
     import socket
     import threading
-    from device.service_notify import ServiceNotifier
+    from common.service_notify import ServiceNotifier
     path = tmp_path / "notify"
     got: list[str] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
