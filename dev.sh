@@ -3,7 +3,7 @@
 #   ./dev.sh sim [bodycam-sim arguments]        main job: a shift of 3 cameras, docked and offloaded
 #   ./dev.sh test [pytest options]              run the test suite
 #   ./dev.sh console                            the Sichtung web console on the demo's store (demo logins)
-#   ./dev.sh bench [write|activation|offload|upload|scale|redact]  run the benchmarks (all but upload, scale, redact by default)
+#   ./dev.sh bench [write|activation|offload|upload|scale|redact|booted]  run the benchmarks (all but upload, scale, redact, booted by default)
 #   ./dev.sh campaign [--quick] [--seed N]      the reliability campaign (link faults, dock kills, rogue peers, fuzzing)
 #   ./dev.sh system [build|boot]                the booted system: camera, dock and office as one Debian
 #                                               machine under qemu, provisioned by flash.sh (root; default: its test)
@@ -92,9 +92,10 @@ case "$cmd" in
             upload) exec "$VENV/bin/python" bench/upload_s3.py "$@" ;;
             scale) exec "$VENV/bin/python" bench/evidence_scale.py "$@" ;;
             redact) exec "$VENV/bin/python" bench/redaction.py "$@" ;;
+            booted) exec "$VENV/bin/python" bench/booted.py "$@" ;;
             all) "$VENV/bin/python" bench/write_path.py && "$VENV/bin/python" bench/activation_latency.py \
                  && exec "$VENV/bin/python" bench/offload.py ;;
-            *) echo "dev.sh bench: write | activation | offload | upload | scale | redact" >&2; exit 2 ;;
+            *) echo "dev.sh bench: write | activation | offload | upload | scale | redact | booted" >&2; exit 2 ;;
         esac ;;
     *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

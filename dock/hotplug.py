@@ -30,6 +30,9 @@ from dock.registry import Registry
 log = logging.getLogger("bodycam.dock")
 
 
+# a transfer that ended in one of these while the camera is still in its bay is tried again
+RETRY_STATES = frozenset({"not answering", "unplugged", "error"})
+
 class Dock:
     def __init__(self, config: DockConfig, on_change: Callable[[], None] = lambda: None,
                  clock_for: Callable[[Path], Callable[[], int]] | None = None) -> None:
@@ -49,6 +52,7 @@ class Dock:
         self._observer: Any = None
         self._present: set[str] = set()   # the nodes seen by the last rescan
         self._scan_lock = threading.Lock()
+        self._retry: dict[str, tuple[float | None, float]] = {}   # node → (when to try again, wait)
         self._last_status = 0.0
         self._written: dict[str, str] = {}   # bay port → the state status.json last showed
         self._status_lock = threading.RLock()  # bays change from their own threads; one writer at a time
@@ -142,7 +146,32 @@ class Dock:
                 self.appeared(Path(node))
             for node in sorted(self._present - present):
                 self.disappeared(Path(node))
+                self._retry.pop(node, None)
+            for node in sorted(present & self._present):
+                self._retry_if_due(node)
             self._present = present
+
+    def _retry_if_due(self, node: str) -> None:
+        """A camera still in its bay whose transfer ended without finishing (it did not answer
+        yet: it was still booting, its runtime restarted, its port closed) is tried again,
+        waiting ``retry_s`` and doubling up to ``retry_max_s``: no one has to re-dock it. Seen
+        on the booted system: a camera that boots in the dock opens its port after the dock
+        first knocked."""
+        with self._lock:
+            bay = self.bays.get(node)
+        if bay is None or bay.is_alive() or bay.status.state not in RETRY_STATES:
+            if bay is not None and not bay.is_alive():
+                self._retry.pop(node, None)
+            return
+        now = time.monotonic()
+        due, wait = self._retry.get(node, (None, self.config.transfer.retry_s))
+        if due is None:
+            self._retry[node] = (now + wait, wait)
+        elif now >= due:
+            log.info("%s: trying the camera again (%s)", node, bay.status.state)
+            nxt = min(wait * 2, self.config.transfer.retry_max_s)
+            self._retry[node] = (None, nxt)
+            self.appeared(Path(node))
 
     def stop(self) -> None:
         if self._observer is not None:

@@ -233,6 +233,7 @@ def _bench(root: Path) -> None:
     lib = root / "usr/local/lib/bodycam-bench"
     lib.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "system/agent.py", lib / "agent.py")
+    shutil.copyfile(REPO / "system/sandbox_probe.py", lib / "sandbox_probe.py")
     units = root / "etc/systemd/system"
     (units / "bodycam-bench-agent.service").write_text(
         "[Unit]\nDescription=open bodycam bench agent (test machines only)\n"

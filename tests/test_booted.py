@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))   # system/ is the bench, not an installed package
 
 from system import image  # noqa: E402
-from system.qemu import MachineError, Qemu  # noqa: E402
+from system.qemu import Qemu  # noqa: E402
 
 REQUIRED = os.environ.get("BODYCAM_BOOTED") == "1"
 TONE_HZ = 997          # a prime: not a harmonic of anything the simulated scene makes
@@ -59,7 +59,13 @@ def machine(tmp_path_factory):
     work = Path(os.environ.get("BODYCAM_SYSTEM_WORK", tmp_path_factory.mktemp("booted")))
     t = time.monotonic()
     provisioned = image.provision(work)
-    q = Qemu(work, provisioned.disk, provisioned.kernel, provisioned.initrd)
+    # two more disks for the storage faults: a device and its dm-log-writes log
+    extra = (work / "vdb.img", work / "vdc.img")
+    for disk, size in zip(extra, (256 << 20, 1 << 30)):
+        disk.unlink(missing_ok=True)
+        with open(disk, "wb") as f:
+            f.truncate(size)
+    q = Qemu(work, provisioned.disk, provisioned.kernel, provisioned.initrd, extra_disks=extra)
     q.provisioned = provisioned   # type: ignore[attr-defined]
     q.timings = dict(provisioned.timings, provision=time.monotonic() - t)   # type: ignore[attr-defined]
     q.start()
@@ -226,3 +232,97 @@ def test_a_hung_camera_is_killed_by_systemds_watchdog_and_comes_back(machine):
     assert "Watchdog timeout" in journal, journal[-2000:]
     assert show(q, "bodycam-device")["MainPID"] != before["MainPID"]
 
+
+
+def probe_sandbox(q: Qemu, unit: str, state_dir: str) -> dict[str, str]:
+    """Run system/sandbox_probe.py under a copy of ``unit`` as installed (its drop-ins
+    included, `systemctl cat`), with only ExecStart and the service type changed."""
+    text = q.run(f"systemctl cat {unit}").check("systemctl cat").out
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0]
+        if key in ("Type", "NotifyAccess", "WatchdogSec", "Restart", "RestartSec", "ExecStart", "ExecStop",
+                   "ConditionPathExists", "StartLimitIntervalSec"):
+            continue
+        if line.startswith("[Service]") and not any(x.startswith("[Service]") for x in lines):
+            line += ("\nType=oneshot\nExecStart=/usr/bin/python3 /usr/local/lib/bodycam-bench/sandbox_probe.py "
+                     f"{state_dir}")
+        lines.append(line)
+    probe = f"bench-probe-{unit}"
+    q.run(f"cat > /run/systemd/system/{probe}.service && systemctl daemon-reload",
+          input="\n".join(lines) + "\n").check("the probe unit")
+    q.run(f"systemctl start {probe}", timeout=120)
+    out = q.run(f"journalctl -u {probe} -o cat --no-pager | grep '^{{' | tail -1").out
+    assert out.strip(), q.run(f"journalctl -u {probe} --no-pager | tail -20").out
+    return json.loads(out)
+
+
+def test_the_camera_services_sandbox_refuses_the_network_writes_elsewhere_and_others_keys(machine):
+    q = machine
+    got = probe_sandbox(q, "bodycam-device", "/var/lib/bodycam")
+    print("camera sandbox:", json.dumps(got))
+    assert got["write its state directory"] == "allowed", got
+    for what in ("socket AF_INET", "socket AF_INET6", "connect"):
+        assert got[what].startswith("refused"), (what, got)
+    for what in ("write /etc/bodycam", "write /opt/bodycam", "write /srv/evidence", "write /home"):
+        assert got[what] in ("refused: EROFS", "refused: EACCES", "refused: ENOENT"), (what, got)
+    for what in ("read the office's identity", "read the office's key", "read the dock's key"):
+        assert got[what] in ("refused: EACCES", "refused: ENOENT"), (what, got)
+
+
+def test_a_gadget_that_cannot_bind_leaves_the_camera_recording_with_the_reason_in_the_journal(machine):
+    q = machine
+    # The gadget's function waits for ttyGS0 to be closed before it goes (u_serial), so the
+    # camera stops first, as at shutdown (bodycam-gadget.service is Before= the camera).
+    q.run("systemctl stop bodycam-device bodycam-gadget && modprobe -r dummy_hcd", timeout=180).check("no UDC")
+    q.run("systemctl start bodycam-device", timeout=200)    # Wants= the gadget, which fails
+    assert q.run("systemctl is-failed -q bodycam-gadget").rc == 0
+    q.wait_for("systemctl is-active -q bodycam-device", 180, "the camera without its gadget")
+    journal = q.run("journalctl -u bodycam-gadget -b --no-pager | tail -5").out
+    assert "no USB device controller" in journal, journal
+    before = q.run(f"ls {CAMERA_STORE}/segments | grep -c '\\.manifest$' || true").out.strip() or "0"
+    q.run(f"{DEVICE} --press double").check("press")
+    q.wait_for(f"[ $(ls {CAMERA_STORE}/segments | grep -c '\\.manifest$') -gt {before} ]", 120,
+               "a segment sealed without a gadget")
+    q.run(f"{DEVICE} --press hold", timeout=30).check("hold")
+    # the controller back: the camera docks, and the dock takes everything
+    q.run("modprobe dummy_hcd && systemctl restart bodycam-gadget").check("UDC back")
+    q.wait_for(f"! ls {CAMERA_STORE}/segments | grep -q '\\.ts\\.age$'", 300, "the dock took it", every=2)
+
+
+def test_a_failing_card_keeps_what_was_sealed_warns_and_the_dock_takes_the_good_part(machine):
+    """The camera's store on dm-flakey: writes start failing (EIO) mid-recording. The camera
+    says so (an error event and state), keeps every segment it sealed before, and the dock
+    takes those into the evidence store."""
+    q = machine
+    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device").check("stop")
+    q.run("S=$(blockdev --getsz /dev/vdb) && dmsetup create bench-fl --table \"0 $S linear /dev/vdb 0\" "
+          "&& mkfs.ext4 -q -F /dev/mapper/bench-fl && mkdir -p /run/bench-fl && mount /dev/mapper/bench-fl /run/bench-fl "
+          f"&& cp -a {CAMERA_STORE}/. /run/bench-fl/ && umount /run/bench-fl "
+          f"&& mount /dev/mapper/bench-fl {CAMERA_STORE} && chown bodycam:bodycam {CAMERA_STORE} && chmod 700 {CAMERA_STORE}",
+          timeout=300).check("the store on dm-flakey")
+    q.run("systemctl start bodycam-device", timeout=200).check("start")
+    before = int(q.run(f"ls {CAMERA_STORE}/segments | grep -c '\\.manifest$' || true").out.strip() or 0)
+    q.run(f"{DEVICE} --press double").check("press")
+    q.wait_for(f"[ $(ls {CAMERA_STORE}/segments | grep -c '\\.manifest$') -gt {before} ]", 120, "a sealed segment")
+    sealed = sorted(q.run(f"ls {CAMERA_STORE}/segments | grep '\\.manifest$'").out.split())
+    time.sleep(2)
+    q.run("S=$(blockdev --getsz /dev/vdb) && dmsetup suspend bench-fl && dmsetup reload bench-fl --table "
+          "\"0 $S flakey /dev/vdb 0 0 3600 1 error_writes\" && dmsetup resume bench-fl").check("the card fails")
+    q.wait_for("journalctl -u bodycam-device -b --no-pager -o cat | grep -q 'storage_error'", 120,
+               "the camera to say its storage failed", every=2)
+    journal = q.run("journalctl -u bodycam-device -b --no-pager -o cat | tail -30").out
+    assert "[ERROR]" in journal or "warning" in journal, journal
+    assert show(q, "bodycam-device")["ActiveState"] == "active", "the camera stays up to be docked"
+    # docked: the dock takes what was sealed before the card failed
+    q.run(f"echo dummy_udc.0 > {UDC}").check("plug")
+    names = " ".join(sealed)
+    q.wait_for(f"cd /srv/evidence/devices/{image.DEVICE_ID}/segments && ls {names}", 300,
+               "the sealed segments in the evidence store", every=2)
+    stored = set(q.run(f"ls /srv/evidence/devices/{image.DEVICE_ID}/segments").out.split())
+    missing = [m for m in sealed if m not in stored]
+    assert not missing, (missing, sorted(stored))
+    verify = q.run(f"{OFFICE} verify --json", timeout=600)
+    assert verify.rc == 0, verify.out[-2000:]
+    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device; umount -l {CAMERA_STORE}; dmsetup remove --force bench-fl; "
+          "systemctl start bodycam-device", timeout=200)

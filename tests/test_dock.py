@@ -367,6 +367,38 @@ def test_hotplug_service_offloads_parallel_bays(env, identity, tmp_path, authori
     shutil.rmtree(tmp_path / "cam", ignore_errors=True)
 
 
+def test_a_camera_that_answers_only_after_the_dock_first_knocked_is_tried_again_without_replug(
+        env, identity, tmp_path):
+    """A camera that boots in its bay (a power cut at the dock, a restart of its runtime)
+    opens its port after the dock's first try timed out. The dock tries again, with backoff,
+    while the camera stays plugged in (seen on the booted system: its footage stayed on the
+    camera until someone re-docked it)."""
+    import dataclasses
+    import time
+    from dock.hotplug import Dock, read_status
+    sim = camera(tmp_path, identity, [env.dock_pub], SHIFT[:2], run_until=14)
+    transfer = dataclasses.replace(env.config.transfer, timeout_s=1.0, retry_s=0.5, retry_max_s=1.0)
+    service = Dock(dataclasses.replace(env.config, transfer=transfer))
+    cam_node = tmp_path / "cam" / "late.tty"
+    cable = PtyCable(env.watch / "usb-bodycam-late", cam_node)   # plugged in; the camera says nothing yet
+    service.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(b["state"] == "not answering" for b in read_status(tmp_path / "state")["bays"]):
+            assert time.monotonic() < deadline, read_status(tmp_path / "state")
+            service.rescan()
+            time.sleep(0.1)
+        served = start_serving(sim, cam_node, timeout_s=60)    # the camera is up now: no re-plug
+        while served.is_alive():
+            service.rescan()
+            time.sleep(0.1)
+        assert on_camera(sim) == []
+        assert read_status(tmp_path / "state")["bays"][-1]["state"] == "done"
+    finally:
+        cable.unplug()
+        service.stop()
+
+
 def test_demo_runs_a_shift_end_to_end(tmp_path):
     """The main job: cameras in their own processes, docked through ptys into parallel bays."""
     import json

@@ -463,3 +463,82 @@ def test_the_office_timers_commands_run_as_written(tmp_path):
         assert proc.returncode == 0, (job, proc.stdout + proc.stderr)
     assert json.loads(proc.stdout)["deleted"] == [rid]
     assert (tmp_path / "index").is_dir()
+
+
+def dpkg_status(root: Path, packages: list[str], arch: str = "amd64") -> None:
+    """The image's dpkg database, as flash.sh reads it (an offline install checks it)."""
+    (root / "var/lib/dpkg").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/dpkg/status").write_text("".join(
+        f"Package: {p}\nStatus: install ok installed\nArchitecture: {arch}\n\n" for p in ["libc6", *packages]))
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/bin/python3.11").write_text("")
+
+
+def wheelhouse(tmp_path: Path, *names: str) -> Path:
+    w = tmp_path / "wheels"
+    w.mkdir(exist_ok=True)
+    for n in names or ("numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.whl", "six-1.17.0-py2.py3-none-any.whl",
+                       "open_bodycam-0.1.0-py3-none-any.whl"):
+        (w / n).write_bytes(b"PK not really a wheel")
+    return w
+
+
+CAMERA_DEBS = ["python3-venv", "alsa-utils", "libasound2-data", "espeak-ng"]
+
+
+def test_an_offline_camera_gets_the_wheelhouse_and_installs_from_it_alone(pi_root, office, tmp_path):
+    dpkg_status(pi_root, CAMERA_DEBS)
+    w = wheelhouse(tmp_path)
+    camera(pi_root, office, "--wheelhouse", w, "--camera-backend", "sim", "--pins", "mock")
+    copied = sorted(p.name for p in (pi_root / "opt/bodycam/wheels").iterdir())
+    # the project itself is staged as source; the wheels are its dependencies
+    assert copied == ["numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.whl", "six-1.17.0-py2.py3-none-any.whl"]
+    assert (pi_root / "opt/bodycam/roles").read_text().split() == ["camera"]
+    cfg = device_config.load(pi_root / "etc/bodycam/bodycam.toml")
+    assert cfg.camera.backend == "sim"
+    pins = (pi_root / "etc/systemd/system/bodycam-device.service.d/pins.conf").read_text()
+    assert "GPIOZERO_PIN_FACTORY=mock" in pins and "BODYCAM_BENCH_BUTTON=/run/bodycam/button" in pins
+    # a second role on the same machine is added, not swapped
+    flash("dock", "--root", pi_root, "--wheelhouse", w)
+    assert (pi_root / "opt/bodycam/roles").read_text().split() == ["camera", "dock"]
+    install = (REPO / "deploy/bin/bodycam-install").read_text()
+    assert "--no-index --find-links $WHEELS" in install
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "wrong role's image", "other processor", "other python"])
+def test_an_offline_install_that_cannot_work_stops_before_touching_the_root(pi_root, office, tmp_path, case):
+    dpkg_status(pi_root, ["python3-venv"] if case == "wrong role's image" else CAMERA_DEBS)
+    w = {"missing": lambda: tmp_path / "nowhere",
+         "empty": lambda: tmp_path / "empty",
+         "wrong role's image": lambda: wheelhouse(tmp_path),
+         "other processor": lambda: wheelhouse(tmp_path, "numpy-2.4.6-cp311-cp311-manylinux_2_27_aarch64.whl"),
+         "other python": lambda: wheelhouse(tmp_path, "numpy-2.4.6-cp312-cp312-manylinux_2_27_x86_64.whl")}[case]()
+    if case == "empty":
+        w.mkdir()
+    before = snapshot(pi_root)
+    proc = camera(pi_root, office, "--wheelhouse", w, "--camera-backend", "sim", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    first = proc.stderr.splitlines()[0]
+    expect = {"missing": "pip wheel -w", "empty": "pip wheel -w", "wrong role's image": "alsa-utils",
+              "other processor": "aarch64", "other python": "Python 3.12"}[case]
+    assert expect in first, first
+    assert snapshot(pi_root) == before
+
+
+def test_a_root_too_small_for_the_offline_install_is_refused_untouched(pi_root, office, tmp_path):
+    """A real small filesystem (tmpfs of 8 MiB) under the root: flash.sh says so and writes nothing."""
+    dpkg_status(pi_root, CAMERA_DEBS)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        shutil.copytree(pi_root, small / "root", symlinks=True)
+        w = wheelhouse(tmp_path)
+        (w / "big-1.0-py3-none-any.whl").write_bytes(os.urandom(4 << 20))
+        before = snapshot(small / "root")
+        proc = camera(small / "root", office, "--wheelhouse", w, "--camera-backend", "sim", check=False)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "MB free" in proc.stderr and "larger card" in proc.stderr, proc.stderr
+        assert snapshot(small / "root") == before
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
