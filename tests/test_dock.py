@@ -94,13 +94,20 @@ def dock(env: Env, sim: SimDevice, *, key: Path | None = None, cut_after: int | 
             cable.unplug()
         done, waited = threading.Event(), unplug_when_waiting
         threading.Thread(target=watch_store, daemon=True).start()
-    bay.start()
     if cut_after is not None:
-        def watch() -> None:
-            while bay.progress.done < cut_after and bay.is_alive():
-                threading.Event().wait(0.0005)
-            cable.unplug()
-        threading.Thread(target=watch, daemon=True).start()
+        # pulled in the bay's own thread as the byte count passes cut_after: a watcher thread
+        # polling the count lost that race on a loaded CI machine (the whole segment arrived first)
+        from dock.offload import Progress
+
+        class PullAt(Progress):
+            def add(self, n: int) -> None:
+                super().add(n)
+                if self.done >= cut_after and not pulled:
+                    pulled.append(True)
+                    cable.unplug()
+        pulled: list[bool] = []
+        bay.progress = PullAt()
+    bay.start()
     bay.join(60)
     if unplug_when_waiting is not None:
         done.set()
