@@ -29,6 +29,8 @@ from __future__ import annotations
 import io
 import os
 import select
+import termios
+import threading
 import time
 import zlib
 from collections.abc import Mapping
@@ -195,6 +197,7 @@ class Link:
         self._outbox = bytearray()
         self._stall_s = stall_s
         self._last_progress = time.monotonic()
+        self._closer: threading.Thread | None = None
 
     def send(self, message: Mapping[str, Any]) -> None:
         frame = encode_frame(message)
@@ -240,9 +243,9 @@ class Link:
         elif self._outbox and now - self._last_progress > self._stall_s:
             raise LinkClosed(f"the peer took nothing for {self._stall_s:g} s ({len(self._outbox)} bytes wait)")
 
-    def _pump(self, block: bool) -> None:
+    def _pump(self, block: bool, limit: int = PUMP_BYTES) -> None:
         try:
-            data = self._read_available(block)
+            data = self._read_available(block, limit)
         except Exception as exc:
             raise LinkClosed(f"read failed: {exc}") from None
         if data:
@@ -254,14 +257,14 @@ class Link:
                     self.stats.frames_in += 1
                 self._inbox.append(item)
 
-    def _read_available(self, block: bool) -> bytes:
+    def _read_available(self, block: bool, limit: int = PUMP_BYTES) -> bytes:
         """Everything the port holds now (waiting up to the port's timeout for the first byte
         if ``block``). A tty hands over at most ~4 KiB per read, so on a port with a file
         descriptor (pyserial's POSIX ports, which it opens non-blocking) we drain it with
         plain reads until it is empty rather than paying pyserial's select + ioctl per 4 KiB."""
         fileno = getattr(self.port, "fileno", None)
         if fileno is None:  # e.g. pyserial URL handlers without a descriptor
-            waiting = self.port.in_waiting
+            waiting = min(self.port.in_waiting, limit)
             return self.port.read(waiting or (1 if block else 0)) if (waiting or block) else b""
         fd = fileno()
         wait = (getattr(self.port, "timeout", None) or 0.05) if block else 0
@@ -270,9 +273,9 @@ class Link:
             return b""
         chunks: list[bytes] = []
         got = 0
-        while got < PUMP_BYTES:
+        while got < limit:
             try:
-                chunk = os.read(fd, 65536)
+                chunk = os.read(fd, min(65536, limit - got))
             except BlockingIOError:
                 break
             if not chunk:
@@ -283,10 +286,11 @@ class Link:
             got += len(chunk)
         return b"".join(chunks)
 
-    def poll(self) -> list[dict[str, Any] | ProtocolError]:
-        """Everything that has arrived, without waiting (and what waits to be sent moves on)."""
+    def poll(self, limit: int = PUMP_BYTES) -> list[dict[str, Any] | ProtocolError]:
+        """What has arrived (up to about ``limit`` bytes read from the port), without
+        waiting; what waits to be sent moves on."""
         self.flush()
-        self._pump(block=False)
+        self._pump(block=False, limit=limit)
         items, self._inbox = self._inbox, []
         return items
 
@@ -300,10 +304,33 @@ class Link:
         return self._inbox.pop(0)
 
     def close(self) -> None:
+        """Let go of the port. A non-blocking (the camera's) link lets go in a thread of its
+        own: closing a tty waits for its unsent output to drain to a peer that may read
+        nothing (the USB gadget's ``gs_close`` waits up to 15 s, and its driver has no way to
+        discard that output), and on the booted system that wait in the camera's loop let
+        its 10-s watchdog kill it. Until that thread is done, :attr:`closing` is true and the
+        port must not be opened again (an open would wait on the same close)."""
+        self._outbox.clear()
+        if self._fd is not None:
+            try:
+                termios.tcflush(self._fd, termios.TCIOFLUSH)   # what the driver can discard
+            except (OSError, termios.error):
+                pass   # not a tty (a pipe in a test), or already gone with the cable
+            self._closer = threading.Thread(target=self._close_port, name="link-close", daemon=True)
+            self._closer.start()
+            return
+        self._close_port()
+
+    def _close_port(self) -> None:
         try:
             self.port.close()
         except Exception:
             pass
+
+    @property
+    def closing(self) -> bool:
+        """The port is still being let go of (see :meth:`close`)."""
+        return self._closer is not None and self._closer.is_alive()
 
 
 def open_port(url: str, *, timeout: float = 0.05) -> Any:

@@ -29,6 +29,9 @@ from device.identity import DeviceIdentity
 EVENT_VERSION = 1
 
 
+COSE_SIGN1_TAG = b"\xd2"   # CBOR tag 18 (COSE_Sign1): how every record of the log begins
+
+
 class EventLog:
     def __init__(self, root: Path, identity: DeviceIdentity, clock: Clock) -> None:
         self.path = Path(root) / "events.cbors"
@@ -73,15 +76,7 @@ class EventLog:
         return 0, None
 
     def _repair_torn_tail(self) -> None:
-        """A power cut mid-append leaves a partial record: cut it off (it was never acknowledged)."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        _, torn = signed.split_sequence(data)
-        if torn:
-            with open(self.path, "r+b") as f:
-                f.truncate(len(data) - torn)
-                os.fsync(f.fileno())
+        repair_torn_tail(self.path)
 
     def append(self, kind: str, state: str, **data: Any) -> dict[str, Any]:
         with self._lock:
@@ -175,3 +170,30 @@ def read_event_log(path: Path, key: Ed25519PublicKey) -> list[dict[str, Any]]:
     if torn:
         raise signed.ChainError(f"{path}: {torn} trailing bytes do not form a record (torn write)")
     return signed.verify_chain(records, key)
+
+
+def repair_torn_tail(path: Path) -> int:
+    """A power cut mid-append leaves a partial record: cut it off (it was never acknowledged);
+    returns the bytes cut. Also zeros: a file's new size can reach the disk before its data
+    (seen on the booted system's ext4, replaying dm-log-writes to a crash point), and each
+    zero byte decodes as a CBOR item, so trailing items that are no signed record go too.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "events.cbors"
+    >>> _ = p.write_bytes(b"\\xd2\\x84\\x40\\xa0\\x40\\x40" + bytes(7))
+    >>> repair_torn_tail(p), p.read_bytes()
+    (7, b'\\xd2\\x84@\\xa0@@')
+    """
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    items, torn = signed.split_sequence(data)
+    keep = len(data) - torn
+    while items and not items[-1].startswith(COSE_SIGN1_TAG):
+        keep -= len(items.pop())
+    if keep == len(data):
+        return 0
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+        os.fsync(f.fileno())
+    return len(data) - keep

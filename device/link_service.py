@@ -20,7 +20,7 @@ import hashlib
 import os
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -56,6 +56,12 @@ MAX_RECIPIENTS = 8          # the office's current recipient and a few being rot
 MAX_REVOKED_DOCKS = 256     # a city has tens of docks; revocations are rare and permanent
 REFUSALS_LOGGED = 5         # unauthenticated requests logged one by one; then one summary a minute
 REFUSAL_SUMMARY_S = 60.0
+# One poll answers for at most this long, then lets the loop record, blink and ping the
+# watchdog; what arrived beyond waits, and the port is not read again until it is answered,
+# so the tty's own flow control holds a flooding peer back. Seen on the booted system: a flood
+# of well-formed hellos (each answered with a signature) held the loop past the 10-s watchdog.
+POLL_BUDGET_S = 0.02
+READ_BYTES = 64 * 1024      # read per poll at most (hellos of a flood: ~500)
 
 
 class LinkService:
@@ -78,17 +84,33 @@ class LinkService:
         # the first answer again instead of acting twice (a receipt frees once).
         self._answered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._refusals = _RefusalLog(hooks.log)
+        self._pending: deque[dict[str, Any] | link.ProtocolError] = deque()
+
+    @property
+    def link_closing(self) -> bool:
+        """The dropped port is still being let go of: opening it again now would wait."""
+        return bool(getattr(self.link, "closing", False))
 
     # ------------------------------------------------------------------ loop
     def poll(self) -> int:
-        """Answer everything that has arrived; return how many messages were handled."""
+        """Answer what has arrived, for at most ``POLL_BUDGET_S``; return how many messages
+        were handled (the rest waits for the next poll)."""
         if self.closed:
             return 0
+        handled = 0
         try:
-            items = self.link.poll()
-            for item in items:
-                self._handle(item)
+            if self._pending:
+                self.link.flush()   # answers move on (and a peer that takes none is dropped)
+            else:
+                self._pending.extend(self.link.poll(limit=READ_BYTES))
+            deadline = time.monotonic() + POLL_BUDGET_S
+            while self._pending:
+                self._handle(self._pending.popleft())
+                handled += 1
+                if time.monotonic() >= deadline:
+                    break
         except link.LinkClosed:
+            self._pending.clear()
             self.closed = True
             # let go of the port: its exclusive lock would refuse the next open of the same
             # ttyGS0 for good (seen on the booted system: the camera never docked again)
@@ -101,7 +123,7 @@ class LinkService:
             self.authenticated = False
             self.hooks.undocked()  # the cable is gone: the camera left the dock
             return 0
-        return len(items)
+        return handled
 
     def _handle(self, item: dict[str, Any] | link.ProtocolError) -> None:
         if isinstance(item, link.ProtocolError):

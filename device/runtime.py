@@ -229,8 +229,8 @@ class DeviceRuntime:
             self._check_battery()
         if self.link is not None:
             self.link.poll()
-        if self._open_link is not None and (self.link is None or self.link.closed) \
-                and now - self._link_tried_us >= LINK_REOPEN_US:
+        dropped = self.link is None or (self.link.closed and not self.link.link_closing)
+        if self._open_link is not None and dropped and now - self._link_tried_us >= LINK_REOPEN_US:
             self._reopen_link(now)
         self.sounder.tick()
         self._sample_leds(now)

@@ -90,7 +90,16 @@ def offload(session: DockSession, store: EvidenceStore, staging: Path, *, window
             seq, record = entry["seq"], entry["manifest"]
             if seq <= anchor.seq:  # verified at an earlier docking; the camera did not get (or keep) its receipt
                 if store.has_segment(dev, seq):
-                    to_receipt.append((read_manifest(record, None), "already in the store"))
+                    if store.manifest(dev, seq) == record:   # the very segment stored: receipt it again
+                        to_receipt.append((read_manifest(record, None), "already in the store"))
+                    else:
+                        # Never free on the number alone: a failing card's damaged copy (seen on
+                        # the booted system), or a camera whose store was rolled back and numbers
+                        # new footage again. The stored segment stands; the camera keeps its copy.
+                        report.problems.append(
+                            f"segment {seq}: the camera's copy differs from the stored segment {seq} (its "
+                            "manifest is damaged, or the camera's store was rolled back and the number used "
+                            "again); it stays on the camera")
                 continue
             try:
                 m = read_manifest(record, key)

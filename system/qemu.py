@@ -50,8 +50,10 @@ def free_port() -> int:
 
 class Qemu:
     def __init__(self, workdir: Path, disk: Path, kernel: Path, initrd: Path, *,
-                 memory_mb: int = MEMORY_MB, cpus: int = 2, extra_disks: tuple[Path, ...] = ()) -> None:
+                 memory_mb: int = MEMORY_MB, cpus: int = 2, extra_disks: tuple[Path, ...] = (),
+                 arch: str = "amd64") -> None:
         self.workdir, self.disk, self.kernel, self.initrd = workdir, disk, kernel, initrd
+        self.arch = arch
         self.memory_mb, self.cpus, self.extra_disks = memory_mb, cpus, extra_disks
         self.console = workdir / "console.log"
         self.agent_path = workdir / "agent.sock"
@@ -65,9 +67,12 @@ class Qemu:
     def argv(self) -> list[str]:
         # -cpu max: every instruction TCG emulates; the default qemu64 lacks x86-64-v2 (SSE4.2,
         # POPCNT), which NumPy 2's wheels need (without: "invalid opcode" at import)
-        argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(self.memory_mb), "-smp", str(self.cpus),
+        # arm64: qemu's "virt" board with a Cortex-A72 (a Raspberry Pi 4's core), Debian's arm64 kernel
+        machine, console = (["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72"], "ttyAMA0") \
+            if self.arch == "arm64" else (["qemu-system-x86_64", "-cpu", "max"], "ttyS0")
+        argv = [*machine, "-accel", "tcg", "-m", str(self.memory_mb), "-smp", str(self.cpus),
                 "-no-reboot", "-kernel", str(self.kernel), "-initrd", str(self.initrd),
-                "-append", "root=LABEL=bodycam rw console=ttyS0 panic=1 systemd.show_status=1 net.ifnames=1",
+                "-append", f"root=LABEL=bodycam rw console={console} panic=1 systemd.show_status=1 net.ifnames=1",
                 "-drive", f"file={self.disk},format=raw,if=virtio,cache=writeback",
                 "-chardev", f"socket,id=bench,path={self.agent_path},server=on,wait=off",
                 "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=bench,name=bench",

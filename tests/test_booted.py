@@ -86,6 +86,32 @@ def dock_bays(q: Qemu) -> list[dict]:
     return json.loads(r.out)["bays"] if r.rc == 0 and r.out.strip() else []
 
 
+FINAL = ("done", "done with problems", "refused", "revoked", "unplugged", "not answering", "error")
+
+
+def bay_started(q: Qemu) -> float:
+    bays = dock_bays(q)
+    return bays[-1]["started"] if bays else 0.0
+
+
+def wait_bay(q: Qemu, state: str, timeout: float, after: float) -> dict:
+    """The camera's bay (the newest in the dock's status.json) begun after ``after`` once it
+    ended: in ``state``, or the test fails with what the dock said."""
+    deadline = time.monotonic() + timeout
+    while True:
+        bays = dock_bays(q)
+        if bays and bays[-1]["started"] > after and bays[-1]["state"] in FINAL:
+            if bays[-1]["state"] == state:
+                return bays[-1]
+            # the dock tries a camera again that is still in its bay (not answering yet: booting;
+            # its hello not taken in time: "write failed: Write timeout", as unplugged)
+            assert state == "done" and bays[-1]["state"] in ("not answering", "error", "unplugged"), \
+                f"the bay ended {bays[-1]['state']!r}, not {state!r}: {bays[-1]}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no bay ended within {timeout:.0f} s: {bays}")
+        time.sleep(0.5)
+
+
 def camera_segments(q: Qemu) -> list[str]:
     out = q.run(f"ls {CAMERA_STORE}/segments 2>/dev/null | grep -c '\\.ts\\.age$' || true").out.strip()
     return out
@@ -164,15 +190,25 @@ def test_a_shift_records_the_tone_and_the_dock_takes_it_through_the_real_gadget(
     q.run("systemctl stop bench-tone")
     before = q.run(f"ls {CAMERA_STORE}/segments").out.split()
     assert any(n.endswith(".ts.age") for n in before), before
-    # docked: binding the gadget is plugging in
+    # docked: binding the gadget is plugging in; and pulled out again as soon as the dock
+    # transfers (a watcher in the guest unbinds at the first "transferring" in status.json)
+    pull = ("until grep -q '\"state\": \"transferring\"' /var/lib/bodycam-dock/status.json; "
+            f"do sleep 0.02; done; echo > {UDC}\n")
+    q.run("cat > /run/bench-pull.sh", input=pull).check("the watcher")
+    q.run("systemd-run --unit=bench-pull /bin/sh /run/bench-pull.sh").check("the watcher")
+    old = bay_started(q)
     q.run(f"echo dummy_udc.0 > {UDC}").check("plug")
-    q.wait_for("grep -q '\"state\": \"done\"' /var/lib/bodycam-dock/status.json", 240,
-               "the dock to take the camera's footage", every=2)
-    bays = dock_bays(q)
-    assert bays and bays[-1]["state"] == "done", bays
+    pulled = wait_bay(q, "unplugged", 240, old)
+    assert q.run(f"cat {UDC}").out.strip() == "", "pulled out"
+    q.run(f"echo dummy_udc.0 > {UDC}").check("plug again")
+    wait_bay(q, "done", 240, pulled["started"])
     listing = json.loads(q.run(f"{OFFICE} list --json", timeout=120).check("list").out)
     recs = listing["recordings"]
     assert len(recs) == 1 and recs[0]["officer"] == image.OFFICER, recs
+    # resumed: every segment once, nothing lost, nothing twice
+    on_camera = sorted(n for n in before if n.endswith(".ts.age"))
+    stored = q.run(f"ls /srv/evidence/devices/{image.DEVICE_ID}/segments").out.split()
+    assert sorted(n for n in stored if n.endswith(".ts.age")) == on_camera, (stored, on_camera)
     # the receipts freed the camera
     q.wait_for(f"! ls {CAMERA_STORE}/segments | grep -q '\\.ts\\.age$'", 60, "the camera freed")
     # the sound of the stored footage is the tone played into the loopback card
@@ -295,7 +331,8 @@ def test_a_failing_card_keeps_what_was_sealed_warns_and_the_dock_takes_the_good_
     says so (an error event and state), keeps every segment it sealed before, and the dock
     takes those into the evidence store."""
     q = machine
-    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device").check("stop")
+    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device && "
+          f"install -d -o bodycam -g bodycam -m 700 {CAMERA_STORE}").check("stop")
     q.run("S=$(blockdev --getsz /dev/vdb) && dmsetup create bench-fl --table \"0 $S linear /dev/vdb 0\" "
           "&& mkfs.ext4 -q -F /dev/mapper/bench-fl && mkdir -p /run/bench-fl && mount /dev/mapper/bench-fl /run/bench-fl "
           f"&& cp -a {CAMERA_STORE}/. /run/bench-fl/ && umount /run/bench-fl "
@@ -324,5 +361,302 @@ def test_a_failing_card_keeps_what_was_sealed_warns_and_the_dock_takes_the_good_
     assert not missing, (missing, sorted(stored))
     verify = q.run(f"{OFFICE} verify --json", timeout=600)
     assert verify.rc == 0, verify.out[-2000:]
-    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device; umount -l {CAMERA_STORE}; dmsetup remove --force bench-fl; "
-          "systemctl start bodycam-device", timeout=200)
+    # The card replaced: the bench keeps what a technician would carry over, the chain head
+    # and the event log (the chain goes on from the card's head; the office holds every
+    # segment sealed on it). The segment open when the card failed is lost with the card.
+    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device").check("stop")
+    # no flush on suspend: the file system's writes fail (ext4 gave up and went read-only)
+    q.run("S=$(blockdev --getsz /dev/vdb) && dmsetup suspend --nolockfs --noflush bench-fl && dmsetup reload "
+          "bench-fl --table \"0 $S linear /dev/vdb 0\" && dmsetup resume bench-fl").check("the card readable")
+    keep = "/run/bench-fl-keep"
+    q.run(f"mkdir -p {keep} && cp -a {CAMERA_STORE}/chain-head.cbor {CAMERA_STORE}/events.cbors {keep}/ "
+          f"&& umount {CAMERA_STORE} && find {CAMERA_STORE} -mindepth 1 -delete "
+          f"&& install -d -o bodycam -g bodycam -m 700 {CAMERA_STORE}/segments "
+          f"&& cp -a {keep}/. {CAMERA_STORE}/ && rm -rf {keep}", timeout=300).check("the card replaced")
+    q.run("dmsetup remove --force bench-fl; systemctl start bodycam-device", timeout=200).check("start")
+
+
+FLOOD = r'''
+import os, sys, time, tty
+from common import link
+hello = link.encode_frame(link.request(1, "hello", {"protocol": link.PROTOCOL_VERSION, "dock_id": "flood",
+                                                    "dock_key": "ab" * 32, "nonce": b"n" * 32}))
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+tty.setraw(fd)   # as any serial program (and the dock) does: no echo, no line editing
+end, sent = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:
+    try:
+        sent += os.write(fd, hello * 20)
+    except BlockingIOError:
+        time.sleep(0.01)      # the camera stopped taking them: keep the pressure, read nothing
+print(sent)
+'''
+
+
+def journal_count(q: Qemu, unit: str, kind: str) -> int:
+    return int(q.run(f"journalctl -u {unit} -b --no-pager -o cat | grep -c '^{kind}' || true").out.strip() or 0)
+
+
+def test_a_peer_that_stops_reading_on_the_real_gadget_is_dropped_and_the_dock_docks_after(machine):
+    """A process on the host side opens /dev/ttyACM0, floods the camera with hellos and reads
+    none of the answers. The camera drops it (its answers wait past the stall limit) and opens
+    ttyGS0 again, never killed by its watchdog; the real dock then docks through the same
+    /dev/ttyACM0, with no re-plug (not yet: it needs a re-plug, and the test says so as an
+    expected failure). With socat's ptys this cannot be tried: socat stops forwarding once one
+    side closes."""
+    q = machine
+    q.run("systemctl stop bodycam-dock").check("stop the dock")
+    q.run(f"[ -n \"$(cat {UDC})\" ] || echo dummy_udc.0 > {UDC}").check("plug")
+    q.wait_for("ls /dev/ttyACM0", 60, "the host side of the gadget")
+    q.wait_for("systemctl is-active -q bodycam-device", 180, "the camera ready")
+    restarts = show(q, "bodycam-device")["NRestarts"]
+    lost, opened = journal_count(q, "bodycam-device", "link_lost"), journal_count(q, "bodycam-device", "link_opened")
+    q.run("cat > /run/bench-flood.py", input=FLOOD).check("flood script")
+    r = q.run("cd /run && /opt/bodycam/venv/bin/python /run/bench-flood.py /dev/ttyACM0 30", timeout=120)
+    assert r.rc == 0 and int(r.out) > 0, r
+    assert journal_count(q, "bodycam-device", "link_lost") > lost, \
+        q.run("journalctl -u bodycam-device -b --no-pager -o cat | tail -30").out
+    q.wait_for(f"[ $(journalctl -u bodycam-device -b --no-pager -o cat | grep -c '^link_opened') -gt {opened} ]",
+               60, "the camera opened ttyGS0 again")
+    s = show(q, "bodycam-device")
+    assert s["ActiveState"] == "active" and s["NRestarts"] == restarts, ("no restart: the link alone went", s)
+    # the real dock, through the same /dev/ttyACM0, no re-plug
+    authenticated = journal_count(q, "bodycam-device", "dock_authenticated")
+    q.run("systemctl start bodycam-dock", timeout=120).check("start the dock")
+    docked = f"[ $(journalctl -u bodycam-device -b --no-pager -o cat | grep -c '^dock_authenticated') -gt {authenticated} ]"
+    try:
+        q.wait_for(docked, 90, "the dock authenticated after the flood, no re-plug", every=2)
+        return
+    except Exception:
+        seen = q.run("grep -o '\"message\": \"[^\"]*\"' /var/lib/bodycam-dock/status.json").out.strip()
+    # Not yet (issue 25 stays open): after such a flood the dock's writes to the same ttyACM0
+    # time out ("write failed: Write timeout") at every try: the gadget takes nothing from the
+    # host any more although the camera has ttyGS0 open again and reads. A re-plug (the gadget
+    # unbound and bound, as pulling the camera out and docking it again) brings it back:
+    q.run(f"echo '' > {UDC}; sleep 2; echo dummy_udc.0 > {UDC}").check("re-plug")
+    q.wait_for(docked, 180, "the dock authenticated after a re-plug", every=2)
+    pytest.xfail(f"the dock docked only after a re-plug; without one: {seen}")
+
+
+class Footage:
+    """Seconds of pictures in a camera store's segments after ``after_seq``, decrypted and
+    demuxed; each encrypted file is decrypted once (the same bytes recur at many crash points)."""
+
+    def __init__(self, identity: bytes) -> None:
+        self.identity = identity
+        self.cache: dict[bytes, float] = {}
+
+    def seconds(self, store: Path, after_seq: int) -> float:
+        import hashlib
+        import av
+        from common import age_format
+        total = 0.0
+        for seg in sorted((store / "segments").glob("*.ts.age")):
+            if int(seg.name.split(".")[0]) <= after_seq:
+                continue
+            data = seg.read_bytes()
+            digest = hashlib.sha256(data).digest()
+            if digest not in self.cache:
+                span = 0.0
+                # what the office decrypts of a cut segment: its authenticated prefix
+                ts = age_format.recover(data, self.identity).plaintext
+                if ts:
+                    with av.open(io.BytesIO(ts)) as c:
+                        v = c.streams.video[0]
+                        pts = [p.pts for p in c.demux(v) if p.pts is not None]
+                    span = (max(pts) - min(pts)) * float(v.time_base) if pts else 0.0
+                self.cache[digest] = span
+            total += self.cache[digest]
+        return total
+
+
+def test_every_crash_point_of_a_recording_mounts_verifies_and_loses_about_a_second(machine, tmp_path):
+    """The camera's store on dm-log-writes while it records across segment rotations; the
+    log replayed to every flush and FUA (CrashMonkey): each state mounts (ext4 recovers its
+    journal), the camera's boot step seals the interrupted segment, the store verifies, and
+    the footage recovered grows by at most about a second from one crash point to the next
+    (a cut between two points loses at most that step)."""
+    import subprocess
+    from common import keys as common_keys
+    from common.chain_head import read_head
+    from device.event_log import repair_torn_tail
+    from device.identity import DeviceIdentity
+    from device.segment_store import SegmentStore
+    from dock.verify import NothingToVerify, verify_store
+    from system import logwrites
+    q = machine
+    root = q.provisioned.disk.parent / "root"   # type: ignore[attr-defined]
+    base, logdev = q.extra_disks
+    q.run(f"echo '' > {UDC}; systemctl stop bodycam-device").check("stop")
+    q.run("modprobe dm-log-writes && dmsetup create bench-lw --table "
+          "\"0 $(blockdev --getsz /dev/vdb) log-writes /dev/vdb /dev/vdc\" "
+          "&& mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/bench-lw "
+          "&& mkdir -p /run/bench-store && mount /dev/mapper/bench-lw /run/bench-store "
+          f"&& cp -a {CAMERA_STORE}/. /run/bench-store/ && umount /run/bench-store "
+          f"&& mount /dev/mapper/bench-lw {CAMERA_STORE} && chown bodycam:bodycam {CAMERA_STORE} "
+          f"&& chmod 700 {CAMERA_STORE} && sync && dmsetup message bench-lw 0 mark recording",
+          timeout=300).check("the store on dm-log-writes")
+    # the head the dock saw last: what was offloaded before is not missing (bodycam-verify --anchor)
+    verify_key = common_keys.load_verify_key(root / "etc/bodycam/device.pub.pem")
+    anchor = read_head(fetch(q, f"{CAMERA_STORE}/chain-head.cbor"), verify_key)
+    before = manifests(q)
+    q.run("systemctl start bodycam-device", timeout=200).check("start")
+    q.wait_for("systemctl is-active -q bodycam-device", 180, "the camera ready")
+    q.run(f"{DEVICE} --press double").check("press")
+    q.wait_for(f"[ $(ls {CAMERA_STORE}/segments | grep -c '\\.manifest$') -ge {before + 3} ]", 240,
+               "three rotations", every=1)
+    time.sleep(3)
+    # the power cut is the log's end: SIGKILL, nothing more written to the store
+    q.run("systemctl kill -s KILL bodycam-device; sleep 1; systemctl stop bodycam-device", timeout=120)
+    q.run("mkdir -p /run/bench-lw-keep && cp -a /var/lib/bodycam/store/. /run/bench-lw-keep/",
+          timeout=300).check("keep the store")
+    q.run(f"umount {CAMERA_STORE} && dmsetup remove bench-lw && sync", timeout=120).check("the log closed")
+    q.run(f"find {CAMERA_STORE} -mindepth 1 -delete && cp -a /run/bench-lw-keep/. {CAMERA_STORE}/ "
+          "&& rm -rf /run/bench-lw-keep && systemctl start bodycam-device", timeout=300).check(
+        "the camera on its own store again")
+
+    device = DeviceIdentity.load(image.DEVICE_ID, root / "etc/bodycam/device.key",
+                                 [(q.provisioned.keys / "authority.pub").read_text().strip()],  # type: ignore[attr-defined]
+                                 image.OFFICER)
+    footage = Footage(authority_identity(q))
+    work, mnt = tmp_path / "replay.img", tmp_path / "mnt"
+    mnt.mkdir()
+    seconds: list[float] = []
+    with open(logdev, "rb") as log, open(work, "w+b") as dev:
+        dev.truncate(base.stat().st_size)
+        entries = logwrites.read_log(log)
+        start = next(i for i, e in enumerate(entries) if e.mark == "recording")
+        for i, _ in logwrites.crash_points(log, entries, dev):
+            if i < start:
+                continue
+            snap, copy = tmp_path / "point.img", tmp_path / f"store-{i}"
+            subprocess.run(["cp", "--sparse=always", str(work), str(snap)], check=True)
+            # mounting recovers ext4's journal, as the camera's boot does
+            subprocess.run(["mount", "-o", "loop", str(snap), str(mnt)], check=True)
+            try:
+                subprocess.run(["cp", "-a", f"{mnt}/.", str(copy)], check=True)
+            finally:
+                subprocess.run(["umount", str(mnt)], check=True)
+            # what the camera does at boot: the event log's torn tail off, open segments sealed
+            repair_torn_tail(copy / "events.cbors")
+            SegmentStore(copy, device).seal_interrupted()
+            try:
+                report = verify_store(copy, verify_key, anchor=anchor)
+                assert report.ok, (i, report.to_json())
+            except NothingToVerify:
+                assert not list(copy.glob("segments/*.manifest")), i
+            seconds.append(footage.seconds(copy, anchor.seq))
+            shutil.rmtree(copy)
+    # from the first pictures on (the press makes the pre-record's seconds durable at once)
+    gaps = [b - a for a, b in zip(seconds, seconds[1:]) if a > 0]
+    q.timings["crash_points"] = len(seconds)   # type: ignore[attr-defined]
+    q.timings["crash_worst_step_s"] = max(gaps)   # type: ignore[attr-defined]
+    print(f"crash points checked: {len(seconds)}; footage {seconds[0]:.1f} → {seconds[-1]:.1f} s; "
+          f"largest step between points {max(gaps):.2f} s")
+    assert len(seconds) >= 10 and seconds[-1] > 10, (len(seconds), seconds)
+    assert min(gaps) >= -0.01, "footage that was there at one crash point was gone at a later one"
+    # a step is at most one 64-KiB age chunk (0.87 s at the bench's 600 kbit/s: a chunk is
+    # encrypted once the next byte shows it is not the last) plus the 1-s fsync interval
+    assert max(gaps) <= 2.0, gaps
+
+
+
+def unplug(q: Qemu) -> None:
+    q.run(f"[ -z \"$(cat {UDC})\" ] || echo '' > {UDC}").check("unplug")
+
+
+def manifests(q: Qemu) -> int:
+    return int(q.run(f"ls {CAMERA_STORE}/segments | grep -c '\\.manifest$' || true").out.strip() or 0)
+
+
+def authority_identity(q: Qemu) -> bytes:
+    """The office's X25519 identity (raw), as common.age_format takes it."""
+    from common.keys import load_identity
+    return load_identity(q.provisioned.keys / "authority.key")  # type: ignore[attr-defined]
+
+
+def page_cache_lost(q: Qemu, recording: dict, open_seg: list[str]) -> dict:
+    """What the power cut took: the bytes of the open segment the camera had written (to the
+    page cache) just before it, less what the disk kept (the stored segment, as sealed at the
+    next boot), as seconds at the recording's own rate (its complete segments' bytes per
+    second of footage). Clock-free: under emulation the guest's wall clock and the footage's
+    time drift apart by more than the loss to be measured. Not counted: the camera's
+    unfinished 64-KiB chunk in memory (at most 0.87 s at the bench's 600 kbit/s)."""
+    from common import keys as common_keys
+    from common.manifest import read_manifest
+    name, written = open_seg[0], int(open_seg[1])
+    seq = int(name.split(".")[0])
+    assert seq in recording["segments"], (name, recording["segments"])
+    key = common_keys.load_verify_key(q.provisioned.disk.parent / "root/etc/bodycam/device.pub.pem")  # type: ignore[attr-defined]
+    where = f"/srv/evidence/devices/{image.DEVICE_ID}/segments"
+    kept = int(q.run(f"stat -c %s {where}/{name}").check("stored size").out)
+    size = seconds = 0.0
+    for other in recording["segments"]:
+        m = read_manifest(fetch(q, f"{where}/{other:08d}.manifest"), key)
+        if m.complete and m.end_utc_us is not None and m.end_utc_us > m.start_utc_us:
+            size, seconds = size + m.size, seconds + (m.end_utc_us - m.start_utc_us) / 1e6
+    rate = size / seconds if seconds else 600_000 / 8   # the bench's bitrate when none was finished
+    return {"written_bytes": written, "kept_bytes": kept, "lost_s": round(max(0, written - kept) / rate, 2)}
+
+
+# (moment, what to wait for after the press, then how long): "as a segment is sealed" cuts
+# while the camera rotates (one segment's manifest just written, the next one's first bytes in flight)
+POWER_CUTS = [
+    ("2 s into the second segment", "sealed", 2.0),
+    ("as a segment is sealed (rotation)", "sealed", 0.0),
+    ("1.5 s after the press (pre-record just written)", "press", 1.5),
+]
+
+
+def test_a_power_cut_while_recording_loses_about_a_second_and_the_camera_records_again(machine):
+    """SIGKILL of qemu is a power cut of the guest: its kernel's unwritten pages are gone.
+    After the next boot the camera seals what it had, the dock takes it, the office verifies
+    it, the footage ends at most about a second before the cut, and the camera records again
+    without help. Several moments, one boot each; the table goes to the closing note."""
+    q = machine
+    table = []
+    # CI's budget holds one boot more: the rotation, the hardest moment (.ci/run sets it);
+    # by hand (./dev.sh system test) every moment, for the table in docs/operations.md
+    chosen = os.environ.get("BODYCAM_POWER_CUTS", "all")
+    cuts = [c for c in POWER_CUTS if chosen == "all" or chosen in c[0]]
+    assert cuts, f"BODYCAM_POWER_CUTS={chosen!r} names no moment of {[c[0] for c in POWER_CUTS]}"
+    for moment, after, delay in cuts:
+        q.wait_for("systemctl is-active -q bodycam-device", 240, "the camera ready")
+        unplug(q)   # out of the dock, recording
+        before = manifests(q)
+        q.run(f"{DEVICE} --press double").check("press")   # at once, no announcement
+        if after == "sealed":
+            q.wait_for(f"[ $(ls {CAMERA_STORE}/segments | grep -c '\\.manifest$') -gt {before} ]", 120,
+                       "a first sealed segment", every=0.1)
+        time.sleep(delay)
+        # what the camera had handed to the kernel of its open segment the moment before the
+        # cut (in the page cache: written, not all of it on the disk yet)
+        open_seg = q.run(f"cd {CAMERA_STORE}/segments && f=$(ls *.ts.age | tail -1) && stat -c '%n %s' $f"
+                         ).check("the open segment").out.split()
+        q.power_cut()
+        q.start()
+        q.wait_agent()
+        # at boot the gadget binds again: the camera is in its dock
+        q.wait_for("systemctl is-active -q bodycam-device && systemctl is-active -q bodycam-dock", 240, "up again")
+        wait_bay(q, "done", 300, cut)
+        q.wait_for(f"! ls {CAMERA_STORE}/segments | grep -q '\\.ts\\.age$'", 120, "the camera freed", every=2)
+        recs = json.loads(q.run(f"{OFFICE} list --json", timeout=120).check("list").out)["recordings"]
+        newest = max(recs, key=lambda r: r["start_utc"])
+        assert newest["truncated"], newest
+        row = page_cache_lost(q, newest, open_seg)
+        table.append({"moment": moment, **row, "segments": len(newest["segments"])})
+        print(f"power cut {moment}: {table[-1]}")
+        assert row["lost_s"] < 1.5, (moment, table[-1], newest)
+    verify = q.run(f"{OFFICE} verify --json", timeout=600)
+    for row in table:
+        row["verify"] = "ok" if verify.rc == 0 else "FAILED"
+    (Path(q.workdir) / "power-cuts.json").write_text(json.dumps(table, indent=1))
+    q.timings["power_cut_worst_s"] = max(r["lost_s"] for r in table)   # type: ignore[attr-defined]
+    assert verify.rc == 0, verify.out[-2000:]
+    # and it records again, without help
+    unplug(q)
+    before = manifests(q)
+    q.run(f"{DEVICE} --press double").check("press")
+    q.wait_for(f"[ $(ls {CAMERA_STORE}/segments | grep -c '\\.manifest$') -gt {before} ]", 120,
+               "recording after the cuts")
+    q.run(f"{DEVICE} --press hold", timeout=30).check("hold")

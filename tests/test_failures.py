@@ -242,3 +242,26 @@ def test_sigterm_stops_bodycam_device(tmp_path, key_dir, authority):
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
     records, torn = split_sequence((tmp_path / "store" / "events.cbors").read_bytes())
     assert torn == 0 and open_signed(records[-1], None)["kind"] == "shutdown_requested"
+
+
+def test_an_event_log_whose_size_outran_its_data_at_a_power_cut_is_cut_back_and_goes_on(tmp_path, identity,
+                                                                                          device_public):
+    """Seen replaying dm-log-writes on the booted system: after a power cut the log ended in
+    zeros (its new size reached the disk, its data did not). Each zero decodes as a CBOR
+    item, so the torn-tail repair kept them and verify failed: "not a COSE_Sign1 record".
+    Now they are cut off at boot, the chain goes on, and the log verifies."""
+    from device import event_log as event_log_module
+    from device.event_log import read_event_log
+    from common.clock import VirtualClock
+    log = event_log_module.EventLog(tmp_path, identity, VirtualClock())
+    for i in range(3):
+        log.append("marker", "RECORDING", n=i)
+    log.close()
+    good = log.path.read_bytes()
+    log.path.write_bytes(good + bytes(4096))
+    log = event_log_module.EventLog(tmp_path, identity, VirtualClock())
+    assert log.path.read_bytes() == good
+    log.append("after_the_cut", "BOOTING")
+    log.close()
+    records = read_event_log(log.path, device_public)
+    assert [r["kind"] for r in records][-2:] == ["marker", "after_the_cut"], records

@@ -139,3 +139,37 @@ def test_service_answers_garbage_bytes_with_a_protocol_error(served):
     assert reply["ok"] is False and reply["code"] in ("bad_frame", "bad_crc")
     port.send(request(77, "list"))
     assert port.recv(5)["code"] == "not_authenticated"  # and the link still works
+
+
+def test_the_cameras_side_lets_go_of_a_port_without_waiting_for_its_close():
+    """A tty's close waits for unsent output to drain (the USB gadget's up to 15 s, with no
+    way to discard it): on the booted system a flooding peer that read nothing held the
+    camera's loop in that close until the watchdog killed it. The non-blocking (camera's)
+    link closes in a thread; ``closing`` says so until it is done (the runtime does not open
+    the port again meanwhile: device/runtime.py)."""
+    import os
+    import threading
+    import time
+    from common import link as link_module
+
+    r, w = os.pipe()
+    released = threading.Event()
+
+    class SlowPort:   # a port whose close waits, as gs_close does for a peer that reads nothing
+        def fileno(self) -> int:
+            return r
+
+        def close(self) -> None:
+            released.wait(5)
+            os.close(r)
+
+    port = link_module.Link(SlowPort(), nonblocking=True)
+    t0 = time.monotonic()
+    port.close()
+    assert time.monotonic() - t0 < 0.5 and port.closing
+    released.set()
+    deadline = time.monotonic() + 5
+    while port.closing:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.close(w)
